@@ -1,0 +1,23 @@
+"""arblocks: autoregressive image models from declarative specs of registered, causality-checked blocks."""
+
+from .block import Block, BuildContext, Elementwise
+from .builder import build_model
+from .errors import ArblocksError, BlockError, Problem, RegistryError, SpecError
+from .head import Head
+from .hookspecs import hookimpl
+from .inputs import InputType
+from .model import ARModel
+from .ordering import Ordering
+from .plugins import get_registry, load_registry
+from .spec import BlockConfig, HeadConfig, ImageSpec, InputConfig, ModelSpec, stream_field
+from .streams import Causal, StreamInfo
+from .validate import load_spec, parse_spec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ARModel", "ArblocksError", "Block", "BlockConfig", "BlockError", "BuildContext", "Causal", "Elementwise", "Head",
+    "HeadConfig", "ImageSpec", "InputConfig", "InputType", "ModelSpec", "Ordering", "Problem", "RegistryError",
+    "SpecError", "StreamInfo", "build_model", "get_registry", "hookimpl", "load_registry", "load_spec", "parse_spec",
+    "stream_field",
+]

@@ -1,0 +1,88 @@
+"""The block contract: what a registered block type provides.
+
+A block type is an ``nn.Module`` subclass of :class:`Block` with
+
+* ``Config``: a pydantic model (subclass of :class:`arblocks.spec.BlockConfig`) whose ``type`` field is
+  a ``Literal`` naming the block, with a default, bounds and a description on every field;
+* ``__init__(config, inputs, aux, ctx)``: builds the layers from the shapes of its input streams and
+  sets ``self.output_info`` (a :class:`~arblocks.streams.StreamInfo` with the output's shape);
+* ``forward(*inputs, **aux)``: one tensor per ``in`` stream, auxiliary streams by field name;
+* ``causality(inputs, aux)``: its causal statement, mapping the causal states of its inputs to the
+  state of its output (see :mod:`arblocks.streams`). The builder composes these statements and rejects
+  a spec that cannot be causal; the gradient check of :mod:`arblocks.causality` is the final word.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
+
+from torch import nn
+
+from .errors import BlockError
+from .spec import BlockConfig, ImageSpec
+from .streams import Causal, StreamInfo
+
+if TYPE_CHECKING:
+    from .builder import Chain
+
+
+@dataclass
+class BuildContext:
+    """What a block may know about the model it is part of."""
+
+    image: ImageSpec
+    ordering: str
+    path: str
+    #: ``build_chain(nodes, input_info, key)`` builds the nested block list held in the config field ``key``
+    build_chain: Callable[[Sequence[Any], StreamInfo, str], "Chain"]
+
+
+class Block(nn.Module):
+    """Base class of all blocks. See the module docstring for the contract."""
+
+    Config: ClassVar[type[BlockConfig]]
+    #: number of streams in ``in``; ``None`` for one or more
+    num_inputs: ClassVar[int | None] = 1
+    #: orderings whose causality the block's statement covers; ``None`` when it holds for every ordering
+    orderings: ClassVar[frozenset[str] | None] = frozenset({"raster"})
+
+    output_info: StreamInfo
+
+    def __init__(self, config: BlockConfig, inputs: Sequence[StreamInfo], aux: dict[str, StreamInfo], ctx: BuildContext):
+        super().__init__()
+        self.config = config
+        self.image = ctx.image
+
+    def causality(self, inputs: Sequence[Causal], aux: dict[str, Causal]) -> Causal:
+        raise NotImplementedError(f"{type(self).__name__} must state its causality")
+
+    def extra_repr(self) -> str:
+        return self.config.type
+
+
+class Elementwise(Block):
+    """A block that maps each value on its own (or each position's channels in a group-preserving way)."""
+
+    orderings = None
+
+    def __init__(self, config, inputs, aux, ctx):
+        super().__init__(config, inputs, aux, ctx)
+        self.output_info = inputs[0]
+
+    def causality(self, inputs, aux):
+        return inputs[0]
+
+
+def require_map(info: StreamInfo, what: str = "input", field: str = "in") -> StreamInfo:
+    if info.kind != "map":
+        raise BlockError(f"{what} must be a feature map, got {info.describe()}", field=field)
+    return info
+
+
+def same_size(infos: Sequence[StreamInfo], field: str = "in") -> tuple[int, int]:
+    sizes = {(i.height, i.width) for i in infos}
+    if len(sizes) != 1:
+        shown = ", ".join(i.describe() for i in infos)
+        raise BlockError(f"streams must have the same height and width, got {shown}", field=field)
+    return sizes.pop()

@@ -1,0 +1,64 @@
+"""Plain (unmasked) convolution: 1x1 mixing of a position's channels, or k x k on conditioning inputs."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+from torch import nn
+
+from ..block import Block, require_map
+from ..errors import BlockError
+from ..hookspecs import hookimpl
+from ..spec import BlockConfig
+from ..streams import Causal, canonical
+from ..ops import ungrouped
+
+
+class ConvConfig(BlockConfig):
+    """Unmasked convolution; 1x1 mixes the channels of each position, larger kernels only suit inputs independent of the image."""
+
+    type: Literal["conv"] = "conv"
+    channels: int | None = Field(None, gt=0, le=65536, description="Output channels; defaults to the input's.")
+    kernel_size: int = Field(1, gt=0, le=63, description="Odd kernel size; anything above 1 sees later pixels of the image.")
+    bias: bool = Field(True, description="Add a learned bias.")
+
+    @field_validator("kernel_size")
+    @classmethod
+    def _odd(cls, value: int) -> int:
+        if value % 2 == 0:
+            raise ValueError(f"must be odd (got {value})")
+        return value
+
+
+class Conv(Block):
+    Config = ConvConfig
+    orderings = None  # 1x1 mixes one position only; larger kernels are refused on image-dependent streams
+
+    def __init__(self, config: ConvConfig, inputs, aux, ctx):
+        super().__init__(config, inputs, aux, ctx)
+        source = require_map(inputs[0])
+        out_channels = config.channels or source.channels
+        self.conv = nn.Conv2d(source.channels, out_channels, config.kernel_size, padding=config.kernel_size // 2, bias=config.bias)
+        self.output_info = source.with_(channels=out_channels)
+
+
+    def forward(self, x):
+        return self.conv(x)
+
+    def causality(self, inputs, aux):
+        state = inputs[0]
+        if state == Causal.NONE:
+            return state
+        if self.config.kernel_size > 1:
+            raise BlockError(
+                f"an unmasked {self.config.kernel_size}x{self.config.kernel_size} convolution on a stream that depends on the image "
+                "lets each output see later pixels; use masked_conv, or apply conv only to inputs such as conditioning maps",
+                field="kernel_size",
+            )
+        return canonical(ungrouped(state), self.image.channels)
+
+
+@hookimpl
+def arblocks_register_blocks(register):
+    register(Conv)

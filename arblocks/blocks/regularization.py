@@ -1,0 +1,31 @@
+"""Dropout."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch.nn.functional as F
+from pydantic import Field
+
+from ..block import Elementwise
+from ..hookspecs import hookimpl
+from ..spec import BlockConfig
+
+
+class DropoutConfig(BlockConfig):
+    """Dropout of single values in training mode (identity in evaluation mode)."""
+
+    type: Literal["dropout"] = "dropout"
+    p: float = Field(0.5, ge=0, lt=1, description="Probability of zeroing a value.")
+
+
+class Dropout(Elementwise):
+    Config = DropoutConfig
+
+    def forward(self, x):
+        return F.dropout(x, self.config.p, self.training)
+
+
+@hookimpl
+def arblocks_register_blocks(register):
+    register(Dropout)

@@ -1,0 +1,48 @@
+"""Residual wrapper: ``x + body(x)`` around a chain of blocks."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from ..block import Block, require_map
+from ..errors import BlockError
+from ..hookspecs import hookimpl
+from ..spec import BlockConfig, blocks_field
+from ..streams import join
+
+
+class ResidualConfig(BlockConfig):
+    """Residual connection: adds the input to the output of a nested chain of blocks (which must keep its shape)."""
+
+    type: Literal["residual"] = "residual"
+    body: list[Any] = blocks_field(
+        "Blocks applied in order to the residual's input; they read and write the residual's own stream, so they take no in/out/push.",
+        min_length=1,
+    )
+
+
+class Residual(Block):
+    Config = ResidualConfig
+    orderings = None  # as causal as its body, which is checked block by block
+
+    def __init__(self, config: ResidualConfig, inputs, aux, ctx):
+        super().__init__(config, inputs, aux, ctx)
+        source = require_map(inputs[0])
+        self.body = ctx.build_chain(config.body, source, "body")
+        if self.body.output_info.shape != source.shape:
+            raise BlockError(
+                f"the body turns {source.describe()} into {self.body.output_info.describe()}; a residual body must keep the shape",
+                field="body",
+            )
+        self.output_info = source
+
+    def forward(self, x):
+        return x + self.body(x)
+
+    def causality(self, inputs, aux):
+        return join(inputs[0], self.body.causality(inputs[0]))
+
+
+@hookimpl
+def arblocks_register_blocks(register):
+    register(Residual)

@@ -1,0 +1,320 @@
+"""Spec -> ``nn.Module``.
+
+The builder walks the body in order, keeping what it knows about every stream (shape and causal state,
+see :mod:`arblocks.streams`) and every skip stack. Each block is built from the shapes of the streams it
+reads; its causal statement gives the state of the stream it writes. Every problem (unknown stream, pop
+from an empty stack, shape mismatch, a wiring that cannot be causal, a head that does not fit the image)
+is collected with its JSON path and raised as one :class:`~arblocks.errors.SpecError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from torch import nn
+
+from .block import Block, BuildContext
+from .errors import BlockError, Problem, SpecError, did_you_mean
+from .model import ARModel, Ref, Step
+from .ops import keeps_groups, ungrouped
+from .plugins import get_registry
+from .registry import Registry
+from .spec import IMAGE_STREAM, STREAM_MARK, BlockConfig, ImageSpec, ModelSpec, PopRef
+from .streams import Causal, StreamInfo, canonical, join
+
+
+class _Failed(Exception):
+    """A problem was recorded; the current block is skipped."""
+
+
+@dataclass
+class Row:
+    """One line of the `arblocks build` table."""
+
+    label: str
+    type: str
+    shape: str
+    params: int
+    depth: int = 0
+    causal: str = ""
+
+
+class Chain(nn.Module):
+    """Blocks applied one after another to a single stream (the body of a container block)."""
+
+    def __init__(self, layers: list[Block], paths: list[str], input_info: StreamInfo, rows: list[Row]):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.paths = paths
+        self.rows = rows
+        self.output_info = layers[-1].output_info if layers else input_info
+
+    def forward(self, h):
+        for layer in self.layers:
+            h = layer(h)
+        return h
+
+    def causality(self, state: Causal) -> Causal:
+        for layer, path in zip(self.layers, self.paths):
+            try:
+                state = canonical(layer.causality([state], {}), layer.image.channels)
+            except BlockError as error:
+                raise ChainCausalityError(path, error) from error
+        return state
+
+
+class ChainCausalityError(BlockError):
+    def __init__(self, path: str, error: BlockError):
+        super().__init__(error.message, error.field, error.type)
+        self.path = path
+
+
+@dataclass
+class _State:
+    streams: dict[str, StreamInfo | None]
+    stacks: dict[str, list[tuple[StreamInfo | None, str]]] = field(default_factory=dict)
+    last: str = IMAGE_STREAM
+
+
+class Builder:
+    def __init__(self, spec: ModelSpec, registry: Registry | None = None, image: ImageSpec | None = None):
+        self.spec = spec
+        self.registry = registry or get_registry()
+        self.image = image or spec.image
+        self.problems: list[Problem] = []
+        self.layers: list[nn.Module] = []
+        self.steps: list[Step] = []
+        self.rows: list[Row] = []
+
+    # -- problems -------------------------------------------------------------------------------
+    def problem(self, path: str, kind: str, message: str) -> None:
+        p = Problem(path, kind, message)
+        if p not in self.problems:  # a repeated block reports once
+            self.problems.append(p)
+
+    def fail(self, path: str, kind: str, message: str):
+        self.problem(path, kind, message)
+        raise _Failed
+
+    # -- the whole model ------------------------------------------------------------------------
+    def build(self) -> ARModel:
+        image = self.image
+        x_info = StreamInfo(image.channels, image.height, image.width, canonical(Causal.INCLUSIVE, image.channels))
+        state = _State(streams={IMAGE_STREAM: x_info})
+        input_modules = nn.ModuleDict()
+        for name, config in self.spec.inputs.items():
+            if name == IMAGE_STREAM:
+                self.problem(f"/inputs/{name}", "reserved_name", f"'{IMAGE_STREAM}' is the image stream; name the input otherwise")
+                continue
+            module = self.registry.inputs[config.type].cls(config, image)
+            input_modules[name] = module
+            state.streams[name] = module.info
+        self.readonly = set(state.streams)
+
+        self.walk(self.spec.body, "/body", "", state)
+        for stack, entries in state.stacks.items():
+            if entries:
+                self.problem(entries[-1][1] + "/push", "unpopped", f"skip stack '{stack}' still holds {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} at the end of the body; pop every pushed stream")
+        head, head_in = self.build_head(state)
+        if self.problems:
+            raise SpecError(self.problems)
+        return ARModel(self.spec, image, self.layers, self.steps, head, head_in, input_modules, self.rows)
+
+    def walk(self, nodes: Sequence[Any], path: str, label: str, state: _State) -> None:
+        for i, config in enumerate(nodes):
+            node_path, node_label = f"{path}/{i}", f"{label}/{i}" if label else f"{path}/{i}"
+            cls = self.registry.blocks[config.type].cls
+            if getattr(cls, "structural", False):
+                for suffix, key, body in cls.expand(config):
+                    self.walk(body, f"{node_path}/{key}", f"{node_label}{suffix}/{key}", state)
+                continue
+            try:
+                self.add_block(cls, config, node_path, config.name or node_label, state)
+            except _Failed:
+                out = config.out or self.default_out(config, state)
+                state.streams[out] = None  # unknown from here on; readers are skipped quietly
+                state.last = out
+
+    # -- one block ------------------------------------------------------------------------------
+    def add_block(self, cls: type[Block], config: BlockConfig, path: str, label: str, state: _State) -> None:
+        refs = self.refs(config.in_, state.last)
+        if cls.num_inputs is not None and len(refs) != cls.num_inputs:
+            self.fail(f"{path}/in", "arity", f"'{config.type}' reads {cls.num_inputs} stream(s), got {len(refs)}")
+        inputs = [self.read(ref, f"{path}/in", state) for ref in refs]
+        aux_refs, aux = {}, {}
+        for field_name, f in type(config).model_fields.items():
+            extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
+            value = getattr(config, field_name)
+            if extra.get(STREAM_MARK) and value is not None:
+                key = f.alias or field_name
+                aux_refs[field_name] = self.refs(value, state.last)
+                aux[field_name] = self.concat([self.read(r, f"{path}/{key}", state) for r in aux_refs[field_name]], f"{path}/{key}")
+        if any(i is None for i in [*inputs, *aux.values()]):
+            raise _Failed  # an input failed earlier; that problem is already reported
+        if cls.orderings is not None and self.spec.ordering not in cls.orderings:
+            self.fail(f"{path}/type", "ordering", f"'{config.type}' is causal only under {sorted(cls.orderings)}, not under ordering '{self.spec.ordering}'")
+
+        block = self.construct(cls, config, inputs, aux, self.context(path, label), path)
+        out_state = self.causal_state(block, [i.causal for i in inputs], {k: v.causal for k, v in aux.items()}, path)
+        out = config.out or self.default_out(config, state)
+        if out in self.readonly:
+            self.fail(f"{path}/out", "readonly", f"'{out}' is {'the image' if out == IMAGE_STREAM else 'a spec input'} and cannot be written; choose another stream name")
+        info = block.output_info.with_(causal=out_state)
+        state.streams[out] = info
+        state.last = out
+        if config.push:
+            state.stacks.setdefault(config.push, []).append((info, path))
+        self.steps.append(Step(len(self.layers), label, path, config.type, refs, aux_refs, out, config.push))
+        self.layers.append(block)
+        self.rows.append(Row(label, config.type, info.describe(), count_params(block), 0, out_state.label))
+        if isinstance(getattr(block, "body", None), Chain):
+            self.rows.extend(Row(r.label, r.type, r.shape, r.params, r.depth + 1, r.causal) for r in block.body.rows)
+
+    def construct(self, cls, config, inputs, aux, ctx, path) -> Block:
+        try:
+            return cls(config, inputs, aux, ctx)
+        except BlockError as error:
+            self.fail(f"{path}/{error.field}" if error.field else path, error.type, error.message)
+        except _Failed:
+            raise
+        except Exception as error:  # noqa: BLE001 - a plugin bug must not become a traceback
+            self.fail(path, "build_failed", f"'{config.type}' failed to build: {type(error).__name__}: {error}")
+
+    def causal_state(self, block, inputs: list[Causal], aux: dict[str, Causal], path: str) -> Causal:
+        channels = self.image.channels
+        try:
+            state = canonical(block.causality(inputs, aux), channels)
+        except ChainCausalityError as error:
+            self.fail(f"{error.path}/{error.field}" if error.field else error.path, "not_causal", error.message)
+        except BlockError as error:
+            self.fail(f"{path}/{error.field}" if error.field else path, "not_causal", error.message)
+        if state == Causal.FUTURE:
+            seen = ", ".join(s.label for s in inputs) or "none"
+            self.fail(path, "not_causal", f"'{block.config.type}' makes its output depend on later pixels (input states: {seen}); see docs/spec-format.md#causality")
+        return state
+
+    def default_out(self, config: BlockConfig, state: _State) -> str:
+        first = config.in_[0] if isinstance(config.in_, list) and config.in_ else config.in_
+        if first is None:
+            first = state.last
+        if isinstance(first, str) and first not in self.readonly:
+            return first
+        return "h"
+
+    # -- streams --------------------------------------------------------------------------------
+    @staticmethod
+    def refs(value, last: str) -> list[Ref]:
+        if value is None:
+            return [Ref("stream", last)]
+        items = value if isinstance(value, list) else [value]
+        return [Ref("pop", v.pop) if isinstance(v, PopRef) else Ref("stream", v) for v in items]
+
+    def read(self, ref: Ref, path: str, state: _State) -> StreamInfo | None:
+        if ref.kind == "pop":
+            entries = state.stacks.get(ref.name)
+            if not entries:
+                known = did_you_mean(ref.name, [k for k, v in state.stacks.items() if v])
+                self.fail(path, "empty_stack", f"pop from skip stack '{ref.name}', which is empty here{known}")
+            return entries.pop()[0]
+        if ref.name not in state.streams:
+            self.fail(path, "unknown_stream", f"stream '{ref.name}' is read before it is written{did_you_mean(ref.name, state.streams)} (streams so far: {', '.join(state.streams)})")
+        return state.streams[ref.name]
+
+    def concat(self, infos: list[StreamInfo | None], path: str) -> StreamInfo | None:
+        if any(i is None for i in infos):
+            return None
+        if len(infos) == 1:
+            return infos[0]
+        if any(i.kind != "map" for i in infos) or len({(i.height, i.width) for i in infos}) != 1:
+            self.fail(path, "shape_mismatch", f"streams concatenated here must be feature maps of one size, got {', '.join(i.describe() for i in infos)}")
+        state = join(*(i.causal for i in infos))
+        if not keeps_groups([i.channels for i in infos], self.image.channels):
+            state = canonical(ungrouped(state), self.image.channels)
+        return infos[0].with_(channels=sum(i.channels for i in infos), causal=state)
+
+    # -- containers -----------------------------------------------------------------------------
+    def context(self, path: str, label: str) -> BuildContext:
+        def build_chain(nodes: Sequence[Any], info: StreamInfo, key: str) -> Chain:
+            return self.build_chain(nodes, info, f"{path}/{key}", f"{label}/{key}")
+
+        return BuildContext(self.image, self.spec.ordering, path, build_chain)
+
+    def build_chain(self, nodes: Sequence[Any], info: StreamInfo, path: str, label: str) -> Chain:
+        layers, paths, rows = [], [], []
+        failed = False
+        for (node_path, label), config in self.flatten(nodes, path, label):
+            if any(getattr(config, k, None) is not None for k in ("in_", "out", "push")):
+                self.problem(node_path, "stream_in_chain", "blocks inside a container read and write the container's stream: remove in/out/push")
+                failed = True
+                continue
+            cls = self.registry.blocks[config.type].cls
+            if cls.num_inputs not in (1, None) or any(
+                (f.json_schema_extra or {}).get(STREAM_MARK) and getattr(config, n) is not None
+                for n, f in type(config).model_fields.items() if isinstance(f.json_schema_extra, dict)
+            ):
+                self.problem(node_path, "stream_in_chain", f"'{config.type}' reads auxiliary streams and cannot stand inside a container")
+                failed = True
+                continue
+            try:
+                block = self.construct(cls, config, [info], {}, self.context(node_path, config.name or label), node_path)
+            except _Failed:
+                failed = True
+                break
+            layers.append(block)
+            paths.append(node_path)
+            rows.append(Row(config.name or label, config.type, block.output_info.describe(), count_params(block)))
+            if isinstance(getattr(block, "body", None), Chain):
+                rows.extend(Row(r.label, r.type, r.shape, r.params, r.depth + 1) for r in block.body.rows)
+            info = block.output_info
+        if failed:
+            raise _Failed
+        return Chain(layers, paths, info, rows)
+
+    def flatten(self, nodes, path, label):
+        for i, config in enumerate(nodes):
+            node_path, node_label = f"{path}/{i}", f"{label}/{i}" if label else f"{path}/{i}"
+            cls = self.registry.blocks[config.type].cls
+            if getattr(cls, "structural", False):
+                for suffix, key, body in cls.expand(config):
+                    yield from self.flatten(body, f"{node_path}/{key}", f"{node_label}{suffix}/{key}")
+            else:
+                yield (node_path, node_label), config
+
+    # -- head -----------------------------------------------------------------------------------
+    def build_head(self, state: _State):
+        config = self.spec.head
+        name = config.in_ or state.last
+        if name not in state.streams:
+            self.problem("/head/in", "unknown_stream", f"stream '{name}' is never written{did_you_mean(name, state.streams)}")
+            return None, name
+        info = state.streams[name]
+        if info is None:
+            return None, name
+        if info.kind != "map" or (info.height, info.width) != (self.image.height, self.image.width):
+            self.problem("/head/in", "shape_mismatch", f"the head needs a feature map of the image's size {self.image.height}x{self.image.width}, got {info.describe()}")
+            return None, name
+        cls = self.registry.heads[config.type].cls
+        try:
+            head = cls(config, info, self.image)
+        except BlockError as error:
+            self.problem(f"/head/{error.field}" if error.field else "/head", error.type, error.message)
+            return None, name
+        except Exception as error:  # noqa: BLE001
+            self.problem("/head", "build_failed", f"'{config.type}' failed to build: {type(error).__name__}: {error}")
+            return None, name
+        allowed = canonical(cls.requires, self.image.channels)
+        if info.causal > allowed:
+            hint = "start the body with masked_conv mask 'A' on the image" if info.causal >= Causal.INCLUSIVE else "keep the channel groups apart (masked convolutions) or use a head that models the pixel jointly"
+            self.problem("/head/in", "not_causal", f"head '{config.type}' needs features in state '{allowed.label}' or stricter, but stream '{name}' is '{info.causal.label}' (it may see the sub-pixel it predicts); {hint}")
+        self.rows.append(Row("head", config.type, "x".join(map(str, (self.image.channels, self.image.height, self.image.width))), count_params(head), 0, ""))
+        return head, name
+
+
+def count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def build_model(spec: ModelSpec, registry: Registry | None = None, image: ImageSpec | None = None) -> ARModel:
+    """Build the model of a validated spec (optionally for another image size, e.g. for a quick causality check)."""
+    return Builder(spec, registry, image).build()

@@ -1,0 +1,1 @@
+"""Output heads: distribution parameters from features, negative log-likelihoods and samples."""

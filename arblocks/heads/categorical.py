@@ -1,0 +1,95 @@
+"""Per-sub-pixel categorical head (softmax over 2**bits levels) and its 1-bit special case, Bernoulli."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from ..blocks.masked_conv import conv_mask
+from ..errors import BlockError
+from ..head import Head
+from ..hookspecs import hookimpl
+from ..spec import HeadConfig
+
+
+class MaskedProjection(nn.Module):
+    """1x1 mask-B convolution to ``C * per_channel`` outputs: output group c reads feature groups <= c."""
+
+    def __init__(self, in_channels: int, image_channels: int, per_channel: int):
+        super().__init__()
+        out_channels = image_channels * per_channel
+        self.conv = nn.Conv2d(in_channels, out_channels, 1)
+        self.register_buffer("mask", conv_mask("B", out_channels, in_channels, 1, image_channels), persistent=False)
+
+    def forward(self, h):
+        return F.conv2d(h, self.conv.weight * self.mask, self.conv.bias)
+
+
+class CategoricalConfig(HeadConfig):
+    """Softmax over the 2**bits levels of each sub-pixel, from a masked 1x1 projection of the features."""
+
+    type: Literal["categorical"] = "categorical"
+
+
+class Categorical(Head):
+    Config = CategoricalConfig
+
+    def __init__(self, config, source, image):
+        super().__init__(config, source, image)
+        self.levels = image.levels
+        self.project = MaskedProjection(source.channels, image.channels, self.levels)
+
+    def forward(self, h):
+        # [B, C * L, H, W] -> [B, C, L, H, W]: channel group c holds the logits of sub-pixel c
+        return rearrange(self.project(h), "b (c l) h w -> b c l h w", c=self.image.channels)
+
+    def nll(self, params, x):
+        logits = rearrange(params.float(), "b c l h w -> b l c h w")
+        return F.cross_entropy(logits, x.long(), reduction="none").flatten(1).sum(1)
+
+    def sample(self, params, generator=None):
+        probs = rearrange(params.float().softmax(2), "b c l h w -> (b c h w) l")
+        draws = torch.multinomial(probs, 1, generator=generator)
+        b, c, _, h, w = params.shape
+        return rearrange(draws, "(b c h w) 1 -> b c h w", b=b, c=c, h=h, w=w)
+
+    def per_dimension(self, params):
+        return params
+
+
+class BernoulliConfig(HeadConfig):
+    """Bernoulli per sub-pixel for 1-bit images: one logit each, from a masked 1x1 projection of the features."""
+
+    type: Literal["bernoulli"] = "bernoulli"
+
+
+class Bernoulli(Head):
+    Config = BernoulliConfig
+
+    def __init__(self, config, source, image):
+        super().__init__(config, source, image)
+        if image.bits != 1:
+            raise BlockError(f"bernoulli models 1-bit images, but image.bits is {image.bits}; use 'categorical'", field="type")
+        self.project = MaskedProjection(source.channels, image.channels, 1)
+
+    def forward(self, h):
+        return self.project(h)  # [B, C, H, W] logits of a 1
+
+    def nll(self, params, x):
+        return F.binary_cross_entropy_with_logits(params.float(), x.float(), reduction="none").flatten(1).sum(1)
+
+    def sample(self, params, generator=None):
+        return torch.bernoulli(torch.sigmoid(params.float()), generator=generator).long()
+
+    def per_dimension(self, params):
+        return rearrange(params, "b c h w -> b c 1 h w")
+
+
+@hookimpl
+def arblocks_register_heads(register):
+    register(Categorical)
+    register(Bernoulli)

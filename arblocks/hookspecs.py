@@ -1,0 +1,56 @@
+"""The hooks a plugin implements.
+
+A plugin is a module (or any object) with functions decorated by :data:`hookimpl`, declared in its
+package metadata under the ``arblocks`` entry-point group::
+
+    [project.entry-points.arblocks]
+    my_blocks = "my_package.plugin"
+
+Built-in blocks are registered through these very hooks (see ``arblocks/blocks/``).
+Each hook receives a ``register`` callback; call it once per class to register.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+PROJECT_NAME = "arblocks"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec
+def arblocks_register_blocks(register):
+    """Register block types.
+
+    Call ``register(BlockClass)`` for each block. ``BlockClass`` subclasses :class:`arblocks.Block`,
+    has a ``Config`` pydantic model whose ``type`` field is a ``Literal`` with the block's name,
+    and states its causality by implementing ``causality()``.
+    """
+
+
+@hookspec
+def arblocks_register_heads(register):
+    """Register output heads.
+
+    Call ``register(HeadClass)`` for each head. ``HeadClass`` subclasses :class:`arblocks.Head`:
+    it turns features into distribution parameters and gives the negative log-likelihood of an image.
+    """
+
+
+@hookspec
+def arblocks_register_inputs(register):
+    """Register extra input types (class labels, positional maps, conditioning images).
+
+    Call ``register(InputClass)`` for each type. ``InputClass`` subclasses :class:`arblocks.InputType`.
+    """
+
+
+@hookspec
+def arblocks_register_orderings(register):
+    """Register generation orderings of the pixels.
+
+    Call ``register(OrderingClass)`` for each ordering. ``OrderingClass`` subclasses
+    :class:`arblocks.Ordering` and gives the rank of every pixel in the generation order.
+    """

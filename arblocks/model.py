@@ -1,0 +1,116 @@
+"""The built model: runs the blocks over named streams and skip stacks, then the head."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NamedTuple
+
+import torch
+from torch import nn
+
+from .ops import grouped_cat
+from .spec import IMAGE_STREAM, ImageSpec, ModelSpec
+
+if TYPE_CHECKING:
+    from .builder import Row
+
+
+class Ref(NamedTuple):
+    kind: str  # "stream" or "pop"
+    name: str
+
+
+@dataclass
+class Step:
+    index: int
+    label: str
+    path: str
+    type: str
+    inputs: list[Ref]
+    aux: dict[str, list[Ref]] = field(default_factory=dict)
+    out: str = "h"
+    push: str | None = None
+
+
+class ARModel(nn.Module):
+    """An autoregressive image model built from a spec.
+
+    ``model(x, **conditioning)`` takes integer images ``[B, C, H, W]`` with values in ``[0, 2**bits)``
+    and returns the head's distribution parameters. :meth:`nll` gives nats per image,
+    :meth:`bits_per_dim` the mean bits per dimension.
+    """
+
+    def __init__(self, spec: ModelSpec, image: ImageSpec, layers, steps: list[Step], head, head_in: str, inputs: nn.ModuleDict, rows: "list[Row]"):
+        super().__init__()
+        self.spec = spec
+        self.image = image
+        self.layers = nn.ModuleList(layers)
+        self.steps = steps
+        self.head = head
+        self.head_in = head_in
+        self.inputs = inputs
+        self.rows = rows
+
+    # -- inputs ---------------------------------------------------------------------------------
+    @property
+    def provided_inputs(self) -> list[str]:
+        return [name for name, module in self.inputs.items() if module.provided]
+
+    def to_float(self, x: torch.Tensor) -> torch.Tensor:
+        """Integer levels -> floats in [-1, 1], after checking shape, dtype and range."""
+        image = self.image
+        expected = (image.channels, image.height, image.width)
+        if x.dim() != 4 or tuple(x.shape[1:]) != expected:
+            raise ValueError(f"expected images of shape [B, {', '.join(map(str, expected))}], got {list(x.shape)}")
+        if x.dtype.is_floating_point or x.dtype == torch.bool:
+            raise ValueError(f"expected integer levels (e.g. torch.uint8 or torch.long), got {x.dtype}")
+        if x.numel() and (x.min() < 0 or x.max() >= image.levels):
+            raise ValueError(f"levels must lie in [0, {image.levels - 1}] for a {image.bits}-bit image, got [{int(x.min())}, {int(x.max())}]")
+        dtype = next((p.dtype for p in self.parameters()), torch.get_default_dtype())
+        return x.to(dtype) * (2.0 / (image.levels - 1)) - 1.0
+
+    def read_inputs(self, like: torch.Tensor, conditioning: dict) -> dict[str, torch.Tensor]:
+        unknown = set(conditioning) - set(self.inputs)
+        if unknown:
+            raise ValueError(f"unknown input(s) {sorted(unknown)}; this model takes {self.provided_inputs or 'none'}")
+        missing = [n for n in self.provided_inputs if conditioning.get(n) is None]
+        if missing:
+            raise ValueError(f"missing input(s) {missing}: pass them as keyword arguments, e.g. model(x, {missing[0]}=...)")
+        return {name: module(like.shape[0], conditioning.get(name), like) for name, module in self.inputs.items()}
+
+    # -- forward --------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, **conditioning) -> torch.Tensor:
+        return self.forward_float(self.to_float(x), **conditioning)
+
+    def features(self, xf: torch.Tensor, **conditioning) -> dict[str, torch.Tensor]:
+        """Every stream after the body, from a float image in [-1, 1]."""
+        streams = {IMAGE_STREAM: xf, **self.read_inputs(xf, conditioning)}
+        stacks: dict[str, list[torch.Tensor]] = {}
+        for step in self.steps:
+            args = [self._read(ref, streams, stacks) for ref in step.inputs]
+            aux = {name: grouped_cat([self._read(r, streams, stacks) for r in refs], self.image.channels) for name, refs in step.aux.items()}
+            y = self.layers[step.index](*args, **aux)
+            streams[step.out] = y
+            if step.push:
+                stacks.setdefault(step.push, []).append(y)
+        return streams
+
+    def forward_float(self, xf: torch.Tensor, **conditioning) -> torch.Tensor:
+        return self.head(self.features(xf, **conditioning)[self.head_in])
+
+    @staticmethod
+    def _read(ref: Ref, streams, stacks) -> torch.Tensor:
+        return stacks[ref.name].pop() if ref.kind == "pop" else streams[ref.name]
+
+    # -- likelihood -----------------------------------------------------------------------------
+    def nll(self, x: torch.Tensor, **conditioning) -> torch.Tensor:
+        """Negative log-likelihood of each image in nats, shape [B] (float32)."""
+        return self.head.nll(self(x, **conditioning), x)
+
+    def bits_per_dim(self, x: torch.Tensor, **conditioning) -> torch.Tensor:
+        """Mean negative log-likelihood in bits per dimension over the batch."""
+        return self.nll(x, **conditioning).sum() / (x.shape[0] * self.image.dims * math.log(2))
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)

@@ -1,0 +1,39 @@
+"""Small tensor helpers shared by blocks."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from einops import rearrange
+
+from .streams import Causal
+
+
+def channel_groups(n: int, groups: int) -> torch.Tensor:
+    """Group index of each of ``n`` channels when they are split into ``groups`` sub-pixel groups."""
+    return torch.arange(n) * groups // n
+
+
+def keeps_groups(channel_counts: Sequence[int], groups: int) -> bool:
+    """Whether a group-wise concatenation of streams with these channel counts keeps every channel's group."""
+    return groups == 1 or all(n % groups == 0 for n in channel_counts)
+
+
+def grouped_cat(tensors: Sequence[torch.Tensor], groups: int) -> torch.Tensor:
+    """Concatenate ``[B, n_k, H, W]`` maps on channels so that sub-pixel group g of the result holds group g of each input.
+
+    Falls back to a plain concatenation when a channel count is not divisible by ``groups``
+    (the caller then treats the groups as mixed, see :func:`ungrouped`).
+    """
+    if len(tensors) == 1:
+        return tensors[0]
+    if not keeps_groups([t.shape[1] for t in tensors], groups):
+        return torch.cat(list(tensors), dim=1)
+    parts = [rearrange(t, "b (g c) h w -> b g c h w", g=groups) for t in tensors]
+    return rearrange(torch.cat(parts, dim=2), "b g c h w -> b (g c) h w")
+
+
+def ungrouped(state: Causal) -> Causal:
+    """The state of a stream whose channel groups were mixed."""
+    return Causal.CURRENT if state in (Causal.STRICT, Causal.INCLUSIVE) else state

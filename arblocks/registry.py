@@ -1,0 +1,103 @@
+"""The registry: every block, head, input type and ordering, with the plugin that provides it.
+
+Built with :func:`load_registry` from a pluggy plugin manager (see :mod:`arblocks.plugins`).
+:func:`get_registry` caches the default one; tests build fresh ones.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any, get_args
+
+from .errors import RegistryError
+
+KINDS = ("block", "head", "input", "ordering")
+
+
+@dataclass(frozen=True)
+class Entry:
+    kind: str
+    name: str
+    cls: type
+    plugin: str
+    distribution: str
+
+    @property
+    def description(self) -> str:
+        return first_line(self.cls.Config.__doc__ or self.cls.__doc__ or "")
+
+    @property
+    def config(self) -> type:
+        return self.cls.Config
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    name: str
+    distribution: str
+    version: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class Registry:
+    entries: dict[str, dict[str, Entry]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    plugins: list[PluginInfo] = field(default_factory=list)
+
+    @property
+    def blocks(self) -> dict[str, Entry]:
+        return self.entries["block"]
+
+    @property
+    def heads(self) -> dict[str, Entry]:
+        return self.entries["head"]
+
+    @property
+    def inputs(self) -> dict[str, Entry]:
+        return self.entries["input"]
+
+    @property
+    def orderings(self) -> dict[str, Entry]:
+        return self.entries["ordering"]
+
+    @property
+    def failed(self) -> list[PluginInfo]:
+        return [p for p in self.plugins if p.error]
+
+    def add(self, kind: str, cls: type, plugin: str, distribution: str) -> None:
+        name = type_name(cls)
+        table = self.entries[kind]
+        if name in table:
+            first = table[name]
+            raise RegistryError(
+                f"{kind} type '{name}' is provided by two plugins: '{first.plugin}' ({first.distribution}) "
+                f"and '{plugin}' ({distribution}); uninstall or disable one (ARBLOCKS_DISABLE_PLUGINS=name)"
+            )
+        table[name] = Entry(kind, name, cls, plugin, distribution)
+
+    def find(self, pattern: str | None = None, kinds: tuple[str, ...] = KINDS) -> list[Entry]:
+        out = []
+        for kind in kinds:
+            for name, entry in sorted(self.entries[kind].items()):
+                if pattern is None or fnmatch.fnmatchcase(name, pattern) or pattern in name:
+                    out.append(entry)
+        return out
+
+
+def type_name(cls: Any) -> str:
+    """The name in the ``type`` Literal of ``cls.Config``."""
+    config = getattr(cls, "Config", None)
+    if config is None or "type" not in getattr(config, "model_fields", {}):
+        raise RegistryError(f"{cls!r} has no Config with a `type` field; see docs/plugins.md")
+    args = get_args(config.model_fields["type"].annotation)
+    if len(args) != 1 or not isinstance(args[0], str):
+        raise RegistryError(f"{cls.__name__}.Config.type must be a Literal of one string, e.g. Literal['my_block']")
+    return args[0]
+
+
+def first_line(text: str) -> str:
+    for line in text.strip().splitlines():
+        if line.strip():
+            return line.strip()
+    return ""

@@ -1,0 +1,165 @@
+"""Reading and validating spec files, with every problem reported by JSON path.
+
+Stage 1 validates the top level against :class:`~arblocks.spec.ModelSpec`; stage 2 dispatches every
+block, input and head on its ``type`` to the config class registered for it, recursing into nested
+block lists. All problems are collected and raised together as one :class:`~arblocks.errors.SpecError`.
+Nothing in a spec is imported or executed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from .errors import Problem, SpecError, did_you_mean, json_path
+from .plugins import get_registry
+from .registry import Entry, Registry
+from .spec import BLOCKS_MARK, ModelSpec
+
+KIND_WORDS = {"block": "block", "head": "head", "input": "input", "ordering": "ordering"}
+LIST_COMMANDS = {"block": "`arblocks blocks`", "head": "`arblocks blocks --kind head`", "input": "`arblocks blocks --kind input`", "ordering": "`arblocks blocks --kind ordering`"}
+
+
+def read_spec_file(path: str | Path) -> Any:
+    """Parse a JSON file; malformed JSON becomes a SpecError with the line and column."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError([Problem("", "file_not_found", f"no such file: {path}")], source=str(path)) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise SpecError([Problem("", "unreadable", f"cannot read the file: {error}")], source=str(path)) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        message = f"malformed JSON at line {error.lineno}, column {error.colno}: {error.msg}"
+        raise SpecError([Problem("", "json_invalid", message)], source=str(path)) from None
+
+
+def load_spec(path: str | Path, registry: Registry | None = None) -> ModelSpec:
+    return parse_spec(read_spec_file(path), registry=registry, source=str(path))
+
+
+def parse_spec(data: Any, registry: Registry | None = None, source: str | None = None) -> ModelSpec:
+    """Validate a decoded spec; raises SpecError listing every problem."""
+    registry = registry or get_registry()
+    problems: list[Problem] = []
+    if not isinstance(data, dict):
+        raise SpecError([Problem("", "type_error", f"a spec must be a JSON object, got {type(data).__name__}")], source)
+    try:
+        spec = ModelSpec.model_validate(data)
+    except ValidationError as error:
+        problems.extend(pydantic_problems(error, (), ModelSpec, "spec"))
+        spec = None
+    # Stage 2 runs on the raw data even when stage 1 failed, so that block problems are reported too.
+    body = data.get("body")
+    blocks = validate_nodes(body, ("body",), registry, problems) if isinstance(body, list) else None
+    inputs = {}
+    if isinstance(data.get("inputs"), dict):
+        for name, raw in data["inputs"].items():
+            inputs[name] = validate_typed(raw, ("inputs", name), registry, "input", problems)
+    head = validate_typed(data["head"], ("head",), registry, "head", problems) if "head" in data else None
+    ordering = data.get("ordering", "raster")
+    if isinstance(ordering, str) and ordering not in registry.orderings:
+        problems.append(unknown_type_problem(ordering, ("ordering",), registry, "ordering"))
+    if problems:
+        raise SpecError(problems, source)
+    return spec.model_copy(update={"body": blocks, "inputs": inputs, "head": head})
+
+
+def validate_nodes(raw_list: list, path: tuple, registry: Registry, problems: list[Problem]) -> list:
+    return [validate_typed(raw, (*path, i), registry, "block", problems) for i, raw in enumerate(raw_list)]
+
+
+def validate_typed(raw: Any, path: tuple, registry: Registry, kind: str, problems: list[Problem]) -> BaseModel | None:
+    """Validate one ``{"type": ..., ...}`` object against the config registered for its type."""
+    if not isinstance(raw, dict):
+        problems.append(Problem(json_path(path), "type_error", f"a {KIND_WORDS[kind]} must be a JSON object with a 'type', got {json.dumps(raw)[:60]}"))
+        return None
+    type_name = raw.get("type")
+    if not isinstance(type_name, str):
+        problems.append(Problem(json_path((*path, "type")), "missing", f"every {KIND_WORDS[kind]} needs a 'type' (a string)"))
+        return None
+    entry = registry.entries[kind].get(type_name)
+    if entry is None:
+        problems.append(unknown_type_problem(type_name, (*path, "type"), registry, kind))
+        return None
+    before = len(problems)
+    nested = {}
+    for field_name, field in entry.config.model_fields.items():
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        key = field.alias or field_name
+        if extra.get(BLOCKS_MARK) and isinstance(raw.get(key), list):
+            nested[field_name] = validate_nodes(raw[key], (*path, key), registry, problems)
+    try:
+        config = entry.config.model_validate(raw)
+    except ValidationError as error:
+        problems.extend(pydantic_problems(error, path, entry.config, type_name))
+        return None
+    if len(problems) > before:
+        return None
+    return config.model_copy(update=nested) if nested else config
+
+
+def unknown_type_problem(type_name: str, path: tuple, registry: Registry, kind: str) -> Problem:
+    known = registry.entries[kind]
+    message = f"unknown {KIND_WORDS[kind]} type '{type_name}'{did_you_mean(type_name, known)}"
+    message += f" ({LIST_COMMANDS[kind]} lists all {len(known)})"
+    broken = [p for p in registry.failed if p.error and "disabled" not in p.error]
+    if broken:
+        names = "; ".join(f"plugin '{p.name}' ({p.distribution}) failed to load: {p.error}" for p in broken)
+        message += f"; it may come from a plugin that did not load: {names}"
+    disabled = [p.name for p in registry.failed if p.error and "disabled" in p.error]
+    if disabled:
+        message += f"; disabled plugins: {', '.join(disabled)}"
+    return Problem(json_path(path), "unknown_type", message)
+
+
+def field_names(model: type[BaseModel]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def pydantic_problems(error: ValidationError, prefix: tuple, model: type[BaseModel], what: str) -> list[Problem]:
+    """Translate pydantic errors into problems with JSON paths and helpful messages."""
+    problems = []
+    for item in error.errors(include_url=False):
+        loc = tuple(item["loc"])
+        kind = item["type"]
+        path = json_path((*prefix, *loc))
+        problems.append(Problem(path, kind, _message(item, model, what)))
+    return problems
+
+
+def _message(item: dict, model: type[BaseModel], what: str) -> str:
+    kind, ctx, value = item["type"], item.get("ctx", {}), item.get("input")
+    field = item["loc"][-1] if item["loc"] else ""
+    if kind == "extra_forbidden":
+        owner = _owner_model(model, item["loc"])
+        return f"unknown field for '{what}'{did_you_mean(str(field), field_names(owner))}"
+    if kind == "missing":
+        return "required field is missing"
+    comparisons = {"greater_than": (">", "gt"), "greater_than_equal": (">=", "ge"), "less_than": ("<", "lt"), "less_than_equal": ("<=", "le")}
+    if kind in comparisons:
+        sign, key = comparisons[kind]
+        return f"must be {sign} {ctx[key]} (got {json.dumps(value)})"
+    if kind == "literal_error":
+        return f"must be one of {ctx['expected']} (got {json.dumps(value)})"
+    if kind == "value_error":
+        return str(ctx.get("error", item["msg"]))
+    if kind == "string_pattern_mismatch":
+        return f"{json.dumps(value)} is not a valid name (letters, digits and _, not starting with a digit)"
+    return f"{item['msg'][0].lower()}{item['msg'][1:]} (got {json.dumps(value, default=str)[:60]})"
+
+
+def _owner_model(model: type[BaseModel], loc: tuple) -> type[BaseModel]:
+    """The pydantic model that holds the field at ``loc`` (for did-you-mean on nested models like `image`)."""
+    current = model
+    for part in loc[:-1]:
+        field = current.model_fields.get(part) if isinstance(part, str) else None
+        annotation = getattr(field, "annotation", None)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            current = annotation
+    return current
