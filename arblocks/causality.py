@@ -1,0 +1,254 @@
+"""The causality harness: what every output of a model depends on, from gradients in float64.
+
+For an image of ``C x H x W`` the model is run once on a random image in float64 on the CPU; the head's
+parameters for each image dimension (channel ``c`` of pixel ``p``) are reduced to one number with random
+weights, and one batched backward pass (``is_grads_batched``) gives the gradient of every such number with
+respect to every input dimension at once. A dependency is a non-zero gradient: masked weights contribute
+exact zeros, so a zero is exact, and any non-zero gradient towards a disallowed input is a leak.
+
+Allowed inputs of output ``(c, p)`` under the spec's ordering: every channel of every pixel ranked before
+``p``, and channels ``c' < c`` of ``p`` itself. Heads that model a pixel's channels jointly report one
+output per pixel (``C' = 1``), which may see only pixels ranked before it.
+
+Coverage of an output is the fraction of its allowed inputs that it actually depends on; a blind spot is
+an allowed input that no path reaches (the original PixelCNN has one).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from .model import ARModel
+from .plugins import get_registry
+from .registry import Registry
+from .spec import ImageSpec, ModelSpec
+
+DEFAULT_CHUNK = 512
+
+
+@dataclass(frozen=True)
+class Violation:
+    """Output ``(channel, row, col)`` depends on input ``(channel, row, col)``, which it must not see."""
+
+    output: tuple[int, int, int]
+    input: tuple[int, int, int]
+    magnitude: float
+
+    def __str__(self) -> str:
+        (oc, orow, ocol), (ic, irow, icol) = self.output, self.input
+        return f"output (row {orow}, col {ocol}, channel {oc}) <- input (row {irow}, col {icol}, channel {ic}) |grad|={self.magnitude:.3g}"
+
+    def to_dict(self) -> dict:
+        return {"output": list(self.output), "input": list(self.input), "magnitude": self.magnitude}
+
+
+@dataclass
+class ModeReport:
+    """The result of one mode (``train`` or ``eval``)."""
+
+    mode: str
+    dependency: torch.Tensor  # [C', H, W, C, H, W] max |gradient| over the samples
+    allowed: torch.Tensor  # same shape, bool
+    batch_independent: bool
+    violations: list[Violation] = field(default_factory=list)
+
+    @property
+    def seen(self) -> torch.Tensor:
+        return self.dependency != 0
+
+    @property
+    def coverage(self) -> torch.Tensor:
+        """[C', H, W]: fraction of the allowed inputs each output depends on (NaN where nothing is allowed)."""
+        allowed = self.allowed.flatten(3).sum(-1).double()
+        seen = (self.seen & self.allowed).flatten(3).sum(-1).double()
+        return torch.where(allowed > 0, seen / allowed.clamp(min=1), torch.full_like(seen, math.nan))
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations and self.batch_independent
+
+
+@dataclass
+class CausalityReport:
+    image: tuple[int, int, int]
+    ordering: str
+    modes: dict[str, ModeReport]
+
+    @property
+    def ok(self) -> bool:
+        return all(m.ok for m in self.modes.values())
+
+    @property
+    def coverage(self) -> torch.Tensor:
+        """Coverage in evaluation mode (or the only mode checked)."""
+        return self._main.coverage
+
+    @property
+    def _main(self) -> ModeReport:
+        return self.modes.get("eval") or next(iter(self.modes.values()))
+
+    @property
+    def min_coverage(self) -> float:
+        c = self.coverage
+        return float(c[~c.isnan()].min()) if (~c.isnan()).any() else 1.0
+
+    @property
+    def mean_coverage(self) -> float:
+        c = self.coverage
+        return float(c[~c.isnan()].mean()) if (~c.isnan()).any() else 1.0
+
+    @property
+    def violations(self) -> list[Violation]:
+        return [v for m in self.modes.values() for v in m.violations]
+
+    def blind_spot(self) -> tuple[tuple[int, int, int], list[tuple[int, int, int]]] | None:
+        """The output with the lowest coverage and the allowed inputs it does not see (None at full coverage)."""
+        main = self._main
+        cov = main.coverage.nan_to_num(2.0)
+        if float(cov.min()) >= 1.0:
+            return None
+        flat = int(cov.argmin())
+        output = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), cov.shape))
+        unseen = (main.allowed & ~main.seen)[output].nonzero().tolist()
+        return output, [tuple(u) for u in unseen]
+
+    def summary(self) -> str:
+        lines = []
+        for mode, report in self.modes.items():
+            status = "ok" if report.ok else "FAILED"
+            lines.append(
+                f"{mode}: {status}: {len(report.violations)} violation(s), batch {'independent' if report.batch_independent else 'NOT independent'}"
+            )
+            lines.extend(f"  {v}" for v in report.violations[:10])
+            if len(report.violations) > 10:
+                lines.append(f"  ... and {len(report.violations) - 10} more")
+        lines.append(f"coverage of the allowed past: min {self.min_coverage:.3f}, mean {self.mean_coverage:.3f}")
+        spot = self.blind_spot()
+        if spot:
+            (c, r, col), unseen = spot
+            where = ", ".join(f"({ur},{uc})c{uch}" for uch, ur, uc in unseen[:12])
+            lines.append(f"blind spot: output (row {r}, col {col}, channel {c}) does not see {len(unseen)} allowed input(s): {where}{' ...' if len(unseen) > 12 else ''}")
+        return "\n".join(lines)
+
+    def to_dict(self, max_violations: int = 1000) -> dict:
+        spot = self.blind_spot()
+        return {
+            "ok": self.ok,
+            "image": list(self.image),
+            "ordering": self.ordering,
+            "coverage": {"min": self.min_coverage, "mean": self.mean_coverage},
+            "blind_spot": None if spot is None else {"output": list(spot[0]), "unseen": [list(u) for u in spot[1]]},
+            "modes": {
+                mode: {
+                    "ok": r.ok,
+                    "batch_independent": r.batch_independent,
+                    "violation_count": len(r.violations),
+                    "violations": [v.to_dict() for v in r.violations[:max_violations]],
+                }
+                for mode, r in self.modes.items()
+            },
+        }
+
+
+def allowed_inputs(rank: torch.Tensor, out_channels: int, in_channels: int) -> torch.Tensor:
+    """[C', H, W, C, H, W] bool: may output (c, p) depend on input (c', q)?"""
+    h, w = rank.shape
+    r = rank.reshape(h * w)
+    earlier = r[None, :] < r[:, None]  # [p, q]: q before p
+    same = torch.eye(h * w, dtype=torch.bool)
+    lower_channel = torch.arange(in_channels)[None, :] < torch.arange(out_channels)[:, None]  # [c, c']
+    allowed = earlier[None, :, None, :] | (same[None, :, None, :] & lower_channel[:, None, :, None])
+    return allowed.reshape(out_channels, h, w, in_channels, h, w)
+
+
+def _random_inputs(model: ARModel, batch: int, generator: torch.Generator):
+    image = model.image
+    x = torch.randint(0, image.levels, (batch, image.channels, image.height, image.width), generator=generator)
+    cond = {}
+    for name in model.provided_inputs:
+        value = model.inputs[name].example(batch, generator)
+        cond[name] = value.double() if value.is_floating_point() else value
+    return x, cond
+
+
+def _reduced_outputs(model: ARModel, xf: torch.Tensor, cond: dict, weights: torch.Tensor | None, generator):
+    """[B, C', H, W]: the head's parameters of each image dimension, reduced with random weights."""
+    view = model.head.per_dimension(model.forward_float(xf, **cond))
+    if weights is None:
+        weights = torch.randn(view.shape[2], generator=generator, dtype=view.dtype)
+    return torch.einsum("bckhw,k->bchw", view, weights), weights
+
+
+def dependency_map(model: ARModel, samples: int = 1, seed: int = 0, chunk: int = DEFAULT_CHUNK) -> torch.Tensor:
+    """[C', H, W, C, H, W]: max |d output / d input| over ``samples`` random images, in the model's current mode."""
+    generator = torch.Generator().manual_seed(seed)
+    result = None
+    for _ in range(samples):
+        x, cond = _random_inputs(model, 1, generator)
+        xf = model.to_float(x).double().requires_grad_(True)
+        out, _ = _reduced_outputs(model, xf, cond, None, generator)
+        n = out.numel()
+        grads = []
+        for start in range(0, n, chunk):
+            eye = torch.zeros(min(chunk, n - start), n, dtype=out.dtype)
+            eye[:, start:].fill_diagonal_(1.0)
+            vectors = eye.reshape(-1, *out.shape)
+            (g,) = torch.autograd.grad(out, xf, vectors, retain_graph=True, is_grads_batched=True)
+            grads.append(g[:, 0].abs())
+        dep = torch.cat(grads).reshape(*out.shape[1:], *xf.shape[1:])
+        result = dep if result is None else torch.maximum(result, dep)
+    return result
+
+
+def batch_independent(model: ARModel, seed: int = 0) -> bool:
+    """Whether the outputs of each image of a batch of two depend on that image alone."""
+    generator = torch.Generator().manual_seed(seed + 1)
+    x, cond = _random_inputs(model, 2, generator)
+    xf = model.to_float(x).double().requires_grad_(True)
+    out, _ = _reduced_outputs(model, xf, cond, None, generator)
+    for own in (0, 1):
+        (g,) = torch.autograd.grad(out[own].sum(), xf, retain_graph=True)
+        if bool((g[1 - own] != 0).any()):
+            return False
+    return True
+
+
+def check_model(model: ARModel, modes=("train", "eval"), samples: int = 1, seed: int = 0, registry: Registry | None = None) -> CausalityReport:
+    """Check a built model (a float64 copy is made; the model itself is left untouched)."""
+    registry = registry or get_registry()
+    probe = copy.deepcopy(model).double()
+    for p in probe.parameters():
+        p.requires_grad_(False)
+    image = probe.image
+    ordering = registry.orderings[probe.spec.ordering].cls()
+    rank = ordering.rank(image.height, image.width)
+    reports = {}
+    for mode in modes:
+        probe.train(mode == "train")
+        dep = dependency_map(probe, samples=samples, seed=seed)
+        allowed = allowed_inputs(rank, dep.shape[0], image.channels)
+        bad = (dep != 0) & ~allowed
+        violations = [Violation(tuple(i[:3]), tuple(i[3:]), float(dep[tuple(i)])) for i in bad.nonzero().tolist()]
+        reports[mode] = ModeReport(mode, dep, allowed, batch_independent(probe, seed), violations)
+    return CausalityReport((image.channels, image.height, image.width), probe.spec.ordering, reports)
+
+
+def check_image(spec: ModelSpec, size: int | None) -> ImageSpec:
+    """The image a check runs on: the spec's, or ``size`` x ``size`` when that is smaller."""
+    image = spec.image
+    if size is None:
+        return image
+    return image.model_copy(update={"height": min(size, image.height), "width": min(size, image.width)})
+
+
+def check_spec(spec: ModelSpec, size: int | None = 8, modes=("train", "eval"), samples: int = 1, seed: int = 0, registry: Registry | None = None) -> CausalityReport:
+    """Build ``spec`` for a small image (``size`` x ``size`` at most) and check it."""
+    from .builder import build_model
+
+    torch.manual_seed(seed)
+    model = build_model(spec, registry, image=check_image(spec, size))
+    return check_model(model, modes=modes, samples=samples, seed=seed, registry=registry)
