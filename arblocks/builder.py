@@ -78,8 +78,9 @@ class _State:
 
 
 class Builder:
-    def __init__(self, spec: ModelSpec, registry: Registry | None = None, image: ImageSpec | None = None):
+    def __init__(self, spec: ModelSpec, registry: Registry | None = None, image: ImageSpec | None = None, static_causality: bool = True):
         self.spec = spec
+        self.static_causality = static_causality
         self.registry = registry or get_registry()
         self.image = image or spec.image
         self.problems: list[Problem] = []
@@ -96,6 +97,12 @@ class Builder:
     def fail(self, path: str, kind: str, message: str):
         self.problem(path, kind, message)
         raise _Failed
+
+    def not_causal(self, path: str, message: str, state: Causal = Causal.FUTURE) -> Causal:
+        """A wiring that cannot be causal: a problem, unless static checks are off (to let the harness show the leak)."""
+        if self.static_causality:
+            self.fail(path, "not_causal", message)
+        return state
 
     # -- the whole model ------------------------------------------------------------------------
     def build(self) -> ARModel:
@@ -186,12 +193,12 @@ class Builder:
         try:
             state = canonical(block.causality(inputs, aux), channels)
         except ChainCausalityError as error:
-            self.fail(f"{error.path}/{error.field}" if error.field else error.path, "not_causal", error.message)
+            return self.not_causal(f"{error.path}/{error.field}" if error.field else error.path, error.message)
         except BlockError as error:
-            self.fail(f"{path}/{error.field}" if error.field else path, "not_causal", error.message)
+            return self.not_causal(f"{path}/{error.field}" if error.field else path, error.message)
         if state == Causal.FUTURE:
             seen = ", ".join(s.label for s in inputs) or "none"
-            self.fail(path, "not_causal", f"'{block.config.type}' makes its output depend on later pixels (input states: {seen}); see docs/spec-format.md#causality")
+            return self.not_causal(path, f"'{block.config.type}' makes its output depend on later pixels (input states: {seen}); see docs/spec-format.md#causality")
         return state
 
     def default_out(self, config: BlockConfig, state: _State) -> str:
@@ -306,7 +313,8 @@ class Builder:
         allowed = canonical(cls.requires, self.image.channels)
         if info.causal > allowed:
             hint = "start the body with masked_conv mask 'A' on the image" if info.causal >= Causal.INCLUSIVE else "keep the channel groups apart (masked convolutions) or use a head that models the pixel jointly"
-            self.problem("/head/in", "not_causal", f"head '{config.type}' needs features in state '{allowed.label}' or stricter, but stream '{name}' is '{info.causal.label}' (it may see the sub-pixel it predicts); {hint}")
+            if self.static_causality:
+                self.problem("/head/in", "not_causal", f"head '{config.type}' needs features in state '{allowed.label}' or stricter, but stream '{name}' is '{info.causal.label}' (it may see the sub-pixel it predicts); {hint}")
         self.rows.append(Row("head", config.type, "x".join(map(str, (self.image.channels, self.image.height, self.image.width))), count_params(head), 0, ""))
         return head, name
 
@@ -315,6 +323,11 @@ def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-def build_model(spec: ModelSpec, registry: Registry | None = None, image: ImageSpec | None = None) -> ARModel:
-    """Build the model of a validated spec (optionally for another image size, e.g. for a quick causality check)."""
-    return Builder(spec, registry, image).build()
+def build_model(spec: ModelSpec, registry: Registry | None = None, image: ImageSpec | None = None, static_causality: bool = True) -> ARModel:
+    """Build the model of a validated spec.
+
+    ``image`` builds it for another image size (e.g. a small one for a causality check).
+    ``static_causality=False`` skips the rejection of wirings that cannot be causal, so that the gradient
+    harness can show where such a model leaks; never train such a model.
+    """
+    return Builder(spec, registry, image, static_causality).build()

@@ -229,12 +229,18 @@ def check_model(model: ARModel, modes=("train", "eval"), samples: int = 1, seed:
     reports = {}
     for mode in modes:
         probe.train(mode == "train")
-        dep = dependency_map(probe, samples=samples, seed=seed)
+        with torch.random.fork_rng(devices=[]):  # dropout draws from the global generator: make it repeatable, leave the caller's alone
+            torch.manual_seed(seed)
+            dep = dependency_map(probe, samples=samples, seed=seed)
+            independent = batch_independent(probe, seed)
         allowed = allowed_inputs(rank, dep.shape[0], image.channels)
         bad = (dep != 0) & ~allowed
         violations = [Violation(tuple(i[:3]), tuple(i[3:]), float(dep[tuple(i)])) for i in bad.nonzero().tolist()]
-        reports[mode] = ModeReport(mode, dep, allowed, batch_independent(probe, seed), violations)
+        reports[mode] = ModeReport(mode, dep, allowed, independent, violations)
     return CausalityReport((image.channels, image.height, image.width), probe.spec.ordering, reports)
+
+
+AUTO_SIZES = (5, 6, 8, 4, 3, 2)
 
 
 def check_image(spec: ModelSpec, size: int | None) -> ImageSpec:
@@ -245,10 +251,33 @@ def check_image(spec: ModelSpec, size: int | None) -> ImageSpec:
     return image.model_copy(update={"height": min(size, image.height), "width": min(size, image.width)})
 
 
-def check_spec(spec: ModelSpec, size: int | None = 8, modes=("train", "eval"), samples: int = 1, seed: int = 0, registry: Registry | None = None) -> CausalityReport:
-    """Build ``spec`` for a small image (``size`` x ``size`` at most) and check it."""
+def build_for_check(spec: ModelSpec, size: int | str | None, registry: Registry | None = None, static_causality: bool = True) -> ARModel:
+    """The spec's model for a small image: ``size`` x ``size`` at most, or with ``size="auto"`` the first of
+    :data:`AUTO_SIZES` that the spec can be built for (multi-scale specs need sizes divisible by their strides)."""
     from .builder import build_model
+    from .errors import SpecError
 
+    if size != "auto":
+        return build_model(spec, registry, check_image(spec, size), static_causality)
+    first_error = None
+    for candidate in AUTO_SIZES:
+        try:
+            return build_model(spec, registry, check_image(spec, candidate), static_causality)
+        except SpecError as error:
+            first_error = first_error or error
+    raise first_error
+
+
+def check_spec(
+    spec: ModelSpec,
+    size: int | str | None = "auto",
+    modes=("train", "eval"),
+    samples: int = 1,
+    seed: int = 0,
+    registry: Registry | None = None,
+    static_causality: bool = True,
+) -> CausalityReport:
+    """Build ``spec`` for a small image (see :func:`build_for_check`) and check it in every mode."""
     torch.manual_seed(seed)
-    model = build_model(spec, registry, image=check_image(spec, size))
+    model = build_for_check(spec, size, registry, static_causality)
     return check_model(model, modes=modes, samples=samples, seed=seed, registry=registry)

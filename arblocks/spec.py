@@ -42,7 +42,7 @@ def blocks_field(description: str, **kwargs: Any) -> Any:
     """A config field holding a nested list of blocks (validated recursively against the registry)."""
     return Field(
         description=description,
-        json_schema_extra={BLOCKS_MARK: True, "items": {"$ref": "#/$defs/Block"}},
+        json_schema_extra={BLOCKS_MARK: True},
         **kwargs,
     )
 

@@ -7,6 +7,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from einops import rearrange
+from pydantic import Field
 from torch import nn
 
 from ..blocks.masked_conv import conv_mask
@@ -33,6 +34,7 @@ class CategoricalConfig(HeadConfig):
     """Softmax over the 2**bits levels of each sub-pixel, from a masked 1x1 projection of the features."""
 
     type: Literal["categorical"] = "categorical"
+    levels: int | None = Field(None, gt=1, description="Number of levels per sub-pixel; must equal 2**image.bits (it is inferred when left out).")
 
 
 class Categorical(Head):
@@ -40,6 +42,8 @@ class Categorical(Head):
 
     def __init__(self, config, source, image):
         super().__init__(config, source, image)
+        if config.levels is not None and config.levels != image.levels:
+            raise BlockError(f"levels is {config.levels}, but a {image.bits}-bit image has {image.levels} levels per sub-pixel", field="levels")
         self.levels = image.levels
         self.project = MaskedProjection(source.channels, image.channels, self.levels)
 

@@ -1,0 +1,48 @@
+"""The report of `arblocks build`: a table of blocks and the causality check, as text or JSON."""
+
+from __future__ import annotations
+
+from .causality import CausalityReport
+from .model import ARModel
+from .spec import ModelSpec
+
+
+def build_report(source: str, spec: ModelSpec, model: ARModel, causality: CausalityReport | None) -> dict:
+    image = spec.image
+    return {
+        "ok": causality is None or causality.ok,
+        "spec": source,
+        "name": spec.name,
+        "image": {"channels": image.channels, "height": image.height, "width": image.width, "bits": image.bits},
+        "ordering": spec.ordering,
+        "blocks": [
+            {"name": r.label, "type": r.type, "output": r.shape, "parameters": r.params, "depth": r.depth, "causal": r.causal}
+            for r in model.rows
+        ],
+        "total_parameters": model.num_parameters(),
+        "causality": None if causality is None else causality.to_dict(max_violations=100),
+        "causality_summary": None if causality is None else causality.summary(),
+    }
+
+
+def format_build(report: dict) -> str:
+    image = report["image"]
+    lines = [
+        f"{report['spec']}: {report['name']} (image {image['channels']}x{image['height']}x{image['width']}, {image['bits']} bits, ordering {report['ordering']})"
+    ]
+    rows = [("name", "type", "output", "params", "state")]
+    for b in report["blocks"]:
+        indent = "  " * b["depth"]
+        rows.append((indent + b["name"], indent + b["type"], b["output"], f"{b['parameters']:,}", b["causal"]))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for r in rows:
+        lines.append(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]:>{widths[3]}}  {r[4]}".rstrip())
+    lines.append(f"total trainable parameters: {report['total_parameters']:,}")
+    c = report["causality"]
+    if c is None:
+        lines.append("causality check: skipped (--no-check)")
+    else:
+        ch, h, w = c["image"]
+        lines.append(f"causality check on a {ch}x{h}x{w} image (float64 gradients, train and eval): {'PASSED' if c['ok'] else 'FAILED'}")
+        lines.extend("  " + line for line in report["causality_summary"].splitlines())
+    return "\n".join(lines)
