@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -104,7 +105,12 @@ def cmd_blocks(args) -> int:
 
 
 # -- entry point ---------------------------------------------------------------------------------
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"arblocks: warning: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    warnings.showwarning = _show_warning
     wants_json = "--json" in (argv if argv is not None else sys.argv[1:])
     try:
         args = parser().parse_args(argv)
