@@ -51,6 +51,7 @@ def parser() -> argparse.ArgumentParser:
     bl.add_argument("pattern", nargs="?", help="glob or substring of the type name")
     bl.add_argument("--kind", choices=["block", "head", "input", "ordering", "all"], default="all")
     bl.add_argument("--json", action="store_true")
+    bl.add_argument("--markdown", action="store_true", help="print the full catalogue with every field, in Markdown (docs/blocks.md)")
     bl.set_defaults(run=cmd_blocks)
     return p
 
@@ -88,6 +89,11 @@ def cmd_blocks(args) -> int:
     from .registry import KINDS
 
     registry = get_registry()
+    if args.markdown:
+        from .catalogue import render_catalogue
+
+        print(render_catalogue(registry), end="")
+        return EXIT_OK
     kinds = KINDS if args.kind == "all" else (args.kind,)
     entries = registry.find(args.pattern, kinds)
     if args.json:

@@ -61,3 +61,6 @@ class LeakyPlugin:
         register(CircularMaskedConv)
         register(BatchNorm)
         register(PeekBelow)
+
+
+plugin = LeakyPlugin()

@@ -1,0 +1,87 @@
+"""The `arblocks` command as a user runs it."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from arblocks.cli import main
+from arblocks.schema import spec_json_schema
+
+ROOT = Path(__file__).parent.parent
+SPECS = sorted((ROOT / "specs").glob("*.json"))
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "arblocks", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_build_pixelcnn_prints_blocks_total_and_a_passing_check():
+    out = run("build", "specs/pixelcnn.json")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("specs/pixelcnn.json: pixelcnn-cifar10 (image 3x32x32, 8 bits")
+    assert lines[1].split() == ["name", "type", "output", "params", "state"]
+    assert lines[2].split() == ["/body/0", "masked_conv", "256x32x32", "37,888", "strict"]
+    assert "total trainable parameters: 3,503,616" in out.stdout
+    assert "PASSED" in out.stdout and "blind spot" in out.stdout
+
+
+def test_build_json_matches_the_table(capsys):
+    assert main(["build", "specs/pixelcnn_binarized_mnist.json", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["total_parameters"] == sum(b["parameters"] for b in report["blocks"] if b["depth"] == 0)
+    assert report["causality"]["modes"]["train"]["ok"] and report["causality"]["modes"]["eval"]["ok"]
+    assert 0 < report["causality"]["coverage"]["min"] < 1
+
+
+def test_build_exits_1_when_an_installed_plugin_block_leaks(tmp_path):
+    info = tmp_path / "leakyplug-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: leakyplug\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[arblocks]\nleaky = tests.leaky_blocks:plugin\n")
+    spec = {"name": "peek", "image": {"channels": 1, "height": 6, "width": 6, "bits": 8},
+            "body": [{"type": "masked_conv", "mask": "A", "channels": 4}, {"type": "peek_below"}], "head": {"type": "categorical"}}
+    path = tmp_path / "peek.json"
+    path.write_text(json.dumps(spec))
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    out = subprocess.run([sys.executable, "-m", "arblocks", "build", str(path)], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert out.returncode == 1, out.stderr
+    assert "FAILED" in out.stdout and "output (row 0, col 1, channel 0) <- input (row 1, col 0, channel 0)" in out.stdout
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.name)
+def test_shipped_specs_validate_against_the_exported_schema(spec):
+    jsonschema.validate(json.loads(spec.read_text()), spec_json_schema())
+
+
+def test_schema_rejects_what_the_validator_rejects():
+    schema = spec_json_schema()
+    bad = json.loads((ROOT / "specs/pixelcnn.json").read_text())
+    bad["body"][0]["kernl"] = 3
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
+
+
+def test_schema_and_blocks_commands():
+    out = run("schema")
+    assert out.returncode == 0 and json.loads(out.stdout)["title"] == "arblocks model spec"
+    out = run("blocks", "masked*")
+    assert out.returncode == 0
+    assert out.stdout.split(None, 3)[:3] == ["masked_conv", "block", "arblocks"]
+    out = run("blocks", "--kind", "head")
+    assert {line.split()[0] for line in out.stdout.splitlines()} == {"bernoulli", "categorical"}
+    assert run("blocks", "nothing_like_this").returncode == 1
+
+
+def test_console_script_is_installed():
+    import shutil
+
+    exe = shutil.which("arblocks")
+    assert exe, "pip install -e . puts `arblocks` on PATH"
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True)
+    assert out.stdout.startswith("arblocks ")
