@@ -41,7 +41,7 @@ def test_nll_and_bits_per_dim():
     assert nll.shape == (3,) and nll.dtype == torch.float32
     assert torch.allclose(model.bits_per_dim(x), nll.sum() / (3 * 784 * math.log(2)))
     # at initialisation the predictions are close to uniform: about 1 bit per binary pixel
-    assert 0.5 < float(model.bits_per_dim(x)) < 1.5
+    assert 0.5 < model.bits_per_dim(x).item() < 1.5
 
 
 def narrow(path, width=24):

@@ -1,0 +1,76 @@
+"""Speed of `arblocks build` and of the causality harness (run by hand; figures go to docs/performance.md).
+
+    python benchmarks/bench_causality.py [--repeats 3]
+
+Measures, in one run:
+1. wall time of `arblocks build specs/pixelcnn.json` (a fresh process: import, validation, build, causality check);
+2. the full dependency map of the PixelCNN spec at 3x8x8 and 3x5x5 in float64 (one mode), with the harness's batched
+   backward pass side by side with the obvious alternative (one replica of the image per output, one backward);
+3. `check_spec` (train + eval, batch independence) at the sizes `build` uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from arblocks import load_spec
+from arblocks.causality import build_for_check, check_spec, dependency_map
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def timed(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def replicas_map(model):
+    """Baseline: one copy of the image per output dimension, a single ordinary backward pass."""
+    image = model.image
+    n = image.channels * image.height * image.width
+    x = torch.randint(0, image.levels, (1, image.channels, image.height, image.width))
+    xf = model.to_float(x).double().expand(n, -1, -1, -1).clone().requires_grad_(True)
+    view = model.head.per_dimension(model.forward_float(xf))
+    out = torch.einsum("bckhw,k->bchw", view, torch.randn(view.shape[2], dtype=torch.float64))
+    (g,) = torch.autograd.grad(out, xf, torch.eye(n, dtype=torch.float64).reshape(n, *out.shape[1:]))
+    return g.abs()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+
+    cmd = [sys.executable, "-m", "arblocks", "build", "specs/pixelcnn.json"]
+    wall = timed(lambda: subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True), args.repeats)
+    print(f"arblocks build specs/pixelcnn.json: {wall:.2f} s wall (median of {args.repeats})")
+
+    spec = load_spec(ROOT / "specs/pixelcnn.json")
+    for size in (8, 5):
+        model = copy.deepcopy(build_for_check(spec, size)).double().eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        dependency_map(model)  # warm-up
+        ours = timed(lambda: dependency_map(model), args.repeats)
+        base = timed(lambda: replicas_map(model), args.repeats)
+        print(f"dependency map 3x{size}x{size}, PixelCNN size, float64: batched backward {ours:.2f} s, replicas {base:.2f} s, ratio {base / ours:.2f}x")
+
+    check = timed(lambda: check_spec(spec), args.repeats)
+    print(f"check_spec(pixelcnn) at the automatic size (train + eval + batch independence): {check:.2f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""Docs that can be checked against the code stay true."""
+
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+
+from arblocks import hookspecs
+from arblocks.catalogue import render_catalogue
+
+DOCS = Path(__file__).parent.parent / "docs"
+
+
+def test_block_catalogue_is_current():
+    assert (DOCS / "blocks.md").read_text() == render_catalogue(), "regenerate with: arblocks blocks --markdown > docs/blocks.md"
+
+
+def hooks():
+    return {name: fn for name, fn in vars(hookspecs).items() if name.startswith("arblocks_") and callable(fn)}
+
+
+@pytest.mark.parametrize("name", sorted(hooks()))
+def test_every_hook_is_documented_with_its_exact_signature(name):
+    signature = f"{name}{inspect.signature(hooks()[name])}"
+    assert f"`{signature}`" in (DOCS / "plugins.md").read_text()
+
+
+def test_docs_name_no_hook_that_does_not_exist():
+    named = set(re.findall(r"`(arblocks_\w+)\(", (DOCS / "plugins.md").read_text()))
+    assert named == set(hooks())
+
+
+@pytest.mark.parametrize("doc", ["spec-format.md", "blocks.md", "causality.md", "cli.md", "plugins.md", "architecture.md", "performance.md"])
+def test_docs_exist(doc):
+    assert (DOCS / doc).stat().st_size > 500
