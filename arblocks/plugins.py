@@ -31,6 +31,7 @@ BUILTIN_PLUGINS = (
     "arblocks.blocks.regularization",
     "arblocks.blocks.residual",
     "arblocks.blocks.combine",
+    "arblocks.blocks.embedding",
     "arblocks.heads.categorical",
     "arblocks.inputs",
     "arblocks.ordering",

@@ -1,0 +1,51 @@
+"""Class-label embedding: a learned vector per class, broadcast over the image as a feature map."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from einops import repeat
+from pydantic import Field
+from torch import nn
+
+from ..block import Block
+from ..errors import BlockError
+from ..hookspecs import hookimpl
+from ..spec import BlockConfig
+from ..streams import Causal
+
+
+class EmbeddingConfig(BlockConfig):
+    """Learned embedding of a class-label stream, broadcast to a constant feature map (add it to features for class conditioning)."""
+
+    type: Literal["embedding"] = "embedding"
+    channels: int = Field(gt=0, le=65536, description="Channels of the embedding.")
+    height: int | None = Field(None, gt=0, description="Height of the map; defaults to the image's.")
+    width: int | None = Field(None, gt=0, description="Width of the map; defaults to the image's.")
+
+
+class Embedding(Block):
+    Config = EmbeddingConfig
+    orderings = None  # a label carries nothing of the image
+
+    def __init__(self, config: EmbeddingConfig, inputs, aux, ctx):
+        super().__init__(config, inputs, aux, ctx)
+        label = inputs[0]
+        if label.kind != "label":
+            raise BlockError(f"embedding reads a class-label stream (an input of type class_label), got a {label.describe()} map", field="in")
+        self.table = nn.Embedding(label.channels, config.channels)
+        self.size = (config.height or ctx.image.height, config.width or ctx.image.width)
+        self.output_info = label.with_(kind="map", channels=config.channels, height=self.size[0], width=self.size[1])
+
+    def forward(self, labels):
+        return repeat(self.table(labels), "b c -> b c h w", h=self.size[0], w=self.size[1])
+
+    def causality(self, inputs, aux):
+        if inputs[0] != Causal.NONE:
+            raise BlockError("embedding must read a stream that is independent of the image", field="in")
+        return Causal.NONE
+
+
+@hookimpl
+def arblocks_register_blocks(register):
+    register(Embedding)
