@@ -9,9 +9,11 @@ is collected with its JSON path and raised as one :class:`~arblocks.errors.SpecE
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+import torch
 from torch import nn
 
 from .block import Block, BuildContext
@@ -323,11 +325,19 @@ def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-def build_model(spec: ModelSpec, registry: Registry | None = None, image: ImageSpec | None = None, static_causality: bool = True) -> ARModel:
+def build_model(
+    spec: ModelSpec,
+    registry: Registry | None = None,
+    image: ImageSpec | None = None,
+    static_causality: bool = True,
+    device: str | torch.device | None = None,
+) -> ARModel:
     """Build the model of a validated spec.
 
     ``image`` builds it for another image size (e.g. a small one for a causality check).
     ``static_causality=False`` skips the rejection of wirings that cannot be causal, so that the gradient
     harness can show where such a model leaks; never train such a model.
+    ``device="meta"`` builds without allocating or initializing weights (shapes and parameter counts only).
     """
-    return Builder(spec, registry, image, static_causality).build()
+    with torch.device(device) if device is not None else contextlib.nullcontext():
+        return Builder(spec, registry, image, static_causality).build()

@@ -39,7 +39,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("spec", help="path of a JSON spec")
     b.add_argument("--json", action="store_true", help="print a JSON report instead of a table")
     b.add_argument("--check-size", type=int, default=None, metavar="N",
-                   help="check causality on an N x N image at most (default: the first of 5, 6, 8, 4 that the spec builds for)")
+                   help="check causality on an N x N image at most (default: the first of 5, 6, 4, 8 that the spec builds for)")
     b.add_argument("--no-check", action="store_true", help="skip the causality check")
     b.set_defaults(run=cmd_build)
 
@@ -69,7 +69,7 @@ def cmd_build(args) -> int:
     spec = load_spec(args.spec)
     try:
         model = build_model(spec)
-        causality = None if args.no_check else check_spec(spec, size=args.check_size or "auto")
+        causality = None if args.no_check else check_spec(spec, size=args.check_size or "auto", parameters=model.num_parameters())
     except SpecError as error:
         raise SpecError(error.problems, source=args.spec) from None
     report = build_report(args.spec, spec, model, causality)

@@ -85,6 +85,26 @@ class PositionalGrid(InputType):
         return self.grid.to(like.dtype).expand(batch, -1, -1, -1)
 
 
+class ConstantConfig(InputConfig):
+    """A constant map (PixelCNN++ appends a channel of ones to the image so that padding can be told from data)."""
+
+    type: Literal["constant"] = "constant"
+    channels: int = Field(1, gt=0, le=65536, description="Channels of the map.")
+    value: float = Field(1.0, ge=-1e6, le=1e6, description="The constant.")
+
+
+class Constant(InputType):
+    Config = ConstantConfig
+    provided = False
+
+    def __init__(self, config, image):
+        super().__init__(config, image)
+        self.info = StreamInfo(channels=config.channels, height=image.height, width=image.width)
+
+    def forward(self, batch, value, like):
+        return like.new_full((batch, *self.info.shape), self.config.value)
+
+
 class ConditioningMapConfig(InputConfig):
     """A spatial conditioning map per image, given as a float tensor [B, channels, height, width]."""
 
@@ -115,4 +135,5 @@ class ConditioningMap(InputType):
 def arblocks_register_inputs(register):
     register(ClassLabel)
     register(PositionalGrid)
+    register(Constant)
     register(ConditioningMap)

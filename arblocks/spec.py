@@ -117,5 +117,10 @@ class ModelSpec(Config):
     inputs: dict[StreamName, Any] = Field(
         default_factory=dict, description="Extra inputs by stream name, each {\"type\": ..., ...} of a registered input type."
     )
+    defaults: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Default field values by block type, for every block of that type that does not set the field: "
+        "{\"gated_resnet\": {\"dropout\": 0.5}}.",
+    )
     body: list[Any] = blocks_field("The blocks, run in order.", min_length=1)
     head: Any = Field(description="The output head: {\"type\": ..., ...} of a registered head type.")

@@ -55,8 +55,9 @@ def parse_spec(data: Any, registry: Registry | None = None, source: str | None =
         problems.extend(pydantic_problems(error, (), ModelSpec, "spec"))
         spec = None
     # Stage 2 runs on the raw data even when stage 1 failed, so that block problems are reported too.
+    defaults = validate_defaults(data.get("defaults"), registry, problems)
     body = data.get("body")
-    blocks = validate_nodes(body, ("body",), registry, problems) if isinstance(body, list) else None
+    blocks = validate_nodes(body, ("body",), registry, problems, defaults) if isinstance(body, list) else None
     inputs = {}
     if isinstance(data.get("inputs"), dict):
         for name, raw in data["inputs"].items():
@@ -70,11 +71,31 @@ def parse_spec(data: Any, registry: Registry | None = None, source: str | None =
     return spec.model_copy(update={"body": blocks, "inputs": inputs, "head": head})
 
 
-def validate_nodes(raw_list: list, path: tuple, registry: Registry, problems: list[Problem]) -> list:
-    return [validate_typed(raw, (*path, i), registry, "block", problems) for i, raw in enumerate(raw_list)]
+def validate_defaults(raw: Any, registry: Registry, problems: list[Problem]) -> dict[str, dict]:
+    """The spec's per-type defaults, with unknown types and fields reported at /defaults/..."""
+    if not isinstance(raw, dict):
+        return {}
+    good = {}
+    for type_name, fields in raw.items():
+        entry = registry.blocks.get(type_name)
+        if entry is None:
+            problems.append(unknown_type_problem(type_name, ("defaults", type_name), registry, "block"))
+            continue
+        if not isinstance(fields, dict):
+            continue  # stage 1 reports it
+        names = field_names(entry.config)
+        for field in fields:
+            if field not in names or field == "type":
+                problems.append(Problem(json_path(("defaults", type_name, field)), "extra_forbidden", f"unknown field for '{type_name}'{did_you_mean(field, names)}"))
+        good[type_name] = {k: v for k, v in fields.items() if k in names and k != "type"}
+    return good
 
 
-def validate_typed(raw: Any, path: tuple, registry: Registry, kind: str, problems: list[Problem]) -> BaseModel | None:
+def validate_nodes(raw_list: list, path: tuple, registry: Registry, problems: list[Problem], defaults: dict | None = None) -> list:
+    return [validate_typed(raw, (*path, i), registry, "block", problems, defaults) for i, raw in enumerate(raw_list)]
+
+
+def validate_typed(raw: Any, path: tuple, registry: Registry, kind: str, problems: list[Problem], defaults: dict | None = None) -> BaseModel | None:
     """Validate one ``{"type": ..., ...}`` object against the config registered for its type."""
     if not isinstance(raw, dict):
         problems.append(Problem(json_path(path), "type_error", f"a {KIND_WORDS[kind]} must be a JSON object with a 'type', got {json.dumps(raw)[:60]}"))
@@ -87,13 +108,15 @@ def validate_typed(raw: Any, path: tuple, registry: Registry, kind: str, problem
     if entry is None:
         problems.append(unknown_type_problem(type_name, (*path, "type"), registry, kind))
         return None
+    if defaults and type_name in defaults:
+        raw = {**defaults[type_name], **raw}
     before = len(problems)
     nested = {}
     for field_name, field in entry.config.model_fields.items():
         extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
         key = field.alias or field_name
         if extra.get(BLOCKS_MARK) and isinstance(raw.get(key), list):
-            nested[field_name] = validate_nodes(raw[key], (*path, key), registry, problems)
+            nested[field_name] = validate_nodes(raw[key], (*path, key), registry, problems, defaults)
     try:
         config = entry.config.model_validate(raw)
     except ValidationError as error:

@@ -74,7 +74,7 @@ def test_schema_and_blocks_commands():
     assert out.returncode == 0
     assert out.stdout.split(None, 3)[:3] == ["masked_conv", "block", "arblocks"]
     out = run("blocks", "--kind", "head")
-    assert {line.split()[0] for line in out.stdout.splitlines()} == {"bernoulli", "categorical"}
+    assert {line.split()[0] for line in out.stdout.splitlines()} == {"bernoulli", "categorical", "logistic_mixture"}
     assert run("blocks", "nothing_like_this").returncode == 1
 
 

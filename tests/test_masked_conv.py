@@ -28,11 +28,11 @@ def test_centre_channel_groups_follow_the_subpixel_rule():
 def test_mask_is_a_buffer_and_weights_are_untouched():
     model = build([{"type": "masked_conv", "mask": "A", "kernel_size": 3, "channels": 6}], size=4)
     conv = model.layers[0]
-    assert "mask" in dict(conv.named_buffers())
-    assert "mask" not in conv.state_dict()  # derived from the config, not saved
-    before = conv.conv.weight.detach().clone()
+    assert "conv.mask" in dict(conv.named_buffers())
+    assert not any(k.endswith("mask") for k in conv.state_dict())  # derived from the config, not saved
+    before = conv.conv.conv.weight.detach().clone()
     model(torch.randint(0, 256, (2, 3, 4, 4)))
-    assert torch.equal(before, conv.conv.weight)
+    assert torch.equal(before, conv.conv.conv.weight)
 
 
 @pytest.mark.parametrize("channels", [1, 3])

@@ -36,7 +36,7 @@ def test_every_problem_is_listed_with_its_path():
         ("/body/1/body/1/channels", "must be > 0 (got -1)"),
         ("/body/1/body/1/kernl", "unknown field for 'masked_conv'; did you mean 'kernel_size'?"),
         ("/body/2/kernel_size", "must be odd (got 4)"),
-        ("/head/type", "unknown head type 'categorcal'; did you mean 'categorical'? (`arblocks blocks --kind head` lists all 2)"),
+        ("/head/type", "unknown head type 'categorcal'; did you mean 'categorical'? (`arblocks blocks --kind head` lists all 3)"),
     ]
 
 

@@ -1,4 +1,4 @@
-"""Blocks that merge several streams: add and concat."""
+"""Stream plumbing: add and concat merge streams, identity copies one."""
 
 from __future__ import annotations
 
@@ -65,7 +65,29 @@ class Concat(Block):
         return state if keeps_groups(self.counts, self.groups) else ungrouped(state)
 
 
+class IdentityConfig(BlockConfig):
+    """Copies a stream (for example to pop a skip stack into a named stream)."""
+
+    type: Literal["identity"] = "identity"
+
+
+class Identity(Block):
+    Config = IdentityConfig
+    orderings = None
+
+    def __init__(self, config, inputs, aux, ctx):
+        super().__init__(config, inputs, aux, ctx)
+        self.output_info = inputs[0]
+
+    def forward(self, x):
+        return x
+
+    def causality(self, inputs, aux):
+        return inputs[0]
+
+
 @hookimpl
 def arblocks_register_blocks(register):
     register(Add)
     register(Concat)
+    register(Identity)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field, field_validator
-from torch import nn
+import torch.nn.functional as F
 
 from ..block import Block, require_map
 from ..errors import BlockError
 from ..hookspecs import hookimpl
+from ..layers import Conv as ConvLayer
 from ..spec import BlockConfig
 from ..streams import Causal, canonical
 from ..ops import ungrouped
@@ -22,6 +23,7 @@ class ConvConfig(BlockConfig):
     channels: int | None = Field(None, gt=0, le=65536, description="Output channels; defaults to the input's.")
     kernel_size: int = Field(1, gt=0, le=63, description="Odd kernel size; anything above 1 sees later pixels of the image.")
     bias: bool = Field(True, description="Add a learned bias.")
+    weight_norm: bool = Field(False, description="Weight normalization (a gain per output channel), with data-dependent initialization available.")
 
     @field_validator("kernel_size")
     @classmethod
@@ -39,12 +41,13 @@ class Conv(Block):
         super().__init__(config, inputs, aux, ctx)
         source = require_map(inputs[0])
         out_channels = config.channels or source.channels
-        self.conv = nn.Conv2d(source.channels, out_channels, config.kernel_size, padding=config.kernel_size // 2, bias=config.bias)
+        self.padding = config.kernel_size // 2
+        self.conv = ConvLayer(source.channels, out_channels, config.kernel_size, bias=config.bias, weight_norm=config.weight_norm)
         self.output_info = source.with_(channels=out_channels)
 
 
     def forward(self, x):
-        return self.conv(x)
+        return self.conv(F.pad(x, [self.padding] * 4))
 
     def causality(self, inputs, aux):
         state = inputs[0]

@@ -7,11 +7,11 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from pydantic import Field, field_validator
-from torch import nn
 
 from ..block import Block, require_map
 from ..errors import BlockError
 from ..hookspecs import hookimpl
+from ..layers import Conv
 from ..ops import channel_groups
 from ..spec import BlockConfig
 from ..streams import Causal, canonical
@@ -29,6 +29,7 @@ class MaskedConvConfig(BlockConfig):
     channels: int | None = Field(None, gt=0, le=65536, description="Output channels; defaults to the input's.")
     kernel_size: int = Field(3, gt=0, le=63, description="Odd kernel size (height = width).")
     bias: bool = Field(True, description="Add a learned bias.")
+    weight_norm: bool = Field(False, description="Weight normalization (a gain per output channel), with data-dependent initialization available.")
 
     @field_validator("kernel_size")
     @classmethod
@@ -60,13 +61,12 @@ class MaskedConv(Block):
         source = require_map(inputs[0])
         out_channels = config.channels or source.channels
         self.padding = config.kernel_size // 2
-        self.conv = nn.Conv2d(source.channels, out_channels, config.kernel_size, bias=config.bias)
         mask = conv_mask(config.mask, out_channels, source.channels, config.kernel_size, ctx.image.channels)
-        self.register_buffer("mask", mask, persistent=False)
+        self.conv = Conv(source.channels, out_channels, config.kernel_size, bias=config.bias, weight_norm=config.weight_norm, mask=mask)
         self.output_info = source.with_(channels=out_channels)
 
     def forward(self, x):
-        return F.conv2d(x, self.conv.weight * self.mask, self.conv.bias, padding=self.padding)
+        return self.conv(F.pad(x, [self.padding] * 4))
 
     def causality(self, inputs, aux):
         state = canonical(inputs[0], self.image.channels)

@@ -8,26 +8,19 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from pydantic import Field
-from torch import nn
 
 from ..blocks.masked_conv import conv_mask
 from ..errors import BlockError
 from ..head import Head
 from ..hookspecs import hookimpl
+from ..layers import Conv
 from ..spec import HeadConfig
 
 
-class MaskedProjection(nn.Module):
+def masked_projection(in_channels: int, image_channels: int, per_channel: int) -> Conv:
     """1x1 mask-B convolution to ``C * per_channel`` outputs: output group c reads feature groups <= c."""
-
-    def __init__(self, in_channels: int, image_channels: int, per_channel: int):
-        super().__init__()
-        out_channels = image_channels * per_channel
-        self.conv = nn.Conv2d(in_channels, out_channels, 1)
-        self.register_buffer("mask", conv_mask("B", out_channels, in_channels, 1, image_channels), persistent=False)
-
-    def forward(self, h):
-        return F.conv2d(h, self.conv.weight * self.mask, self.conv.bias)
+    out_channels = image_channels * per_channel
+    return Conv(in_channels, out_channels, 1, mask=conv_mask("B", out_channels, in_channels, 1, image_channels))
 
 
 class CategoricalConfig(HeadConfig):
@@ -45,7 +38,7 @@ class Categorical(Head):
         if config.levels is not None and config.levels != image.levels:
             raise BlockError(f"levels is {config.levels}, but a {image.bits}-bit image has {image.levels} levels per sub-pixel", field="levels")
         self.levels = image.levels
-        self.project = MaskedProjection(source.channels, image.channels, self.levels)
+        self.project = masked_projection(source.channels, image.channels, self.levels)
 
     def forward(self, h):
         # [B, C * L, H, W] -> [B, C, L, H, W]: channel group c holds the logits of sub-pixel c
@@ -78,7 +71,7 @@ class Bernoulli(Head):
         super().__init__(config, source, image)
         if image.bits != 1:
             raise BlockError(f"bernoulli models 1-bit images, but image.bits is {image.bits}; use 'categorical'", field="type")
-        self.project = MaskedProjection(source.channels, image.channels, 1)
+        self.project = masked_projection(source.channels, image.channels, 1)
 
     def forward(self, h):
         return self.project(h)  # [B, C, H, W] logits of a 1
