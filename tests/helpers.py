@@ -25,3 +25,33 @@ def build(body: list[dict], registry: Registry | None = None, static_causality: 
 
 def problems_of(excinfo) -> list[tuple[str, str]]:
     return [(p.path, p.message) for p in excinfo.value.problems]
+
+
+def shrunk_spec(path, divide: int = 16, times: dict[int, int] | None = None, size: int | None = 8, registry: Registry | None = None):
+    """A shipped spec with every `channels` divided and `repeat` counts mapped by ``times``, for fast tests of its structure.
+
+    Kernels, strides, streams, skips and heads stay as they are, so the receptive field's geometry and the
+    causal structure are the shipped spec's.
+    """
+    import json
+    from pathlib import Path
+
+    data = json.loads(Path(path).read_text())
+
+    def shrink(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("channels"), int) and node.get("type") not in ("constant",) and "num_classes" not in node:
+                node["channels"] = max(1, node["channels"] // divide)
+            if node.get("type") == "repeat" and times:
+                node["times"] = times.get(node["times"], node["times"])
+            for value in node.values():
+                shrink(value)
+        elif isinstance(node, list):
+            for value in node:
+                shrink(value)
+
+    shrink(data["body"])
+    shrink(data.get("defaults", {}))
+    if size is not None:
+        data["image"].update(height=size, width=size)
+    return parse_spec(data, registry=registry)

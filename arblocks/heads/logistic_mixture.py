@@ -6,14 +6,15 @@ C(C-1)/2 x K coupling coefficients (K * 10 for RGB). The mean of channel c is sh
 (state ``past``): the head models a pixel's channels jointly.
 
 The likelihood integrates each logistic over the bin of the observed level: bins have width 2 / (2**bits - 1) on the
-[-1, 1] scale, the first and last bins extend to -inf and +inf, and where a bin's probability falls below 1e-5 the
-density at the bin centre times the bin width stands in for it. It is computed in float32, outside autocast, with
-every branch finite so that the discarded ones give no NaN gradients.
+[-1, 1] scale, and the first and last bins extend to -inf and +inf. A bin's log-probability
+log(sigmoid(a) - sigmoid(b)) is computed as log sigmoid(a) + log sigmoid(-b) + log(1 - exp(b - a)), which has no
+cancellation: it stays exact in float32 for bins far in a tail, where PixelCNN++'s difference of two sigmoids loses
+every digit and has to fall back on the density at the bin centre times the bin width (below 1e-5). The loss is
+computed in float32, outside autocast, with every branch finite so that the discarded ones give no NaN gradients.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
@@ -85,12 +86,10 @@ class LogisticMixture(Head):
             min_in = inv_scale * (centred - half_bin)
             log_cdf_plus = plus_in - F.softplus(plus_in)  # log P(X <= upper edge): the first bin
             log_one_minus_cdf_min = -F.softplus(min_in)  # log P(X > lower edge): the last bin
-            cdf_delta = torch.sigmoid(plus_in) - torch.sigmoid(min_in)
-            mid_in = inv_scale * centred
-            log_pdf_mid = mid_in - log_scales - 2.0 * F.softplus(mid_in)  # log density at the bin centre
-            inner = torch.where(cdf_delta > 1e-5, torch.log(cdf_delta.clamp(min=1e-12)), log_pdf_mid + math.log(2 * half_bin))
+            # log(sigmoid(plus_in) - sigmoid(min_in)) without cancellation; plus_in - min_in = bin width / scale > 0
+            log_bin = log_cdf_plus + log_one_minus_cdf_min + torch.log(-torch.expm1(min_in - plus_in))
             level = x[:, :, None]
-            log_probs = torch.where(level == 0, log_cdf_plus, torch.where(level == levels - 1, log_one_minus_cdf_min, inner))
+            log_probs = torch.where(level == 0, log_cdf_plus, torch.where(level == levels - 1, log_one_minus_cdf_min, log_bin))
             joint = log_probs.sum(dim=1) + F.log_softmax(logits, dim=1)  # [B, K, H, W]
             return torch.logsumexp(joint, dim=1)
 
