@@ -39,7 +39,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("spec", help="path of a JSON spec")
     b.add_argument("--json", action="store_true", help="print a JSON report instead of a table")
     b.add_argument("--check-size", type=int, default=None, metavar="N",
-                   help="check causality on an N x N image at most (default: the first of 5, 6, 4, 8 that the spec builds for)")
+                   help="check causality on an N x N image at most (default: the largest size whose check fits about a second per mode)")
     b.add_argument("--no-check", action="store_true", help="skip the causality check")
     b.set_defaults(run=cmd_build)
 
