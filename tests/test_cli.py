@@ -85,3 +85,13 @@ def test_console_script_is_installed():
     assert exe, "pip install -e . puts `arblocks` on PATH"
     out = subprocess.run([exe, "--version"], capture_output=True, text=True)
     assert out.stdout.startswith("arblocks ")
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.name)
+def test_every_shipped_spec_passes_the_check_that_build_runs(spec):
+    from arblocks import build_model, load_spec
+    from arblocks.causality import check_spec
+
+    loaded = load_spec(spec)
+    report = check_spec(loaded, parameters=build_model(loaded, device="meta").num_parameters())
+    assert report.ok, report.summary()

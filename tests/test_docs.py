@@ -34,3 +34,14 @@ def test_docs_name_no_hook_that_does_not_exist():
 @pytest.mark.parametrize("doc", ["spec-format.md", "blocks.md", "causality.md", "cli.md", "plugins.md", "architecture.md", "performance.md"])
 def test_docs_exist(doc):
     assert (DOCS / doc).stat().st_size > 500
+
+
+def test_parameter_counts_in_models_md_are_the_built_ones():
+    from arblocks import build_model, load_spec
+
+    rows = re.findall(r"^\| `(\w+\.json)` \| [^|]+ \| \**([\d,]+)\**", (DOCS / "models.md").read_text(), flags=re.M)
+    specs = Path(__file__).parent.parent / "specs"
+    assert {name for name, _ in rows} == {p.name for p in specs.glob("*.json")}, "every shipped spec is listed"
+    for name, count in rows:
+        model = build_model(load_spec(specs / name), device="meta")
+        assert model.num_parameters() == int(count.replace(",", "")), name
