@@ -253,10 +253,11 @@ def check_image(spec: ModelSpec, size: int | None) -> ImageSpec:
     return image.model_copy(update={"height": min(size, image.height), "width": min(size, image.width)})
 
 
-def estimated_cost(image: ImageSpec, parameters: int) -> float:
-    """Rough multiply-accumulates of one dependency map: one backward pass per image dimension, each about parameters x positions."""
+def estimated_cost(image: ImageSpec, parameters: int, joint: bool = False) -> float:
+    """Rough multiply-accumulates of one dependency map: one backward pass per output dimension (per pixel for a
+    joint head), each about parameters x positions."""
     positions = image.height * image.width
-    return image.channels * positions * parameters * positions
+    return (1 if joint else image.channels) * positions * parameters * positions
 
 
 def build_for_check(
@@ -275,10 +276,12 @@ def build_for_check(
 
     if size != "auto":
         return build_model(spec, registry, check_image(spec, size), static_causality)
+    registry = registry or get_registry()
     if parameters is None:
         parameters = build_model(spec, registry, static_causality=static_causality, device="meta").num_parameters()
+    joint = registry.heads[spec.head.type].cls.joint
     candidates = sorted({min(s, spec.image.height, spec.image.width) for s in AUTO_SIZES}, reverse=True)
-    affordable = [c for c in candidates if estimated_cost(check_image(spec, c), parameters) <= AUTO_BUDGET]
+    affordable = [c for c in candidates if estimated_cost(check_image(spec, c), parameters, joint) <= AUTO_BUDGET]
     over = [c for c in reversed(candidates) if c not in affordable]
     first_error = None
     for candidate in affordable + over:  # the largest affordable size, else the smallest that builds

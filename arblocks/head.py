@@ -10,7 +10,7 @@ A head type is an ``nn.Module`` subclass of :class:`Head` with a ``Config`` (sub
 * ``sample(params) -> x``: an integer image drawn from the parameters at every position;
 * ``per_dimension(params) -> [B, C', K, H, W]``: the parameters that predict each channel of each pixel,
   for the causality harness. ``C'`` is the image's channels, or 1 for heads that predict a pixel jointly
-  (their parameters must then see only earlier pixels).
+  (``joint = True``; their parameters must then see only earlier pixels).
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from .streams import Causal, StreamInfo
 class Head(nn.Module):
     Config: ClassVar[type[HeadConfig]]
     requires: ClassVar[Causal] = Causal.STRICT
+    #: True for heads that model a pixel's channels jointly (one output per pixel for the harness)
+    joint: ClassVar[bool] = False
 
     def __init__(self, config: HeadConfig, source: StreamInfo, image: ImageSpec):
         super().__init__()

@@ -32,6 +32,7 @@ BUILTIN_PLUGINS = (
     "arblocks.blocks.regularization",
     "arblocks.blocks.residual",
     "arblocks.blocks.gated",
+    "arblocks.blocks.attention",
     "arblocks.blocks.combine",
     "arblocks.blocks.embedding",
     "arblocks.heads.categorical",

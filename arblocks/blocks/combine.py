@@ -1,8 +1,10 @@
-"""Stream plumbing: add and concat merge streams, identity copies one."""
+"""Stream plumbing: add and concat merge streams, identity copies one, slice takes some of its channels."""
 
 from __future__ import annotations
 
 from typing import Literal
+
+from pydantic import Field
 
 import torch
 
@@ -11,7 +13,7 @@ from ..errors import BlockError
 from ..hookspecs import hookimpl
 from ..ops import grouped_cat, keeps_groups, ungrouped
 from ..spec import BlockConfig
-from ..streams import join
+from ..streams import canonical, join
 
 
 class AddConfig(BlockConfig):
@@ -86,8 +88,35 @@ class Identity(Block):
         return inputs[0]
 
 
+class SliceConfig(BlockConfig):
+    """A range of a stream's channels (e.g. to split one projection into keys and values)."""
+
+    type: Literal["slice"] = "slice"
+    start: int = Field(0, ge=0, le=65536, description="First channel.")
+    stop: int = Field(gt=0, le=65536, description="One past the last channel.")
+
+
+class Slice(Block):
+    Config = SliceConfig
+    orderings = None
+
+    def __init__(self, config: SliceConfig, inputs, aux, ctx):
+        super().__init__(config, inputs, aux, ctx)
+        source = require_map(inputs[0])
+        if not config.start < config.stop <= source.channels:
+            raise BlockError(f"the slice [{config.start}:{config.stop}] is not a non-empty range of the input's {source.channels} channels", field="stop")
+        self.output_info = source.with_(channels=config.stop - config.start)
+
+    def forward(self, x):
+        return x[:, self.config.start : self.config.stop]
+
+    def causality(self, inputs, aux):
+        return canonical(ungrouped(inputs[0]), self.image.channels)
+
+
 @hookimpl
 def arblocks_register_blocks(register):
     register(Add)
     register(Concat)
     register(Identity)
+    register(Slice)

@@ -47,6 +47,7 @@ def coupling_pairs(channels: int) -> list[tuple[int, int]]:
 class LogisticMixture(Head):
     Config = LogisticMixtureConfig
     requires = Causal.PAST
+    joint = True
 
     def __init__(self, config, source, image):
         super().__init__(config, source, image)

@@ -1,0 +1,94 @@
+"""Causal attention over the positions of an image (PixelSNAIL, Chen et al. 2018).
+
+Queries come from the ``in`` stream, keys and values from the ``key`` and ``value`` streams (already projected: in
+PixelSNAIL by 1x1 gated resnets over the features, the raw image and the background). Every position attends to the
+positions before it in raster order. Because the keys and values may hold the raw image, the current position stays
+hidden unless ``include_current`` is set (for keys and values that see only earlier pixels themselves). The first
+position has nothing to attend to: its output is zero, never NaN. Attention runs through
+``torch.nn.functional.scaled_dot_product_attention`` with a boolean mask buffer (for SDPA, True means *attend*).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from pydantic import Field
+
+from ..block import Block, require_map
+from ..errors import BlockError
+from ..hookspecs import hookimpl
+from ..spec import BlockConfig, StreamRefs, stream_field
+from ..streams import Causal, canonical, join
+
+
+class CausalAttentionConfig(BlockConfig):
+    """Multi-head attention of every position over the earlier positions of the image (queries from `in`, keys and values from `key` and `value`)."""
+
+    type: Literal["causal_attention"] = "causal_attention"
+    key: StreamRefs | None = stream_field("Keys: a stream of the same size as the queries with the same number of channels.")
+    value: StreamRefs | None = stream_field("Values: a stream of the same size; its channels are the output's.")
+    heads: int = Field(1, gt=0, le=64, description="Number of heads; the query, key and value channels are split evenly between them.")
+    include_current: bool = Field(
+        False,
+        description="Also attend to the current position. Only causal when the keys and values see nothing of it (state 'past'); "
+        "PixelSNAIL's keys hold the raw image, so it leaves this off.",
+    )
+
+
+def causal_mask(positions: int, include_current: bool) -> torch.Tensor:
+    """[N, N] bool: may query i attend to key j? (True = attend, the SDPA convention)."""
+    return torch.ones(positions, positions, dtype=torch.bool).tril(0 if include_current else -1)
+
+
+class CausalAttention(Block):
+    Config = CausalAttentionConfig
+
+    def __init__(self, config: CausalAttentionConfig, inputs, aux, ctx):
+        super().__init__(config, inputs, aux, ctx)
+        query = require_map(inputs[0])
+        if "key" not in aux or "value" not in aux:
+            raise BlockError("causal_attention needs both a key and a value stream", field="key" if "key" not in aux else "value")
+        key, value = require_map(aux["key"], "key", "key"), require_map(aux["value"], "value", "value")
+        for name, info in (("key", key), ("value", value)):
+            if (info.height, info.width) != (query.height, query.width):
+                raise BlockError(f"{name} must have the queries' size {query.height}x{query.width}, got {info.describe()}", field=name)
+        if key.channels != query.channels:
+            raise BlockError(f"keys and queries need the same channels, got {key.channels} and {query.channels}", field="key")
+        for name, channels in (("in", query.channels), ("value", value.channels)):
+            if channels % config.heads:
+                raise BlockError(f"{channels} channels do not split into {config.heads} heads", field=name)
+        mask = causal_mask(query.height * query.width, config.include_current)
+        has_past = mask.any(-1, keepdim=True)  # [N, 1]
+        # a query with nothing to attend to (the first position) attends to itself and is then zeroed: no NaN, no gradient
+        self.register_buffer("attend", mask | (~has_past & torch.eye(len(mask), dtype=torch.bool)), persistent=False)
+        self.register_buffer("has_past", has_past.float(), persistent=False)
+        self.output_info = query.with_(channels=value.channels)
+
+    def forward(self, query, key, value):
+        h, w = query.shape[2:]
+        q, k, v = (rearrange(t, "b (heads c) h w -> b heads (h w) c", heads=self.config.heads) for t in (query, key, value))
+        mixed = F.scaled_dot_product_attention(q, k, v, attn_mask=self.attend) * self.has_past.to(q.dtype)  # [B, heads, N, c]
+        return rearrange(mixed, "b heads (h w) c -> b (heads c) h w", h=h, w=w)
+
+    def causality(self, inputs, aux):
+        query = inputs[0]
+        seen = join(aux["key"], aux["value"])
+        if self.config.include_current:
+            if canonical(seen, self.image.channels) > Causal.PAST:
+                raise BlockError(
+                    f"with include_current, keys and values must see only earlier pixels, but they are '{seen.label}'",
+                    field="include_current",
+                )
+            return join(query, seen)
+        if seen == Causal.FUTURE:
+            return Causal.FUTURE
+        # each position mixes the keys and values of earlier positions only: whatever they see is in its past
+        return join(query, Causal.PAST if seen != Causal.NONE else Causal.NONE)
+
+
+@hookimpl
+def arblocks_register_blocks(register):
+    register(CausalAttention)
