@@ -314,11 +314,20 @@ class Builder:
             return None, name
         allowed = canonical(cls.requires, self.image.channels)
         if info.causal > allowed:
-            hint = "start the body with masked_conv mask 'A' on the image" if info.causal >= Causal.INCLUSIVE else "keep the channel groups apart (masked convolutions) or use a head that models the pixel jointly"
+            hint = causal_hint(info.causal, allowed)
             if self.static_causality:
                 self.problem("/head/in", "not_causal", f"head '{config.type}' needs features in state '{allowed.label}' or stricter, but stream '{name}' is '{info.causal.label}' (it may see the sub-pixel it predicts); {hint}")
         self.rows.append(Row("head", config.type, "x".join(map(str, (self.image.channels, self.image.height, self.image.width))), count_params(head), 0, ""))
         return head, name
+
+
+def causal_hint(state: Causal, allowed: Causal) -> str:
+    if state >= Causal.INCLUSIVE and state != Causal.CURRENT:
+        return "the features see the pixel itself: start with masked_conv mask 'A' on the image, or a shifted convolution"
+    if allowed <= Causal.PAST:
+        return ("this head predicts a pixel's channels jointly, so its features must see only earlier pixels: "
+                "shift rather than mask (shift_down, shift_right), as PixelCNN++ does")
+    return "a layer mixed the sub-pixel channel groups: use masked_conv (kernel 1) instead of conv, and channel counts divisible by the image's channels"
 
 
 def count_params(module: nn.Module) -> int:

@@ -35,7 +35,11 @@ def check_conditioning(aux: dict, size: tuple[int, int]) -> None:
 
 
 class GateConfig(BlockConfig):
-    """Gated activation tanh(a) * sigmoid(b) of the two halves of the channels (Gated PixelCNN), with optional conditioning inside the gate."""
+    """Gated activation tanh(a) * sigmoid(b) of the two halves of the channels (Gated PixelCNN), with optional conditioning inside the gate.
+
+    For an image of C channels the halves are taken within each sub-pixel group when the channel count is a multiple
+    of 2C, which keeps the groups apart; otherwise the plain halves are taken and the groups are mixed.
+    """
 
     type: Literal["gate"] = "gate"
     label: StreamRefs | None = stream_field("Class-label input: a learned per-class bias (an embedding) is added before the gate.")
@@ -49,9 +53,10 @@ class Gate(Block):
     def __init__(self, config, inputs, aux, ctx):
         super().__init__(config, inputs, aux, ctx)
         source = require_map(inputs[0])
-        self.groups = ctx.image.channels
-        if source.channels % (2 * self.groups):
-            raise BlockError(f"the gate splits each of the {self.groups} sub-pixel groups in two halves: {source.channels} channels is not a multiple of {2 * self.groups}", field="in")
+        if source.channels % 2:
+            raise BlockError(f"the gate splits the channels in two halves: {source.channels} is odd", field="in")
+        # group by group when the channels allow it (keeps the sub-pixel groups), else plain halves (mixes them)
+        self.groups = ctx.image.channels if source.channels % (2 * ctx.image.channels) == 0 else 1
         check_conditioning(aux, (source.height, source.width))
         self.label = nn.Embedding(aux["label"].channels, source.channels) if "label" in aux else None
         self.cond = Conv(aux["cond"].channels, source.channels, 1) if "cond" in aux else None
@@ -65,7 +70,8 @@ class Gate(Block):
         return split_gate(x, self.groups)
 
     def causality(self, inputs, aux):
-        return join(inputs[0], *aux.values())
+        state = join(inputs[0], *aux.values())
+        return state if self.groups == self.image.channels else canonical(ungrouped(state), self.image.channels)
 
 
 class GatedResnetConfig(BlockConfig):
