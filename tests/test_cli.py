@@ -95,3 +95,10 @@ def test_every_shipped_spec_passes_the_check_that_build_runs(spec):
     loaded = load_spec(spec)
     report = check_spec(loaded, parameters=build_model(loaded, device="meta").num_parameters())
     assert report.ok, report.summary()
+
+
+def test_the_command_the_project_is_known_by():
+    out = run("build", "specs/pixelsnail.json")
+    assert out.returncode == 0, out.stderr
+    assert "total trainable parameters: 46,021,908" in out.stdout
+    assert "PASSED" in out.stdout and "coverage of the allowed past: min 1.000" in out.stdout
