@@ -134,9 +134,11 @@ class CausalityReport:
             lines.append(f"blind spot: output (row {r}, col {col}, channel {c}) does not see {len(unseen)} allowed input(s): {where}{' ...' if len(unseen) > 12 else ''}")
         return "\n".join(lines)
 
-    def to_dict(self, max_violations: int = 1000) -> dict:
+    def to_dict(self, max_violations: int = 1000, per_output: bool = False) -> dict:
         spot = self.blind_spot()
+        extra = {"coverage_per_output": self.coverage.nan_to_num(1.0).tolist()} if per_output else {}
         return {
+            **extra,
             "ok": self.ok,
             "image": list(self.image),
             "ordering": self.ordering,
@@ -183,8 +185,13 @@ def _reduced_outputs(model: ARModel, xf: torch.Tensor, cond: dict, weights: torc
     return torch.einsum("bckhw,k->bchw", view, weights), weights
 
 
-def dependency_map(model: ARModel, samples: int = 1, seed: int = 0, chunk: int = DEFAULT_CHUNK) -> torch.Tensor:
-    """[C', H, W, C, H, W]: max |d output / d input| over ``samples`` random images, in the model's current mode."""
+def dependency_map(
+    model: ARModel, samples: int = 1, seed: int = 0, chunk: int = DEFAULT_CHUNK, outputs: list[int] | None = None
+) -> torch.Tensor:
+    """[C', H, W, C, H, W]: max |d output / d input| over ``samples`` random images, in the model's current mode.
+
+    ``outputs`` (flat indices into [C', H, W]) restricts the backward passes to those outputs; the other rows are zero.
+    """
     generator = torch.Generator().manual_seed(seed)
     result = None
     for _ in range(samples):
@@ -192,14 +199,47 @@ def dependency_map(model: ARModel, samples: int = 1, seed: int = 0, chunk: int =
         xf = model.to_float(x).double().requires_grad_(True)
         out, _ = _reduced_outputs(model, xf, cond, None, generator)
         n = out.numel()
-        grads = []
-        for start in range(0, n, chunk):
-            eye = torch.zeros(min(chunk, n - start), n, dtype=out.dtype)
-            eye[:, start:].fill_diagonal_(1.0)
-            vectors = eye.reshape(-1, *out.shape)
-            (g,) = torch.autograd.grad(out, xf, vectors, retain_graph=True, is_grads_batched=True)
-            grads.append(g[:, 0].abs())
-        dep = torch.cat(grads).reshape(*out.shape[1:], *xf.shape[1:])
+        rows = torch.arange(n) if outputs is None else torch.as_tensor(outputs)
+        dep = torch.zeros(n, *xf.shape[1:], dtype=torch.float64)
+        for start in range(0, len(rows), chunk):
+            selected = rows[start : start + chunk]
+            vectors = torch.zeros(len(selected), n, dtype=out.dtype)
+            vectors[torch.arange(len(selected)), selected] = 1.0
+            (g,) = torch.autograd.grad(out, xf, vectors.reshape(-1, *out.shape), retain_graph=True, is_grads_batched=True, allow_unused=True)
+            if g is None:
+                raise NoGradientPath("no gradient reaches the image (token inputs?): use the perturbation method")
+            dep[selected] = g[:, 0].abs()
+        dep = dep.reshape(*out.shape[1:], *xf.shape[1:])
+        result = dep if result is None else torch.maximum(result, dep)
+    return result
+
+
+class NoGradientPath(RuntimeError):
+    """The outputs have no gradient with respect to the image (e.g. the image enters through an embedding of its levels)."""
+
+
+@torch.no_grad()
+def perturbation_map(model: ARModel, samples: int = 2, seed: int = 0) -> torch.Tensor:
+    """[C', H, W, C, H, W]: |change of each output| when one input dimension is changed to another level.
+
+    For models without a gradient path from the image (token inputs). One batched forward pass per sample: the image
+    and one copy per input dimension with that dimension changed. Any change is a dependency; a dependency that a given
+    change happens not to move can be missed, hence several samples.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    image = model.image
+    dims = image.channels * image.height * image.width
+    result = None
+    for _ in range(samples):
+        x, cond = _random_inputs(model, 1, generator)
+        shift = torch.randint(1, image.levels, (dims,), generator=generator)
+        batch = x.repeat(dims + 1, 1, 1, 1)
+        flat = batch[1:].reshape(dims, dims)
+        flat[torch.arange(dims), torch.arange(dims)] = (flat.diagonal() + shift) % image.levels
+        cond_batch = {k: v.expand(dims + 1, *v.shape[1:]) for k, v in cond.items()}
+        view = model.head.per_dimension(model.forward_float(model.to_float(batch).double(), **cond_batch))
+        change = (view[1:] - view[:1]).abs().amax(2)  # [dims, C', H, W]
+        dep = change.permute(1, 2, 3, 0).reshape(*view.shape[1:2], *view.shape[3:], *x.shape[1:])
         result = dep if result is None else torch.maximum(result, dep)
     return result
 
@@ -217,8 +257,14 @@ def batch_independent(model: ARModel, seed: int = 0) -> bool:
     return True
 
 
-def check_model(model: ARModel, modes=("train", "eval"), samples: int = 1, seed: int = 0, registry: Registry | None = None) -> CausalityReport:
-    """Check a built model (a float64 copy is made; the model itself is left untouched)."""
+def check_model(
+    model: ARModel, modes=("train", "eval"), samples: int = 1, seed: int = 0, registry: Registry | None = None, method: str = "auto"
+) -> CausalityReport:
+    """Check a built model (a float64 copy is made; the model itself is left untouched).
+
+    ``method``: ``gradient`` (exact), ``perturbation`` (for token inputs), or ``auto`` (gradient where a gradient
+    path exists).
+    """
     registry = registry or get_registry()
     probe = copy.deepcopy(model).double()
     for p in probe.parameters():
@@ -231,8 +277,8 @@ def check_model(model: ARModel, modes=("train", "eval"), samples: int = 1, seed:
         probe.train(mode == "train")
         with torch.random.fork_rng(devices=[]):  # dropout draws from the global generator: make it repeatable, leave the caller's alone
             torch.manual_seed(seed)
-            dep = dependency_map(probe, samples=samples, seed=seed)
-            independent = batch_independent(probe, seed)
+            dep = _map(probe, method, samples, seed)
+            independent = batch_independent(probe, seed) if method != "perturbation" else _perturbation_batch_independent(probe, seed)
         allowed = allowed_inputs(rank, dep.shape[0], image.channels)
         bad = (dep != 0) & ~allowed
         violations = [Violation(tuple(i[:3]), tuple(i[3:]), float(dep[tuple(i)])) for i in bad.nonzero().tolist()]
@@ -241,8 +287,33 @@ def check_model(model: ARModel, modes=("train", "eval"), samples: int = 1, seed:
 
 
 AUTO_SIZES = (8, 6, 5, 4, 3, 2)
-#: multiply-accumulates one mode of the automatic check may cost (about a second on 2 cores in float64)
+#: multiply-accumulates one mode of `build`'s automatic check may cost (about a second on 2 cores in float64)
 AUTO_BUDGET = 1e10
+#: the same for `arblocks check`, which tries the spec's own size first (several seconds)
+CHECK_SIZES = (16, 12, 8, 6, 5, 4, 3, 2)
+CHECK_BUDGET = 1e11
+
+
+def _map(model: ARModel, method: str, samples: int, seed: int) -> torch.Tensor:
+    if method == "perturbation":
+        return perturbation_map(model, samples=max(samples, 2), seed=seed)
+    try:
+        return dependency_map(model, samples=samples, seed=seed)
+    except NoGradientPath:
+        if method == "gradient":
+            raise
+        return perturbation_map(model, samples=max(samples, 2), seed=seed)
+
+
+@torch.no_grad()
+def _perturbation_batch_independent(model: ARModel, seed: int = 0) -> bool:
+    generator = torch.Generator().manual_seed(seed + 1)
+    x, cond = _random_inputs(model, 2, generator)
+    changed = x.clone()
+    changed[1] = (changed[1] + torch.randint(1, model.image.levels, changed[1].shape, generator=generator)) % model.image.levels
+    a = model.forward_float(model.to_float(x).double(), **cond)
+    b = model.forward_float(model.to_float(changed).double(), **cond)
+    return bool(torch.equal(a[0], b[0]))
 
 
 def check_image(spec: ModelSpec, size: int | None) -> ImageSpec:
@@ -266,6 +337,8 @@ def build_for_check(
     registry: Registry | None = None,
     static_causality: bool = True,
     parameters: int | None = None,
+    sizes: tuple[int, ...] = AUTO_SIZES,
+    budget: float = AUTO_BUDGET,
 ) -> ARModel:
     """The spec's model for a small image: ``size`` x ``size`` at most, or with ``size="auto"`` the largest of
     :data:`AUTO_SIZES` whose estimated cost fits :data:`AUTO_BUDGET` and that the spec can be built for (multi-scale
@@ -280,8 +353,8 @@ def build_for_check(
     if parameters is None:
         parameters = build_model(spec, registry, static_causality=static_causality, device="meta").num_parameters()
     joint = registry.heads[spec.head.type].cls.joint
-    candidates = sorted({min(s, spec.image.height, spec.image.width) for s in AUTO_SIZES}, reverse=True)
-    affordable = [c for c in candidates if estimated_cost(check_image(spec, c), parameters, joint) <= AUTO_BUDGET]
+    candidates = sorted({min(s, spec.image.height, spec.image.width) for s in sizes}, reverse=True)
+    affordable = [c for c in candidates if estimated_cost(check_image(spec, c), parameters, joint) <= budget]
     over = [c for c in reversed(candidates) if c not in affordable]
     first_error = None
     for candidate in affordable + over:  # the largest affordable size, else the smallest that builds
@@ -301,8 +374,14 @@ def check_spec(
     registry: Registry | None = None,
     static_causality: bool = True,
     parameters: int | None = None,
+    method: str = "auto",
+    thorough: bool = False,
 ) -> CausalityReport:
-    """Build ``spec`` for a small image (see :func:`build_for_check`) and check it in every mode."""
+    """Build ``spec`` for a small image (see :func:`build_for_check`) and check it in every mode.
+
+    ``thorough`` picks the automatic size as `arblocks check` does: the spec's own size where feasible.
+    """
     torch.manual_seed(seed)
-    model = build_for_check(spec, size, registry, static_causality, parameters)
-    return check_model(model, modes=modes, samples=samples, seed=seed, registry=registry)
+    sizes, budget = ((max(spec.image.height, spec.image.width), *CHECK_SIZES), CHECK_BUDGET) if thorough else (AUTO_SIZES, AUTO_BUDGET)
+    model = build_for_check(spec, size, registry, static_causality, parameters, sizes, budget)
+    return check_model(model, modes=modes, samples=samples, seed=seed, registry=registry, method=method)

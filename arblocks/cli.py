@@ -6,6 +6,7 @@ Exit status: 0 success, 1 a causality check failed (or an internal error), 2 bad
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -43,6 +44,27 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--no-check", action="store_true", help="skip the causality check")
     b.set_defaults(run=cmd_build)
 
+    c = sub.add_parser("check", help="the full dependency map of a spec: violations, batch independence, coverage, blind spot")
+    c.add_argument("spec")
+    c.add_argument("--size", type=int, default=None, metavar="N", help="check on an N x N image (default: the spec's own size where feasible, else the largest that fits a few seconds)")
+    c.add_argument("--mode", choices=["both", "train", "eval"], default="both")
+    c.add_argument("--samples", type=int, default=1, help="random images whose dependencies are combined (default 1)")
+    c.add_argument("--method", choices=["auto", "gradient", "perturbation"], default="auto",
+                   help="gradient (exact), perturbation (for token inputs), auto: gradient where a gradient path exists")
+    c.add_argument("--max-listed", type=int, default=50, help="violations and unseen inputs listed in the text report")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(run=cmd_check)
+
+    rf = sub.add_parser("receptive-field", help="draw what one output pixel depends on, for one or several specs")
+    rf.add_argument("spec")
+    rf.add_argument("--pixel", required=True, metavar="ROW,COL", help="the predicted pixel")
+    rf.add_argument("--out", required=True, help="PNG file to write")
+    rf.add_argument("--compare", nargs="+", default=[], metavar="SPEC", help="more specs, drawn side by side")
+    rf.add_argument("--size", type=int, default=None, metavar="N", help="image size (default: the spec's, at most 16)")
+    rf.add_argument("--samples", type=int, default=1)
+    rf.add_argument("--json", action="store_true", help="also print coverage and leaks as JSON")
+    rf.set_defaults(run=cmd_receptive_field)
+
     s = sub.add_parser("schema", help="print the JSON Schema of a spec, with every registered block")
     s.add_argument("--indent", type=int, default=2)
     s.set_defaults(run=cmd_schema)
@@ -57,6 +79,15 @@ def parser() -> argparse.ArgumentParser:
 
 
 # -- verbs ---------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def spec_source(path: str):
+    """Name the spec file in problems found while building it."""
+    try:
+        yield
+    except SpecError as error:
+        raise SpecError(error.problems, source=path) from None
+
+
 def cmd_build(args) -> int:
     from .builder import build_model
     from .causality import check_spec
@@ -67,14 +98,63 @@ def cmd_build(args) -> int:
     if args.check_size is not None and args.check_size < 1:
         raise UsageError("--check-size must be at least 1")
     spec = load_spec(args.spec)
-    try:
+    with spec_source(args.spec):
         model = build_model(spec)
         causality = None if args.no_check else check_spec(spec, size=args.check_size or "auto", parameters=model.num_parameters())
-    except SpecError as error:
-        raise SpecError(error.problems, source=args.spec) from None
     report = build_report(args.spec, spec, model, causality)
     print(json.dumps(report, indent=2) if args.json else format_build(report))
     return EXIT_OK if causality is None or causality.ok else EXIT_FAILED
+
+
+def cmd_check(args) -> int:
+    from .builder import build_model
+    from .causality import check_spec
+    from .report import format_check
+    from .validate import load_spec
+
+    if args.size is not None and args.size < 1 or args.samples < 1:
+        raise UsageError("--size and --samples must be at least 1")
+    spec = load_spec(args.spec)
+    modes = ("train", "eval") if args.mode == "both" else (args.mode,)
+    with spec_source(args.spec):
+        parameters = build_model(spec, device="meta").num_parameters() if args.size is None else None
+        report = check_spec(spec, size=args.size or "auto", modes=modes, samples=args.samples, parameters=parameters,
+                            method=args.method, thorough=True, static_causality=False)
+    if args.json:
+        print(json.dumps({"spec": args.spec, **report.to_dict(max_violations=10**9, per_output=True)}, indent=2))
+    else:
+        print(format_check(args.spec, report, args.max_listed))
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def cmd_receptive_field(args) -> int:
+    from .builder import build_model
+    from .causality import check_image
+    from .receptive_field import pixel_field, render
+    from .validate import load_spec
+
+    try:
+        row, col = (int(v) for v in args.pixel.split(","))
+    except ValueError:
+        raise UsageError(f"--pixel takes ROW,COL (e.g. 4,2), got {args.pixel!r}") from None
+    fields = []
+    for path in [args.spec, *args.compare]:
+        spec = load_spec(path)
+        with spec_source(path):
+            model = build_model(spec, image=check_image(spec, args.size or 16), static_causality=False)
+        try:
+            fields.append(pixel_field(model, (row, col), name=Path(path).stem, samples=args.samples))
+        except ValueError as error:
+            raise UsageError(f"{path}: {error}") from None
+    size = render(fields, args.out)
+    summary = [{"spec": f.name, "pixel": list(f.pixel), "coverage": f.coverage, "leaks": f.leaks} for f in fields]
+    if args.json:
+        print(json.dumps({"out": args.out, "size": list(size), "fields": summary}, indent=2))
+    else:
+        for f in summary:
+            print(f"{f['spec']}: pixel ({row},{col}) coverage {f['coverage']:.3f}{', LEAKS: ' + str(f['leaks']) if f['leaks'] else ''}")
+        print(f"wrote {args.out} ({size[0]}x{size[1]})")
+    return EXIT_FAILED if any(f["leaks"] for f in summary) else EXIT_OK
 
 
 def cmd_schema(args) -> int:

@@ -46,3 +46,30 @@ def format_build(report: dict) -> str:
         lines.append(f"causality check on a {ch}x{h}x{w} image (float64 gradients, train and eval): {'PASSED' if c['ok'] else 'FAILED'}")
         lines.extend("  " + line for line in report["causality_summary"].splitlines())
     return "\n".join(lines)
+
+
+def format_check(source: str, report, max_listed: int = 50) -> str:
+    """The full text report of `arblocks check`: every violation (up to max_listed), batch independence, the coverage grid."""
+    c, h, w = report.image
+    lines = [f"{source}: causality check on a {c}x{h}x{w} image, ordering {report.ordering}, float64: {'PASSED' if report.ok else 'FAILED'}"]
+    for mode, r in report.modes.items():
+        lines.append(f"{mode} mode: {len(r.violations)} violation(s); batch {'independent' if r.batch_independent else 'NOT independent: an image depends on another'}")
+        for v in r.violations[:max_listed]:
+            lines.append(f"  {v}")
+        if len(r.violations) > max_listed:
+            lines.append(f"  ... and {len(r.violations) - max_listed} more (--max-listed, or --json for all)")
+    coverage = report.coverage.nan_to_num(1.0).amin(0)  # [H, W]: the worst output channel of each pixel
+    lines.append(f"coverage of the allowed past per output pixel (worst channel), min {report.min_coverage:.3f}, mean {report.mean_coverage:.3f}:")
+    if h <= 16 and w <= 16:
+        lines.extend("  " + " ".join(f"{float(v):.2f}" for v in row) for row in coverage)
+    spot = report.blind_spot()
+    if spot is None:
+        lines.append("no blind spot: every output sees all of its allowed past")
+    else:
+        (oc, r, col), unseen = spot
+        by_pixel: dict[tuple[int, int], list[int]] = {}
+        for uch, ur, uc in unseen:
+            by_pixel.setdefault((ur, uc), []).append(uch)
+        lines.append(f"blind spot of the worst output (row {r}, col {col}, channel {oc}): {len(unseen)} allowed input(s) unseen:")
+        lines.extend(f"  (row {ur}, col {uc}) channel(s) {','.join(map(str, chs))}" for (ur, uc), chs in list(by_pixel.items())[:max_listed])
+    return "\n".join(lines)
