@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-from .errors import ArblocksError, SpecError
+from .errors import ArblocksError, Problem, SpecError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -64,6 +64,43 @@ def parser() -> argparse.ArgumentParser:
     rf.add_argument("--samples", type=int, default=1)
     rf.add_argument("--json", action="store_true", help="also print coverage and leaks as JSON")
     rf.set_defaults(run=cmd_receptive_field)
+
+    t = sub.add_parser("train", help="train a spec's model on a dataset (single process, or torchrun for DDP)")
+    t.add_argument("spec")
+    t.add_argument("--data", required=True, help="data source: digits, npz:PATH, mnist:PATH, cifar10:PATH, folder:PATH")
+    t.add_argument("--test-data", default=None, help="source of the test split (default: the --data source)")
+    t.add_argument("--out", required=True, help="run folder (checkpoint.pt, metrics.csv, bits_per_dim.png)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    t.add_argument("--no-progress", action="store_true")
+    for name, field in TRAIN_FLAGS:
+        t.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, **field)
+    t.set_defaults(run=cmd_train)
+
+    e = sub.add_parser("eval", help="exact bits/dim (and nats per image) of a checkpoint on a dataset")
+    e.add_argument("checkpoint")
+    e.add_argument("--data", required=True)
+    e.add_argument("--split", default="test")
+    e.add_argument("--batch-size", type=int, default=64)
+    e.add_argument("--weights", choices=["ema", "raw"], default="ema")
+    e.add_argument("--binarize", action="store_true")
+    e.add_argument("--data-key", default=None)
+    e.add_argument("--device", default="auto")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(run=cmd_eval)
+
+    sm = sub.add_parser("sample", help="a PNG grid of samples from a checkpoint (or completions of an image)")
+    sm.add_argument("checkpoint")
+    sm.add_argument("-n", type=int, default=16, help="number of samples")
+    sm.add_argument("--out", required=True, help="PNG file")
+    sm.add_argument("--temperature", type=float, default=1.0)
+    sm.add_argument("--label", type=int, default=None, help="class label, for class-conditional specs")
+    sm.add_argument("--complete", default=None, metavar="IMAGE.png", help="keep the first --rows rows of this image and sample the rest")
+    sm.add_argument("--rows", type=int, default=None)
+    sm.add_argument("--seed", type=int, default=0)
+    sm.add_argument("--weights", choices=["ema", "raw"], default="ema")
+    sm.add_argument("--device", default="auto")
+    sm.add_argument("--no-progress", action="store_true")
+    sm.set_defaults(run=cmd_sample)
 
     s = sub.add_parser("schema", help="print the JSON Schema of a spec, with every registered block")
     s.add_argument("--indent", type=int, default=2)
@@ -155,6 +192,93 @@ def cmd_receptive_field(args) -> int:
             print(f"{f['spec']}: pixel ({row},{col}) coverage {f['coverage']:.3f}{', LEAKS: ' + str(f['leaks']) if f['leaks'] else ''}")
         print(f"wrote {args.out} ({size[0]}x{size[1]})")
     return EXIT_FAILED if any(f["leaks"] for f in summary) else EXIT_OK
+
+
+TRAIN_FLAGS = [
+    ("steps", {"type": int}), ("batch_size", {"type": int}), ("lr", {"type": float}), ("lr_decay", {"type": float}),
+    ("grad_clip", {"type": float}), ("ema_decay", {"type": float}), ("seed", {"type": int}), ("eval_every", {"type": int}),
+    ("eval_batch_size", {"type": int}), ("checkpoint_every", {"type": int}), ("log_every", {"type": int}),
+    ("max_bad_steps", {"type": int}), ("data_key", {}), ("device", {}), ("dtype", {"choices": ["fp32", "bf16"]}),
+    ("binarize", {"action": "store_const", "const": True}), ("no_init", {"action": "store_const", "const": True}),
+]
+
+
+def cmd_train(args) -> int:
+    from pydantic import ValidationError
+
+    from .train import TrainConfig, train
+    from .validate import load_spec
+
+    spec = load_spec(args.spec)
+    values = {name: getattr(args, name) for name, _ in TRAIN_FLAGS if getattr(args, name) is not None}
+    if values.pop("no_init", None):
+        values["init"] = False
+    try:
+        config = TrainConfig(**values)
+    except ValidationError as error:
+        from .validate import pydantic_problems
+
+        raise SpecError([Problem(f"--{p.path.strip('/').replace('_', '-')}", p.type, p.message) for p in pydantic_problems(error, (), TrainConfig, "train")], source="options") from None
+    with spec_source(args.spec):
+        result = train(spec, args.data, args.out, config, resume=args.resume, test_source=args.test_data, progress=not args.no_progress)
+    test = f", test {result.test_bits_per_dim:.4f} bits/dim ({result.test_nats_per_image:.2f} nats per image)" if result.test_bits_per_dim is not None else ""
+    print(f"{args.out}: step {result.step}, train {result.train_bits_per_dim:.4f} bits/dim{test}, {result.skipped_steps} skipped step(s)")
+    return EXIT_OK
+
+
+def cmd_eval(args) -> int:
+    from .checkpoint import load_model
+    from .data import load_data
+    from .train import World, evaluate, pick_device
+
+    model, state = load_model(args.checkpoint, args.weights)
+    device = pick_device(args.device, World())
+    data = load_data(args.data, args.split, model.image, args.binarize, args.data_key)
+    bpd, nats = evaluate(model.to(device), data, args.batch_size, device)
+    if args.json:
+        print(json.dumps({"checkpoint": args.checkpoint, "step": state["step"], "split": args.split, "images": len(data), "bits_per_dim": bpd, "nats_per_image": nats, "weights": args.weights}))
+    else:
+        print(f"{args.checkpoint} (step {state['step']}, {args.weights} weights) on {args.data} {args.split} ({len(data)} images): "
+              f"{bpd:.4f} bits/dim, {nats:.2f} nats per image")
+    return EXIT_OK
+
+
+def cmd_sample(args) -> int:
+    import torch
+
+    from .checkpoint import load_model
+    from .sample import NaiveSampler, load_image, save_grid
+    from .train import World, pick_device
+
+    if args.n < 1 or args.temperature <= 0:
+        raise UsageError("-n must be at least 1 and --temperature positive")
+    model, state = load_model(args.checkpoint, args.weights)
+    device = pick_device(args.device, World())
+    model = model.to(device)
+    image = model.image
+    conditioning = {}
+    for name in model.provided_inputs:
+        config = model.inputs[name].config
+        if config.type != "class_label":
+            raise UsageError(f"input '{name}' ({config.type}) cannot be given on the command line")
+        if args.label is None or not 0 <= args.label < config.num_classes:
+            raise UsageError(f"this model is conditioned on a class: pass --label between 0 and {config.num_classes - 1}")
+        conditioning[name] = torch.full((args.n,), args.label, dtype=torch.long, device=device)
+    known = mask = None
+    if args.complete:
+        if args.rows is None or not 0 <= args.rows <= image.height:
+            raise UsageError(f"--complete needs --rows between 0 and {image.height}")
+        try:
+            known = load_image(args.complete, image.channels, image.height, image.width, image.bits)
+        except (OSError, ValueError) as error:
+            raise UsageError(f"--complete: {error}") from None
+        mask = torch.zeros(image.height, image.width, dtype=torch.bool)
+        mask[: args.rows] = True
+    generator = torch.Generator(device=device).manual_seed(args.seed)
+    samples = NaiveSampler(model).sample(args.n, args.temperature, conditioning, known, mask, generator, progress=not args.no_progress)
+    size = save_grid(samples.cpu(), args.out, image.levels)
+    print(f"wrote {args.out}: {args.n} samples from step {state['step']} ({size[0]}x{size[1]})")
+    return EXIT_OK
 
 
 def cmd_schema(args) -> int:

@@ -54,3 +54,12 @@ def arblocks_register_orderings(register):
     Call ``register(OrderingClass)`` for each ordering. ``OrderingClass`` subclasses
     :class:`arblocks.Ordering` and gives the rank of every pixel in the generation order.
     """
+
+
+@hookspec
+def arblocks_register_datasets(register):
+    """Register data sources for `arblocks train`, `eval` and `sample --complete`.
+
+    Call ``register(DatasetClass)`` for each. ``DatasetClass`` subclasses :class:`arblocks.data.DatasetType`;
+    its ``Config.type`` is the name used in source strings (``name:PATH``).
+    """

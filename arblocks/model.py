@@ -65,8 +65,9 @@ class ARModel(nn.Module):
             raise ValueError(f"expected images of shape [B, {', '.join(map(str, expected))}], got {list(x.shape)}")
         if x.dtype.is_floating_point or x.dtype == torch.bool:
             raise ValueError(f"expected integer levels (e.g. torch.uint8 or torch.long), got {x.dtype}")
-        if x.numel() and (x.min() < 0 or x.max() >= image.levels):
-            raise ValueError(f"levels must lie in [0, {image.levels - 1}] for a {image.bits}-bit image, got [{int(x.min())}, {int(x.max())}]")
+        low, high = (int(x.min()), int(x.max())) if x.numel() else (0, 0)
+        if low < 0 or high >= image.levels:
+            raise ValueError(f"levels must lie in [0, {image.levels - 1}] for a {image.bits}-bit image, got [{low}, {high}]")
         dtype = next((p.dtype for p in self.parameters()), torch.get_default_dtype())
         return x.to(dtype) * (2.0 / (image.levels - 1)) - 1.0
 

@@ -39,6 +39,7 @@ BUILTIN_PLUGINS = (
     "arblocks.heads.logistic_mixture",
     "arblocks.inputs",
     "arblocks.ordering",
+    "arblocks.data.sources",
 )
 
 HOOKS = {
@@ -46,6 +47,7 @@ HOOKS = {
     "head": "arblocks_register_heads",
     "input": "arblocks_register_inputs",
     "ordering": "arblocks_register_orderings",
+    "dataset": "arblocks_register_datasets",
 }
 
 

@@ -12,7 +12,7 @@ from typing import Any, get_args
 
 from .errors import RegistryError
 
-KINDS = ("block", "head", "input", "ordering")
+KINDS = ("block", "head", "input", "ordering", "dataset")
 
 
 @dataclass(frozen=True)

@@ -48,8 +48,8 @@ class Categorical(Head):
         logits = rearrange(params.float(), "b c l h w -> b l c h w")
         return F.cross_entropy(logits, x.long(), reduction="none").flatten(1).sum(1)
 
-    def sample(self, params, generator=None):
-        probs = rearrange(params.float().softmax(2), "b c l h w -> (b c h w) l")
+    def sample(self, params, generator=None, temperature: float = 1.0):
+        probs = rearrange((params.float() / max(temperature, 1e-6)).softmax(2), "b c l h w -> (b c h w) l")
         draws = torch.multinomial(probs, 1, generator=generator)
         b, c, _, h, w = params.shape
         return rearrange(draws, "(b c h w) 1 -> b c h w", b=b, c=c, h=h, w=w)
@@ -79,8 +79,8 @@ class Bernoulli(Head):
     def nll(self, params, x):
         return F.binary_cross_entropy_with_logits(params.float(), x.float(), reduction="none").flatten(1).sum(1)
 
-    def sample(self, params, generator=None):
-        return torch.bernoulli(torch.sigmoid(params.float()), generator=generator).long()
+    def sample(self, params, generator=None, temperature: float = 1.0):
+        return torch.bernoulli(torch.sigmoid(params.float() / max(temperature, 1e-6)), generator=generator).long()
 
     def per_dimension(self, params):
         return rearrange(params, "b c h w -> b c 1 h w")

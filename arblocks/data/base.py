@@ -1,0 +1,119 @@
+"""The dataset-type contract, source strings, and the preparation of images for a spec.
+
+A source string names a registered dataset type and, for most, a path: ``digits``, ``npz:PATH``, ``mnist:PATH``,
+``cifar10:PATH``, ``folder:PATH``. A dataset type subclasses :class:`DatasetType`, has a ``Config`` with a ``type``
+Literal and a ``path``, and returns the images of a split as uint8 ``[N, C, H, W]`` with their bit depth.
+Datasets are held in memory: the images of these models are small.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from pydantic import Field
+
+from ..errors import ArblocksError
+from ..spec import Config, ImageSpec
+
+
+class DataError(ArblocksError):
+    """A dataset is missing, malformed, or does not fit the spec."""
+
+
+class DatasetConfig(Config):
+    type: str
+    path: str | None = Field(None, description="Where the data lies.")
+    key: str | None = Field(None, description="Array name inside the file, where the format has several (npz).")
+
+
+@dataclass
+class ImageData:
+    images: torch.Tensor  # uint8 [N, C, H, W]
+    labels: torch.Tensor | None  # long [N]
+    bits: int  # bit depth of the values
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+class DatasetType:
+    Config: ClassVar[type[DatasetConfig]]
+    #: whether the source string must carry a path (``npz:PATH``)
+    needs_path: ClassVar[bool] = True
+
+    def __init__(self, config: DatasetConfig):
+        self.config = config
+
+    def load(self, split: str) -> ImageData:
+        raise NotImplementedError
+
+
+def parse_source(source: str, registry=None) -> DatasetType:
+    """``"npz:data/mnist.npz"`` -> the registered dataset type, configured."""
+    from ..errors import did_you_mean
+    from ..plugins import get_registry
+
+    registry = registry or get_registry()
+    name, _, path = source.partition(":")
+    entry = registry.entries["dataset"].get(name)
+    if entry is None:
+        known = sorted(registry.entries["dataset"])
+        raise DataError(f"unknown data source '{name}'{did_you_mean(name, known)}; known: {', '.join(known)} (e.g. npz:PATH)")
+    cls = entry.cls
+    if cls.needs_path and not path:
+        raise DataError(f"data source '{name}' needs a path: {name}:PATH")
+    return cls(cls.Config(type=name, path=path or None))
+
+
+def to_nchw(array, source: str) -> torch.Tensor:
+    """uint8 images as [N, H, W] or [N, H, W, C] (channels last, C <= 4) or [N, C, H, W] -> [N, C, H, W]."""
+    import numpy as np
+
+    array = np.asarray(array)
+    if array.dtype != np.uint8:
+        if np.issubdtype(array.dtype, np.integer) and array.size and array.min() >= 0 and array.max() <= 255:
+            array = array.astype(np.uint8)
+        else:
+            raise DataError(f"{source}: expected uint8 images, got {array.dtype}")
+    images = torch.from_numpy(np.ascontiguousarray(array))
+    if images.dim() == 3:
+        return images[:, None]
+    if images.dim() == 4 and images.shape[-1] <= 4 and images.shape[1] > 4:
+        return images.permute(0, 3, 1, 2).contiguous()
+    if images.dim() == 4:
+        return images
+    raise DataError(f"{source}: expected images of shape [N, H, W], [N, H, W, C] or [N, C, H, W], got {list(images.shape)}")
+
+
+def bits_of(images: torch.Tensor) -> int:
+    return 1 if images.numel() and int(images.max()) <= 1 else 8
+
+
+def prepare(data: ImageData, image: ImageSpec, binarize: bool = False) -> ImageData:
+    """Fit the data to the spec's image: binarize or reduce the bit depth, and check the shape."""
+    images, bits = data.images, data.bits
+    if binarize and bits > 1:
+        images, bits = (images >= 2 ** (bits - 1)).to(torch.uint8), 1
+    if image.bits < bits:
+        images = images >> (bits - image.bits)
+    elif image.bits > bits:
+        raise DataError(f"the data has {bits}-bit values but the spec models {image.bits}-bit images; set image.bits to {bits} in the spec")
+    expected = (image.channels, image.height, image.width)
+    if tuple(images.shape[1:]) != expected:
+        raise DataError(
+            f"the data's images are {'x'.join(map(str, images.shape[1:]))} (channels x height x width), "
+            f"but the spec's image is {'x'.join(map(str, expected))}"
+        )
+    return ImageData(images, data.labels, image.bits)
+
+
+def load_data(source: str, split: str, image: ImageSpec, binarize: bool = False, key: str | None = None, registry=None) -> ImageData:
+    dataset = parse_source(source, registry)
+    if key is not None:
+        dataset.config = dataset.config.model_copy(update={"key": key})
+    data = dataset.load(split)
+    if len(data) == 0:
+        raise DataError(f"{source}: the {split} split holds no images")
+    return prepare(data, image, binarize)

@@ -1,0 +1,196 @@
+"""Built-in data sources: digits (embedded), npz, mnist (idx files), cifar10 (python batches, read safely), folder (PNG)."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import pickle
+import struct
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from ..hookspecs import hookimpl
+from .base import DataError, DatasetConfig, DatasetType, ImageData, bits_of, to_nchw
+
+SPLITS = ("train", "test")
+
+
+def _split(split: str) -> str:
+    if split not in SPLITS and split != "valid":
+        raise DataError(f"unknown split '{split}': use train or test")
+    return split
+
+
+def _labels(array) -> torch.Tensor | None:
+    return None if array is None else torch.as_tensor(np.asarray(array).astype(np.int64))
+
+
+class DigitsConfig(DatasetConfig):
+    """The UCI optical digits as scikit-learn ships them (8x8, 17 grey levels scaled to 8 bits), embedded: no download (CC BY 4.0)."""
+
+    type: Literal["digits"] = "digits"
+
+
+class Digits(DatasetType):
+    Config = DigitsConfig
+    needs_path = False
+    TRAIN = 1500  # the first 1500 images train, the other 297 test
+
+    def load(self, split):
+        with np.load(Path(__file__).parent / "digits.npz", allow_pickle=False) as f:
+            x, y = f["x"], f["y"]
+        part = slice(0, self.TRAIN) if _split(split) == "train" else slice(self.TRAIN, None)
+        images = np.rint(x[part].astype(np.float64) * 255 / 16).astype(np.uint8)
+        return ImageData(to_nchw(images, "digits"), _labels(y[part]), 8)
+
+
+class NpzConfig(DatasetConfig):
+    """uint8 arrays in a NumPy .npz file: x_train / x_test (or x), labels y_train / y_test (or y); --data-key picks another array."""
+
+    type: Literal["npz"] = "npz"
+
+
+class Npz(DatasetType):
+    Config = NpzConfig
+
+    def load(self, split):
+        path = Path(self.config.path)
+        if not path.is_file():
+            raise DataError(f"npz: no such file: {path}")
+        try:
+            f = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as error:
+            raise DataError(f"npz: cannot read {path}: {error}") from None
+        with f:
+            split = _split(split)
+            names = [self.config.key] if self.config.key else [f"x_{split}", "x"]
+            key = next((n for n in names if n in f.files), None)
+            if key is None:
+                raise DataError(f"npz: {path} has no array {' or '.join(names)} (it has {', '.join(f.files)}); choose one with --data-key")
+            label_key = key.replace("x", "y", 1) if key.startswith("x") else None
+            images = to_nchw(f[key], f"npz:{path}")
+            labels = _labels(f[label_key]) if label_key in f.files else None
+        return ImageData(images, labels, bits_of(images))
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An idx file (the MNIST format), gzipped or not."""
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] != 0x08:
+        raise DataError(f"mnist: {path} is not an idx file of unsigned bytes")
+    dims = raw[3]
+    shape = struct.unpack(f">{dims}I", raw[4 : 4 + 4 * dims])
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims)
+    if data.size != int(np.prod(shape)):
+        raise DataError(f"mnist: {path} is truncated ({data.size} values for shape {list(shape)})")
+    return data.reshape(shape)
+
+
+class MnistConfig(DatasetConfig):
+    """MNIST (or Fashion-MNIST) as the standard idx files in a folder: train-images-idx3-ubyte[.gz], t10k-images-idx3-ubyte[.gz], and the labels."""
+
+    type: Literal["mnist"] = "mnist"
+
+
+class Mnist(DatasetType):
+    Config = MnistConfig
+
+    def _find(self, stem: str) -> Path:
+        folder = Path(self.config.path)
+        for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
+            if (folder / name).is_file():
+                return folder / name
+        raise DataError(f"mnist: {folder} has no {stem}[.gz]")
+
+    def load(self, split):
+        prefix = "train" if _split(split) == "train" else "t10k"
+        images = read_idx(self._find(f"{prefix}-images-idx3-ubyte"))
+        try:
+            labels = _labels(read_idx(self._find(f"{prefix}-labels-idx1-ubyte")))
+        except DataError:
+            labels = None
+        return ImageData(to_nchw(images, "mnist"), labels, 8)
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays, lists, dicts and strings, and refuses everything else (no arbitrary code)."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    }
+
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise DataError(f"cifar10: refusing to unpickle {module}.{name}: only numpy arrays are read from CIFAR-10 batches")
+
+
+class Cifar10Config(DatasetConfig):
+    """CIFAR-10 as the standard cifar-10-batches-py folder (data_batch_1..5, test_batch), read without running pickled code."""
+
+    type: Literal["cifar10"] = "cifar10"
+
+
+class Cifar10(DatasetType):
+    Config = Cifar10Config
+
+    def load(self, split):
+        folder = Path(self.config.path)
+        names = [f"data_batch_{i}" for i in range(1, 6)] if _split(split) == "train" else ["test_batch"]
+        images, labels = [], []
+        for name in names:
+            path = folder / name
+            if not path.is_file():
+                raise DataError(f"cifar10: {folder} has no {name} (expected the cifar-10-batches-py folder)")
+            try:
+                batch = _NumpyOnlyUnpickler(io.BytesIO(path.read_bytes()), encoding="bytes").load()
+            except DataError:
+                raise
+            except Exception as error:  # noqa: BLE001 - a malformed file must be a clear error
+                raise DataError(f"cifar10: cannot read {path}: {type(error).__name__}: {error}") from None
+            data = batch.get(b"data", batch.get("data"))
+            images.append(np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32))
+            labels.extend(batch.get(b"labels", batch.get("labels", [])))
+        return ImageData(to_nchw(np.concatenate(images), "cifar10"), _labels(labels) if labels else None, 8)
+
+
+class FolderConfig(DatasetConfig):
+    """PNG images in a folder (train/ and test/ subfolders if present; class subfolders give labels), read with Pillow."""
+
+    type: Literal["folder"] = "folder"
+
+
+class Folder(DatasetType):
+    Config = FolderConfig
+
+    def load(self, split):
+        from PIL import Image
+
+        root = Path(self.config.path)
+        if not root.is_dir():
+            raise DataError(f"folder: no such folder: {root}")
+        base = root / split if (root / split).is_dir() else root
+        files = sorted(base.rglob("*.png"))
+        if not files:
+            raise DataError(f"folder: no .png images under {base}")
+        classes = sorted({f.parent.relative_to(base).as_posix() for f in files})
+        arrays, labels = [], []
+        for f in files:
+            with Image.open(f) as im:
+                arrays.append(np.asarray(im.convert("L" if im.mode in ("L", "1", "P", "I;16") else "RGB")))
+            labels.append(classes.index(f.parent.relative_to(base).as_posix()))
+        if len({a.shape for a in arrays}) != 1:
+            raise DataError(f"folder: the images under {base} do not all have one size")
+        return ImageData(to_nchw(np.stack(arrays), f"folder:{base}"), _labels(labels) if len(classes) > 1 else None, 8)
+
+
+@hookimpl
+def arblocks_register_datasets(register):
+    for cls in (Digits, Npz, Mnist, Cifar10, Folder):
+        register(cls)

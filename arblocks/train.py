@@ -1,0 +1,355 @@
+"""Training: Adam with exponential decay, EMA weights, gradient clipping, data-dependent init, atomic checkpoints,
+exact resume, non-finite-loss guard, progress bar, CSV metrics and a PNG plot; single process or torchrun DDP.
+
+Reproducibility: the order of the data is a permutation drawn from (seed, epoch), and every step reseeds the random
+generator from (seed, step, rank), so a resumed run takes exactly the steps an uninterrupted one would have taken.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch.nn.parallel import DistributedDataParallel
+
+from . import checkpoint as ckpt
+from .builder import build_model
+from .data import ImageData, load_data
+from .distributed import World, all_sum, barrier, setup, teardown
+from .errors import ArblocksError
+from .layers import Conv, data_dependent_init
+from .model import ARModel
+from .spec import ModelSpec
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.csv"
+PLOT = "bits_per_dim.png"
+FIELDS = ["step", "split", "bits_per_dim", "nats_per_image", "images_per_s", "lr", "skipped_steps"]
+
+
+class TrainingError(ArblocksError):
+    """Training cannot go on (non-finite losses, a run folder that would be overwritten, a mismatched resume)."""
+
+
+class TrainConfig(BaseModel):
+    """Everything that defines a training run besides the spec and the data."""
+
+    model_config = ConfigDict(extra="forbid")
+    steps: int = Field(1000, gt=0, description="Optimizer steps in all.")
+    batch_size: int = Field(16, gt=0, description="Global batch size (split evenly over the ranks).")
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate.")
+    lr_decay: float = Field(0.999995, gt=0, le=1, description="Learning rate factor per step (PixelCNN++'s exponential decay).")
+    betas: tuple[float, float] = Field((0.95, 0.9995), description="Adam betas (PixelCNN++, PixelSNAIL).")
+    grad_clip: float | None = Field(100.0, gt=0, description="Clip the gradient norm to this (None: no clipping).")
+    ema_decay: float = Field(0.9995, ge=0, lt=1, description="Polyak averaging of the weights, used for evaluation and sampling.")
+    seed: int = Field(0, ge=0, description="Seed of the data order, the initialization and every step's randomness.")
+    eval_every: int = Field(500, gt=0, description="Evaluate test bits/dim with the EMA weights every N steps (and at the end).")
+    eval_batch_size: int = Field(64, gt=0)
+    checkpoint_every: int = Field(100, gt=0, description="Write the checkpoint every N steps (and at the end).")
+    log_every: int = Field(10, gt=0, description="Write a train row to metrics.csv every N steps.")
+    max_bad_steps: int = Field(10, gt=0, description="Stop after this many consecutive steps with a non-finite loss or gradient.")
+    init: bool = Field(True, description="Data-dependent initialization of weight-normalized layers.")
+    binarize: bool = Field(False, description="Binarize the images (threshold at half the range).")
+    data_key: str | None = Field(None, description="Array name for npz sources.")
+    device: str = Field("auto", description="cpu, cuda, cuda:N or auto.")
+    dtype: Literal["fp32", "bf16"] = Field("fp32", description="bf16 runs the model under autocast; the loss stays float32.")
+
+
+@dataclass
+class RunResult:
+    step: int
+    train_bits_per_dim: float
+    test_bits_per_dim: float | None
+    test_nats_per_image: float | None
+    skipped_steps: int
+
+
+def pick_device(name: str, world: World) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", world.local_rank)
+    return device
+
+
+def conditioning_for(model: ARModel, data: ImageData, index: torch.Tensor, device) -> dict[str, torch.Tensor]:
+    """The provided inputs of a batch: class labels from the data."""
+    cond = {}
+    for name in model.provided_inputs:
+        if model.inputs[name].config.type != "class_label":
+            raise TrainingError(f"input '{name}' ({model.inputs[name].config.type}) needs data that the sources do not provide; training supports class_label inputs")
+        if data.labels is None:
+            raise TrainingError(f"input '{name}' is a class label, but the data has no labels")
+        cond[name] = data.labels[index].to(device)
+    return cond
+
+
+@torch.no_grad()
+def evaluate(model: ARModel, data: ImageData, batch_size: int, device, world: World = World(), dtype: str = "fp32") -> tuple[float, float]:
+    """Exact (bits per dimension, nats per image) over every image of ``data``: each rank takes the images
+    rank, rank + world, ... (no padding, no image counted twice) and the sums are reduced."""
+    model.eval()
+    indices = torch.arange(world.rank, len(data), world.size)
+    total = 0.0
+    for start in range(0, len(indices), batch_size):
+        index = indices[start : start + batch_size]
+        x = data.images[index].to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16"):
+            total += float(model.nll(x, **conditioning_for(model, data, index, device)).double().sum())
+    total, count = all_sum(world, total, float(len(indices)), device=device)
+    dims = model.image.dims
+    return total / (count * dims * math.log(2)), total / count
+
+
+class EMA:
+    """Polyak averages of the parameters (and copies of the buffers)."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        for k, v in model.state_dict().items():
+            if v.is_floating_point():
+                self.state[k].lerp_(v, 1 - self.decay)
+            else:
+                self.state[k].copy_(v)
+
+
+def has_weight_norm(model: torch.nn.Module) -> bool:
+    return any(isinstance(m, Conv) and m.weight_normed for m in model.modules())
+
+
+def train(
+    spec: ModelSpec,
+    data_source: str,
+    run_dir: str | Path,
+    config: TrainConfig = TrainConfig(),
+    resume: bool = False,
+    test_source: str | None = None,
+    progress: bool = True,
+) -> RunResult:
+    run_dir = Path(run_dir)
+    path = run_dir / CHECKPOINT
+    state = None
+    if resume:
+        state = ckpt.load(path)
+        if state["spec_hash"] != ckpt.spec_hash(spec):
+            raise TrainingError(f"{path} was trained from another spec (spec hash {state['spec_hash'][:12]}, this spec {ckpt.spec_hash(spec)[:12]})")
+        config = TrainConfig.model_validate({**state["config"], "steps": max(config.steps, state["config"]["steps"])})
+    elif path.exists():
+        raise TrainingError(f"{run_dir} already holds a run ({CHECKPOINT}); continue it with --resume or choose another --out")
+
+    device = pick_device(config.device, World())
+    world = setup(device)
+    device = pick_device(config.device, world)
+    try:
+        return _run(spec, data_source, test_source or data_source, run_dir, config, state, world, device, progress)
+    finally:
+        teardown(world)
+
+
+def _run(spec, data_source, test_source, run_dir: Path, config: TrainConfig, state, world: World, device, progress: bool) -> RunResult:
+    if config.batch_size % world.size:
+        raise TrainingError(f"the batch size {config.batch_size} does not split evenly over {world.size} processes")
+    local_batch = config.batch_size // world.size
+    train_data = load_data(data_source, "train", spec.image, config.binarize, config.data_key)
+    test_data = load_data(test_source, "test", spec.image, config.binarize, config.data_key)
+    if len(train_data) < config.batch_size:
+        raise TrainingError(f"the training split has {len(train_data)} images, fewer than one batch of {config.batch_size}")
+
+    torch.manual_seed(config.seed)
+    model = build_model(spec).to(device)
+    conditioning_for(model, train_data, torch.arange(1), device)  # fail early on inputs the data cannot feed
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas)
+    schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
+    start = 0
+    skipped = 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        start, skipped = state["step"], state["skipped_steps"]
+    elif config.init and has_weight_norm(model):
+        index = _batch_indices(config, len(train_data), 0, world)
+        with torch.random.fork_rng(devices=[]):
+            model.eval()
+            data_dependent_init(model, train_data.images[index].to(device), **conditioning_for(model, train_data, index, device))
+    ema = EMA(model, config.ema_decay)
+    if state is not None:
+        ema.state = {k: v.to(device) for k, v in state["ema"].items()}
+    net = DistributedDataParallel(model) if world.distributed else model  # after the init: DDP broadcasts rank 0's weights
+
+    if world.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for stale in run_dir.glob(f".{CHECKPOINT}.*.tmp"):  # left by a process killed between write and rename
+            stale.unlink()
+        _trim_metrics(run_dir / METRICS, start)
+        (run_dir / "run.json").write_text(json.dumps({"spec": json.loads(ckpt.spec_json(spec)), "data": data_source, "config": config.model_dump(mode="json")}, indent=2))
+    bar = _progress(progress and world.main, config.steps, start)
+    window_loss, window_count, window_images, window_start = 0.0, 0, 0, time.perf_counter()
+    bad_in_a_row = 0
+    last = {"train": float("nan"), "test": None, "nats": None}
+    step = start
+    for step in range(start + 1, config.steps + 1):
+        torch.manual_seed((config.seed * 1_000_003 + step) * world.size + world.rank)
+        model.train()
+        index = _batch_indices(config, len(train_data), step - 1, world)
+        x = train_data.images[index].to(device, non_blocking=True)
+        cond = conditioning_for(model, train_data, index, device)
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.dtype == "bf16"):
+            params = net(x, **cond)
+        loss = model.head.nll(params, x).sum() / (len(x) * spec.image.dims * math.log(2))
+        loss.backward()
+        norm = _gradient_norm(model, config.grad_clip)
+        loss_value = loss.item()
+        if not (math.isfinite(norm) and math.isfinite(all_sum(world, loss_value, device=device)[0])):
+            optimizer.zero_grad(set_to_none=True)
+            skipped += 1
+            bad_in_a_row += 1
+            if bad_in_a_row >= config.max_bad_steps:
+                raise TrainingError(
+                    f"the loss or gradient was not finite for {bad_in_a_row} steps in a row (up to step {step}); the weights of step "
+                    f"{step - bad_in_a_row} are intact in {run_dir / CHECKPOINT} as of its last write. Lower --lr or check the data"
+                )
+            continue
+        bad_in_a_row = 0
+        optimizer.step()
+        schedule.step()
+        ema.update(model)
+        window_loss += loss_value
+        window_count += 1
+        window_images += config.batch_size
+        if step % config.log_every == 0 or step == config.steps:
+            total, count = all_sum(world, window_loss, float(window_count), device=device)
+            elapsed = time.perf_counter() - window_start
+            last["train"] = total / max(count, 1)
+            rate = window_images / elapsed if elapsed > 0 else float("nan")
+            _write_metrics(world, run_dir, step, "train", last["train"], None, rate, schedule.get_last_lr()[0], skipped)
+            if bar is not None:
+                bar.set_postfix(bpd=f"{last['train']:.3f}", img_s=f"{rate:.1f}", skipped=skipped)
+            window_loss, window_count, window_images, window_start = 0.0, 0, 0, time.perf_counter()
+        if step % config.eval_every == 0 or step == config.steps:
+            last["test"], last["nats"] = _evaluate_ema(spec, ema, test_data, config, device, world)
+            _write_metrics(world, run_dir, step, "test", last["test"], last["nats"], None, schedule.get_last_lr()[0], skipped)
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            _save(world, run_dir, spec, model, ema, optimizer, schedule, step, skipped, config)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    if world.main:
+        plot_metrics(run_dir / METRICS, run_dir / PLOT, spec.name)
+    barrier(world)
+    return RunResult(step, last["train"], last["test"], last["nats"], skipped)
+
+
+def _batch_indices(config: TrainConfig, n: int, step: int, world: World) -> torch.Tensor:
+    """This rank's share of the global batch of a step: a slice of the permutation of the step's epoch."""
+    per_epoch = n // config.batch_size
+    epoch, position = divmod(step, per_epoch)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed * 1_000_003 + epoch))
+    batch = order[position * config.batch_size : (position + 1) * config.batch_size]
+    local = config.batch_size // world.size
+    return batch[world.rank * local : (world.rank + 1) * local]
+
+
+def _gradient_norm(model: torch.nn.Module, clip: float | None) -> float:
+    params = [p for p in model.parameters() if p.grad is not None]
+    if clip is None:
+        return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params]))) if params else 0.0
+    return float(torch.nn.utils.clip_grad_norm_(params, clip))
+
+
+def _evaluate_ema(spec: ModelSpec, ema: EMA, data: ImageData, config: TrainConfig, device, world: World):
+    model = build_model(spec).to(device)
+    model.load_state_dict(ema.state)
+    return evaluate(model, data, config.eval_batch_size, device, world, config.dtype)
+
+
+def _save(world: World, run_dir: Path, spec, model, ema: EMA, optimizer, schedule, step: int, skipped: int, config: TrainConfig) -> None:
+    if world.main:
+        state = {
+            "format": ckpt.FORMAT,
+            "spec": ckpt.spec_json(spec),
+            "spec_hash": ckpt.spec_hash(spec),
+            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "ema": {k: v.detach().cpu() for k, v in ema.state.items()},
+            "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(),
+            "step": step,
+            "skipped_steps": skipped,
+            "config": config.model_dump(mode="json"),
+            "world_size": world.size,
+        }
+        ckpt.save_atomic(state, run_dir / CHECKPOINT)
+    barrier(world)
+
+
+def _progress(enabled: bool, total: int, initial: int):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
+
+
+def _write_metrics(world: World, run_dir: Path, step, split, bpd, nats, rate, lr, skipped) -> None:
+    if not world.main:
+        return
+    path = run_dir / METRICS
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerow({"step": step, "split": split, "bits_per_dim": f"{bpd:.6f}", "nats_per_image": "" if nats is None else f"{nats:.4f}",
+                         "images_per_s": "" if rate is None else f"{rate:.2f}", "lr": f"{lr:.6g}", "skipped_steps": skipped})
+
+
+def _trim_metrics(path: Path, step: int) -> None:
+    """On resume, drop the rows written after the checkpoint (they will be written again)."""
+    if not path.exists():
+        return
+    with path.open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def plot_metrics(metrics: Path, out: Path, title: str) -> None:
+    """Train and test bits/dim against steps, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series: dict[str, tuple[list[int], list[float]]] = {}
+    with metrics.open(newline="") as f:
+        for row in csv.DictReader(f):
+            steps, values = series.setdefault(row["split"], ([], []))
+            steps.append(int(row["step"]))
+            values.append(float(row["bits_per_dim"]))
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    for split, (steps, values) in sorted(series.items()):
+        ax.plot(steps, values, marker="o" if split == "test" else None, label=split)
+    ax.set_xlabel("step")
+    ax.set_ylabel("bits per dimension")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)

@@ -1,0 +1,163 @@
+"""Training: exact resume, kill -9 safety, the non-finite guard, metrics, and the CLI verbs around it."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from arblocks import load_spec
+from arblocks import train as train_module
+from arblocks.checkpoint import CheckpointError, load, load_model
+from arblocks.cli import main
+from arblocks.train import TrainConfig, TrainingError, train
+
+ROOT = Path(__file__).parent.parent
+TINY = ROOT / "tests/specs/tiny_digits.json"
+FAST = dict(batch_size=16, eval_every=1000, checkpoint_every=1000, log_every=5, eval_batch_size=512)
+
+
+def weights(path):
+    state = load(path)
+    return state["model"], state["ema"]
+
+
+def same(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_resumed_run_takes_exactly_the_steps_of_an_uninterrupted_one(tmp_path):
+    spec = load_spec(TINY)
+    straight = train(spec, "digits", tmp_path / "straight", TrainConfig(steps=12, **FAST), progress=False)
+    train(spec, "digits", tmp_path / "split", TrainConfig(steps=6, **FAST), progress=False)
+    resumed = train(spec, "digits", tmp_path / "split", TrainConfig(steps=12, **FAST), resume=True, progress=False)
+    (m1, e1), (m2, e2) = weights(tmp_path / "straight/checkpoint.pt"), weights(tmp_path / "split/checkpoint.pt")
+    assert same(m1, m2) and same(e1, e2)
+    assert resumed.test_bits_per_dim == straight.test_bits_per_dim
+    rows = list(csv.DictReader((tmp_path / "split/metrics.csv").open()))
+    assert [int(r["step"]) for r in rows if r["split"] == "train"] == [5, 6, 10, 12]
+    assert (tmp_path / "split/bits_per_dim.png").stat().st_size > 1000
+
+
+def test_training_lowers_the_loss_and_writes_the_run(tmp_path):
+    result = train(load_spec(TINY), "digits", tmp_path / "run", TrainConfig(steps=40, **FAST), progress=False)
+    rows = [r for r in csv.DictReader((tmp_path / "run/metrics.csv").open()) if r["split"] == "train"]
+    assert float(rows[-1]["bits_per_dim"]) < float(rows[0]["bits_per_dim"]) - 0.3
+    assert result.test_bits_per_dim is not None and result.skipped_steps == 0
+    assert json.loads((tmp_path / "run/run.json").read_text())["config"]["steps"] == 40
+
+
+def test_kill_9_never_leaves_a_torn_checkpoint_and_resume_loses_nothing(tmp_path):
+    run = tmp_path / "killed"
+    command = [sys.executable, "-m", "arblocks", "train", str(TINY), "--data", "digits", "--out", str(run), "--steps", "60",
+               "--batch-size", "16", "--checkpoint-every", "1", "--eval-every", "1000", "--eval-batch-size", "512", "--no-progress"]
+    for _ in range(2):
+        process = subprocess.Popen(command + (["--resume"] if (run / "checkpoint.pt").exists() else []), cwd=ROOT,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        before = load(run / "checkpoint.pt")["step"] if (run / "checkpoint.pt").exists() else 0
+        while time.time() < deadline:
+            if (run / "checkpoint.pt").exists() and load(run / "checkpoint.pt")["step"] >= before + 3:
+                break
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        state = load(run / "checkpoint.pt")  # loads: never torn
+        assert 0 < state["step"] < 60
+    finished = subprocess.run(command + ["--resume"], cwd=ROOT, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr
+    train(load_spec(TINY), "digits", tmp_path / "straight", TrainConfig(steps=60, batch_size=16, checkpoint_every=1000, eval_every=1000, eval_batch_size=512), progress=False)
+    (m1, e1), (m2, e2) = weights(run / "checkpoint.pt"), weights(tmp_path / "straight/checkpoint.pt")
+    assert same(m1, m2) and same(e1, e2)
+    assert not list(run.glob(".checkpoint.pt.*.tmp"))  # a kill between write and rename leaves one; resuming removes it
+
+
+def test_a_non_finite_gradient_skips_the_step_and_keeps_the_weights(tmp_path, monkeypatch):
+    real = train_module._gradient_norm
+    calls = {"n": 0}
+
+    def flaky(model, clip):
+        calls["n"] += 1
+        return float("nan") if calls["n"] in (3, 4) else real(model, clip)
+
+    monkeypatch.setattr(train_module, "_gradient_norm", flaky)
+    result = train(load_spec(TINY), "digits", tmp_path / "run", TrainConfig(steps=8, **FAST), progress=False)
+    assert result.skipped_steps == 2
+    assert load(tmp_path / "run/checkpoint.pt")["skipped_steps"] == 2
+    assert all(torch.isfinite(v).all() for v in load(tmp_path / "run/checkpoint.pt")["model"].values())
+
+
+def test_a_run_of_non_finite_steps_stops_with_a_clear_message(tmp_path, monkeypatch):
+    monkeypatch.setattr(train_module, "_gradient_norm", lambda model, clip: float("inf"))
+    with pytest.raises(TrainingError, match="not finite for 4 steps in a row"):
+        train(load_spec(TINY), "digits", tmp_path / "run", TrainConfig(steps=8, max_bad_steps=4, **FAST), progress=False)
+
+
+def test_cli_train_eval_sample(tmp_path, capsys):
+    run = str(tmp_path / "run")
+    assert main(["train", str(TINY), "--data", "digits", "--out", run, "--steps", "6", "--batch-size", "16", "--no-progress"]) == 0
+    assert "step 6" in capsys.readouterr().out
+    assert main(["eval", f"{run}/checkpoint.pt", "--data", "digits", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["images"] == 297 and report["bits_per_dim"] > 0
+    model, _ = load_model(f"{run}/checkpoint.pt")
+    from arblocks.data import load_data
+
+    data = load_data("digits", "test", model.image)
+    nll = model.nll(data.images).double().sum().item()
+    assert report["nats_per_image"] == pytest.approx(nll / 297, rel=1e-6)  # every image counted exactly once
+    assert main(["sample", f"{run}/checkpoint.pt", "-n", "3", "--out", str(tmp_path / "grid.png"), "--no-progress"]) == 0
+    from PIL import Image
+
+    grid = Image.open(tmp_path / "grid.png")
+    assert grid.size == (2 * 66 + 2, 2 * 66 + 2) and grid.mode == "L"  # 2 x 2 cells of 8x8 pixels scaled by 8, 2-pixel gaps
+    assert len(grid.getcolors(256)) > 2
+
+
+def test_cli_refuses_to_overwrite_a_run_and_to_resume_another_spec(tmp_path, capsys):
+    run = str(tmp_path / "run")
+    assert main(["train", str(TINY), "--data", "digits", "--out", run, "--steps", "2", "--batch-size", "16", "--no-progress"]) == 0
+    before = (tmp_path / "run/checkpoint.pt").read_bytes()
+    assert main(["train", str(TINY), "--data", "digits", "--out", run, "--steps", "2", "--no-progress"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    other = json.loads(TINY.read_text())
+    other["body"][0]["channels"] = 8
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    assert main(["train", str(tmp_path / "other.json"), "--data", "digits", "--out", run, "--resume", "--no-progress"]) == 2
+    assert "another spec" in capsys.readouterr().err
+    assert (tmp_path / "run/checkpoint.pt").read_bytes() == before  # nothing already written is lost
+
+
+def test_unsafe_and_foreign_checkpoints_are_refused(tmp_path, capsys):
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("touch pwned",))
+
+    torch.save({"format": "arblocks-checkpoint/1", "x": Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="refused"):
+        load(tmp_path / "evil.pt")
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
+    assert main(["eval", str(tmp_path / "foreign.pt"), "--data", "digits"]) == 2
+    assert "not an arblocks checkpoint" in capsys.readouterr().err
+    (tmp_path / "torn.pt").write_bytes(b"PK\x03\x04 truncated")
+    assert main(["sample", str(tmp_path / "torn.pt"), "--out", str(tmp_path / "x.png")]) == 2
+
+
+def test_data_errors_exit_2_with_a_clear_message(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main(["train", str(ROOT / "specs/pixelcnn.json"), "--data", "digits", "--out", out, "--steps", "1", "--no-progress"]) == 2
+    assert "the data's images are 1x8x8" in capsys.readouterr().err
+    assert main(["train", str(TINY), "--data", "npz:/nonexistent.npz", "--out", out, "--no-progress"]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["train", str(TINY), "--data", "mnsit:/x", "--out", out, "--no-progress"]) == 2
+    assert "did you mean 'mnist'" in capsys.readouterr().err
+    assert main(["train", str(TINY), "--data", "digits", "--out", out, "--lr", "-1", "--no-progress"]) == 2
+    assert "--lr: must be > 0" in capsys.readouterr().err
+    assert not Path(out).exists()
