@@ -1,0 +1,98 @@
+"""Train small models on real data for a fixed number of steps on the CPU; report test figures and throughput.
+
+    python benchmarks/bpd.py [--scale 1.0] [--only NAME]
+
+Needs ../shared/data (see its README). Each run trains with `arblocks.train.train` (EMA weights evaluated on the whole
+test split at the end) and prints a Markdown row for docs/results.md. `--scale` multiplies the number of steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from arblocks import parse_spec
+from arblocks.train import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+
+
+def narrowed(name: str, image: dict, changes) -> dict:
+    data = json.loads((ROOT / "specs" / name).read_text())
+    data["image"] = image
+    changes(data)
+    return data
+
+
+def small_pixelcnn(data):
+    data["body"][0]["channels"] = 64
+    data["body"][1]["times"] = 4
+    for block in data["body"][1]["body"][0]["body"]:
+        if "channels" in block:
+            block["channels"] = 64 if block["channels"] == 128 else 32
+    data["body"][3]["channels"] = 64
+
+
+def small_pixelcnn_pp(data):
+    for fields in data["defaults"].values():
+        if "channels" in fields:
+            fields["channels"] = 32
+
+    def visit(node):
+        if isinstance(node, dict):
+            if node.get("type") == "repeat" and node["times"] in (5, 6):
+                node["times"] -= 4  # nr_resnet 1 (2 in the down pass)
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(data["body"])
+
+
+RUNS = {
+    "pixelcnn-binarized-mnist": dict(
+        spec=lambda: narrowed("pixelcnn_binarized_mnist.json", {"channels": 1, "height": 28, "width": 28, "bits": 1}, small_pixelcnn),
+        data=f"npz:{DATA / 'binarized_mnist.npz'}", steps=600, batch=32, unit="nats", published="PixelCNN 81.30 nats (van den Oord et al. 2016); pytorch-generative's small PixelCNN 81.45",
+    ),
+    "pixelcnn-pp-mnist": dict(
+        spec=lambda: narrowed("pixelcnn_pp.json", {"channels": 1, "height": 28, "width": 28, "bits": 8}, small_pixelcnn_pp),
+        data=f"npz:{DATA / 'mnist.npz'}", steps=200, batch=32, unit="bits/dim", published="no standard figure for 8-bit MNIST in the seed papers",
+    ),
+    "pixelcnn-pp-cifar10-subset": dict(
+        spec=lambda: narrowed("pixelcnn_pp.json", {"channels": 3, "height": 32, "width": 32, "bits": 8}, small_pixelcnn_pp),
+        data=f"npz:{DATA / 'cifar10_subset.npz'}", steps=200, batch=32, unit="bits/dim", published="PixelCNN++ 2.92 bits/dim on the full CIFAR-10 (53.7M parameters, days of GPU training)",
+    ),
+}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--only", default=None)
+    args = parser.parse_args()
+    for name, run in RUNS.items():
+        if args.only and args.only != name:
+            continue
+        spec = parse_spec(run["spec"]())
+        steps = max(1, int(run["steps"] * args.scale))
+        config = TrainConfig(steps=steps, batch_size=run["batch"], eval_every=10**9, checkpoint_every=10**9, log_every=max(1, steps // 10),
+                             eval_batch_size=250, ema_decay=0.995, lr=2e-3)
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory() as out:
+            result = train(spec, run["data"], out, config, progress=False)
+            rows = (Path(out) / "metrics.csv").read_text().splitlines()
+        elapsed = time.perf_counter() - start
+        figure = f"{result.test_nats_per_image:.2f} nats" if run["unit"] == "nats" else f"{result.test_bits_per_dim:.3f} bits/dim"
+        params = sum(p.numel() for p in __import__("arblocks").build_model(spec).parameters())
+        print(f"| {name} | {params:,} | {steps} x {run['batch']} | {figure} (train {result.train_bits_per_dim:.3f} bits/dim) | "
+              f"{steps * run['batch'] / elapsed:.1f} img/s incl. eval, {elapsed / 60:.1f} min | {run['published']} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
