@@ -14,8 +14,9 @@ A block type is an ``nn.Module`` subclass of :class:`Block` with
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import nn
 
@@ -35,7 +36,7 @@ class BuildContext:
     ordering: str
     path: str
     #: ``build_chain(nodes, input_info, key)`` builds the nested block list held in the config field ``key``
-    build_chain: Callable[[Sequence[Any], StreamInfo, str], "Chain"]
+    build_chain: Callable[[Sequence[Any], StreamInfo, str], Chain]
 
 
 class Block(nn.Module):

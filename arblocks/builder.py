@@ -10,8 +10,9 @@ is collected with its JSON path and raised as one :class:`~arblocks.errors.SpecE
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -252,7 +253,7 @@ class Builder:
     def build_chain(self, nodes: Sequence[Any], info: StreamInfo, path: str, label: str) -> Chain:
         layers, paths, rows = [], [], []
         failed = False
-        for (node_path, label), config in self.flatten(nodes, path, label):
+        for (node_path, node_label), config in self.flatten(nodes, path, label):
             if any(getattr(config, k, None) is not None for k in ("in_", "out", "push")):
                 self.problem(node_path, "stream_in_chain", "blocks inside a container read and write the container's stream: remove in/out/push")
                 failed = True
@@ -266,13 +267,13 @@ class Builder:
                 failed = True
                 continue
             try:
-                block = self.construct(cls, config, [info], {}, self.context(node_path, config.name or label), node_path)
+                block = self.construct(cls, config, [info], {}, self.context(node_path, config.name or node_label), node_path)
             except _Failed:
                 failed = True
                 break
             layers.append(block)
             paths.append(node_path)
-            rows.append(Row(config.name or label, config.type, block.output_info.describe(), count_params(block)))
+            rows.append(Row(config.name or node_label, config.type, block.output_info.describe(), count_params(block)))
             if isinstance(getattr(block, "body", None), Chain):
                 rows.extend(Row(r.label, r.type, r.shape, r.params, r.depth + 1) for r in block.body.rows)
             info = block.output_info

@@ -41,7 +41,7 @@ def render_catalogue(registry: Registry | None = None) -> str:
     out = [
         "# Block catalogue",
         "",
-        "Generated from the registered config classes by `arblocks blocks --markdown`; do not edit by hand",
+        "Generated from the built-in config classes by `arblocks blocks --markdown --no-plugins`; do not edit by hand",
         "(a test checks that this file matches the code). Fields marked *stream* name streams (see spec-format.md).",
         "",
     ]

@@ -12,8 +12,8 @@ import os
 import sys
 import traceback
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .errors import ArblocksError, Problem, SpecError
 
@@ -111,7 +111,12 @@ def parser() -> argparse.ArgumentParser:
     bl.add_argument("--kind", choices=["block", "head", "input", "ordering", "dataset", "all"], default="all")
     bl.add_argument("--json", action="store_true")
     bl.add_argument("--markdown", action="store_true", help="print the full catalogue with every field, in Markdown (docs/blocks.md)")
+    bl.add_argument("--no-plugins", action="store_true", help="only the built-in types (no entry points)")
     bl.set_defaults(run=cmd_blocks)
+
+    pl = sub.add_parser("plugins", help="the loaded plugins, what each provides, and the errors of those that failed")
+    pl.add_argument("--json", action="store_true")
+    pl.set_defaults(run=cmd_plugins)
     return p
 
 
@@ -129,7 +134,6 @@ def cmd_build(args) -> int:
     from .builder import build_model
     from .causality import check_spec
     from .report import build_report, format_build
-
     from .validate import load_spec
 
     if args.check_size is not None and args.check_size < 1:
@@ -281,6 +285,30 @@ def cmd_sample(args) -> int:
     return EXIT_OK
 
 
+def cmd_plugins(args) -> int:
+    from .plugins import get_registry
+
+    registry = get_registry()
+    rows = []
+    for plugin in registry.plugins:
+        provides = {}
+        for entry in registry.find():
+            if entry.plugin == plugin.name:
+                provides.setdefault(entry.kind, []).append(entry.name)
+        rows.append({"name": plugin.name, "distribution": plugin.distribution, "version": plugin.version, "provides": provides, "error": plugin.error})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    for row in rows:
+        version = f" {row['version']}" if row["version"] else ""
+        if row["error"]:
+            print(f"{row['name']} ({row['distribution']}{version}): NOT LOADED: {row['error']}")
+            continue
+        provided = "; ".join(f"{kind}s: {', '.join(names)}" for kind, names in row["provides"].items()) or "nothing"
+        print(f"{row['name']} ({row['distribution']}{version}): {provided}")
+    return EXIT_OK
+
+
 def cmd_schema(args) -> int:
     from .schema import spec_json_schema
 
@@ -292,7 +320,12 @@ def cmd_blocks(args) -> int:
     from .plugins import get_registry
     from .registry import KINDS
 
-    registry = get_registry()
+    if args.no_plugins:
+        from .plugins import load_registry
+
+        registry = load_registry(entry_points=False)
+    else:
+        registry = get_registry()
     if args.markdown:
         from .catalogue import render_catalogue
 

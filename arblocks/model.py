@@ -41,7 +41,7 @@ class ARModel(nn.Module):
     :meth:`bits_per_dim` the mean bits per dimension.
     """
 
-    def __init__(self, spec: ModelSpec, image: ImageSpec, layers, steps: list[Step], head, head_in: str, inputs: nn.ModuleDict, rows: "list[Row]"):
+    def __init__(self, spec: ModelSpec, image: ImageSpec, layers, steps: list[Step], head, head_in: str, inputs: nn.ModuleDict, rows: list[Row]):
         super().__init__()
         self.spec = spec
         self.image = image

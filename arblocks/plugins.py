@@ -13,7 +13,8 @@ import importlib
 import importlib.metadata
 import os
 import warnings
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import pluggy
 
@@ -90,9 +91,11 @@ def load_registry(
     pm = make_plugin_manager()
     sources: dict[str, tuple[str, str | None]] = {}
 
+    from . import __version__
+
     for module_name in BUILTIN_PLUGINS:
         pm.register(importlib.import_module(module_name), name=module_name)
-        sources[module_name] = ("arblocks", None)
+        sources[module_name] = ("arblocks", __version__)
 
     if entry_points:
         disabled = disabled_plugins()

@@ -8,7 +8,7 @@ A spec file is validated in two stages (see :mod:`arblocks.validate`): the top l
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Union
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -25,8 +25,8 @@ class PopRef(BaseModel):
     pop: StreamName = Field(description="Name of the skip stack to pop from.")
 
 
-StreamRef = Union[StreamName, PopRef]
-StreamRefs = Union[StreamRef, list[StreamRef]]
+StreamRef = StreamName | PopRef
+StreamRefs = StreamRef | list[StreamRef]
 
 # Markers that the validator and the builder look for in a field's json_schema_extra.
 STREAM_MARK = "x-arblocks-stream"

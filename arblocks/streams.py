@@ -73,7 +73,7 @@ class StreamInfo:
             return (self.channels, self.height, self.width)
         return ()
 
-    def with_(self, **changes) -> "StreamInfo":
+    def with_(self, **changes) -> StreamInfo:
         return replace(self, **changes)
 
     def describe(self) -> str:

@@ -93,9 +93,10 @@ def conditioning_for(model: ARModel, data: ImageData, index: torch.Tensor, devic
 
 
 @torch.no_grad()
-def evaluate(model: ARModel, data: ImageData, batch_size: int, device, world: World = World(), dtype: str = "fp32") -> tuple[float, float]:
+def evaluate(model: ARModel, data: ImageData, batch_size: int, device, world: World | None = None, dtype: str = "fp32") -> tuple[float, float]:
     """Exact (bits per dimension, nats per image) over every image of ``data``: each rank takes the images
     rank, rank + world, ... (no padding, no image counted twice) and the sums are reduced."""
+    world = world or World()
     model.eval()
     indices = torch.arange(world.rank, len(data), world.size)
     total = 0.0
@@ -133,11 +134,12 @@ def train(
     spec: ModelSpec,
     data_source: str,
     run_dir: str | Path,
-    config: TrainConfig = TrainConfig(),
+    config: TrainConfig | None = None,
     resume: bool = False,
     test_source: str | None = None,
     progress: bool = True,
 ) -> RunResult:
+    config = config or TrainConfig()
     run_dir = Path(run_dir)
     path = run_dir / CHECKPOINT
     state = None
@@ -161,7 +163,6 @@ def train(
 def _run(spec, data_source, test_source, run_dir: Path, config: TrainConfig, state, world: World, device, progress: bool) -> RunResult:
     if config.batch_size % world.size:
         raise TrainingError(f"the batch size {config.batch_size} does not split evenly over {world.size} processes")
-    local_batch = config.batch_size // world.size
     train_data = load_data(data_source, "train", spec.image, config.binarize, config.data_key)
     test_data = load_data(test_source, "test", spec.image, config.binarize, config.data_key)
     if len(train_data) < config.batch_size:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from .errors import Problem, SpecError, did_you_mean, json_path
 from .plugins import get_registry
-from .registry import Entry, Registry
+from .registry import Registry
 from .spec import BLOCKS_MARK, ModelSpec
 
 KIND_WORDS = {"block": "block", "head": "head", "input": "input", "ordering": "ordering"}

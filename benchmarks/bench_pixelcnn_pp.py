@@ -29,7 +29,7 @@ from arblocks import build_model, parse_spec  # noqa: E402
 
 def spec_model(filters: int, resnet: int):
     data = json.loads((ROOT / "specs/pixelcnn_pp.json").read_text())
-    for block_type, fields in data["defaults"].items():
+    for fields in data["defaults"].values():
         if "channels" in fields:
             fields["channels"] = filters
 
@@ -103,7 +103,7 @@ def main():
     }
     times = {name: [] for name in runs}
     peak = {}
-    for name, run in runs.items():  # warm-up
+    for run in runs.values():  # warm-up
         run()
     for _ in range(args.steps):
         for name, run in runs.items():

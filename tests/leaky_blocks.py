@@ -7,7 +7,7 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import nn
 
-from arblocks import Block, BlockConfig, Elementwise, hookimpl
+from arblocks import BlockConfig, Elementwise, hookimpl
 from arblocks.blocks.masked_conv import MaskedConv, MaskedConvConfig
 
 

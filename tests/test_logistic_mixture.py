@@ -1,6 +1,7 @@
 """The discretized logistic mixture head against an independent float64 computation, at the edges and under autocast."""
 
 import itertools
+
 import pytest
 import torch
 
@@ -107,9 +108,10 @@ def test_bins_far_in_a_tail_keep_their_precision(bits):
 
 
 def test_loss_under_bf16_autocast_is_finite_and_float32():
-    from tests.helpers import shrunk_spec
-    from arblocks import build_model
     from pathlib import Path
+
+    from arblocks import build_model
+    from tests.helpers import shrunk_spec
 
     model = build_model(shrunk_spec(Path(__file__).parent.parent / "specs/pixelcnn_pp.json", divide=10, times={5: 1, 6: 2}, size=8))
     x = torch.randint(0, 256, (2, 3, 8, 8))

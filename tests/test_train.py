@@ -55,7 +55,7 @@ def test_training_lowers_the_loss_and_writes_the_run(tmp_path):
 
 def test_kill_9_never_leaves_a_torn_checkpoint_and_resume_loses_nothing(tmp_path):
     run = tmp_path / "killed"
-    command = [sys.executable, "-m", "arblocks", "train", str(TINY), "--data", "digits", "--out", str(run), "--steps", "60",
+    command = [sys.executable, "-m", "arblocks", "train", str(TINY), "--data", "digits", "--out", str(run), "--steps", "300",
                "--batch-size", "16", "--checkpoint-every", "1", "--eval-every", "1000", "--eval-batch-size", "512", "--no-progress"]
     for _ in range(2):
         process = subprocess.Popen(command + (["--resume"] if (run / "checkpoint.pt").exists() else []), cwd=ROOT,
@@ -69,10 +69,11 @@ def test_kill_9_never_leaves_a_torn_checkpoint_and_resume_loses_nothing(tmp_path
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
         state = load(run / "checkpoint.pt")  # loads: never torn
-        assert 0 < state["step"] < 60
+        assert 0 < state["step"] < 300
     finished = subprocess.run(command + ["--resume"], cwd=ROOT, capture_output=True, text=True)
     assert finished.returncode == 0, finished.stderr
-    train(load_spec(TINY), "digits", tmp_path / "straight", TrainConfig(steps=60, batch_size=16, checkpoint_every=1000, eval_every=1000, eval_batch_size=512), progress=False)
+    straight = TrainConfig(steps=300, batch_size=16, checkpoint_every=1000, eval_every=1000, eval_batch_size=512)
+    train(load_spec(TINY), "digits", tmp_path / "straight", straight, progress=False)
     (m1, e1), (m2, e2) = weights(run / "checkpoint.pt"), weights(tmp_path / "straight/checkpoint.pt")
     assert same(m1, m2) and same(e1, e2)
     assert not list(run.glob(".checkpoint.pt.*.tmp"))  # a kill between write and rename leaves one; resuming removes it
@@ -161,3 +162,17 @@ def test_data_errors_exit_2_with_a_clear_message(tmp_path, capsys):
     assert main(["train", str(TINY), "--data", "digits", "--out", out, "--lr", "-1", "--no-progress"]) == 2
     assert "--lr: must be > 0" in capsys.readouterr().err
     assert not Path(out).exists()
+
+
+def test_completion_keeps_the_given_rows(tmp_path):
+    from arblocks.sample import NaiveSampler
+
+    train(load_spec(TINY), "digits", tmp_path / "run", TrainConfig(steps=3, **FAST), progress=False)
+    model, _ = load_model(tmp_path / "run/checkpoint.pt")
+    known = torch.randint(0, 16, (1, 1, 8, 8))
+    mask = torch.zeros(8, 8, dtype=torch.bool)
+    mask[:3] = True
+    samples = NaiveSampler(model).sample(4, known=known, known_mask=mask, generator=torch.Generator().manual_seed(0))
+    assert samples.shape == (4, 1, 8, 8) and samples.min() >= 0 and samples.max() <= 15
+    assert torch.equal(samples[:, :, :3], known[:, :, :3].expand(4, -1, -1, -1))
+    assert not torch.equal(samples[0, :, 3:], samples[1, :, 3:])  # the rest is sampled

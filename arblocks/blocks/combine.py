@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
-
 import torch
+from pydantic import Field
 
 from ..block import Block, require_map, same_size
 from ..errors import BlockError

@@ -4,26 +4,30 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
 import torch.nn.functional as F
+from pydantic import Field, field_validator
 
 from ..block import Block, require_map
 from ..errors import BlockError
 from ..hookspecs import hookimpl
 from ..layers import Conv as ConvLayer
+from ..ops import ungrouped
 from ..spec import BlockConfig
 from ..streams import Causal, canonical
-from ..ops import ungrouped
 
 
-class ConvConfig(BlockConfig):
-    """Unmasked convolution; 1x1 mixes the channels of each position, larger kernels only suit inputs independent of the image."""
+class ConvOutputConfig(BlockConfig):
+    """Fields every convolution block shares (a base for configs, not a block)."""
 
-    type: Literal["conv"] = "conv"
     channels: int | None = Field(None, gt=0, le=65536, description="Output channels; defaults to the input's.")
-    kernel_size: int = Field(1, gt=0, le=63, description="Odd kernel size; anything above 1 sees later pixels of the image.")
     bias: bool = Field(True, description="Add a learned bias.")
     weight_norm: bool = Field(False, description="Weight normalization (a gain per output channel), with data-dependent initialization available.")
+
+
+class SquareConvConfig(ConvOutputConfig):
+    """A convolution with an odd square kernel (a base for configs, not a block)."""
+
+    kernel_size: int = Field(3, gt=0, le=63, description="Odd kernel size (height = width).")
 
     @field_validator("kernel_size")
     @classmethod
@@ -31,6 +35,13 @@ class ConvConfig(BlockConfig):
         if value % 2 == 0:
             raise ValueError(f"must be odd (got {value})")
         return value
+
+
+class ConvConfig(SquareConvConfig):
+    """Unmasked convolution; 1x1 mixes the channels of each position, larger kernels only suit inputs independent of the image."""
+
+    type: Literal["conv"] = "conv"
+    kernel_size: int = Field(1, gt=0, le=63, description="Odd kernel size; anything above 1 sees later pixels of the image.")
 
 
 class Conv(Block):

@@ -6,18 +6,18 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from ..block import Block, require_map
 from ..errors import BlockError
 from ..hookspecs import hookimpl
 from ..layers import Conv
 from ..ops import channel_groups
-from ..spec import BlockConfig
 from ..streams import Causal, canonical
+from .conv import SquareConvConfig
 
 
-class MaskedConvConfig(BlockConfig):
+class MaskedConvConfig(SquareConvConfig):
     """Convolution that sees only pixels before its own (mask A) or also its own pixel's earlier-or-same channel groups (mask B)."""
 
     type: Literal["masked_conv"] = "masked_conv"
@@ -26,17 +26,6 @@ class MaskedConvConfig(BlockConfig):
         description="A: the centre pixel's channel group g sees input groups < g (use on the raw image). "
         "B: it sees groups <= g (use after a mask-A layer).",
     )
-    channels: int | None = Field(None, gt=0, le=65536, description="Output channels; defaults to the input's.")
-    kernel_size: int = Field(3, gt=0, le=63, description="Odd kernel size (height = width).")
-    bias: bool = Field(True, description="Add a learned bias.")
-    weight_norm: bool = Field(False, description="Weight normalization (a gain per output channel), with data-dependent initialization available.")
-
-    @field_validator("kernel_size")
-    @classmethod
-    def _odd(cls, value: int) -> int:
-        if value % 2 == 0:
-            raise ValueError(f"must be odd (got {value})")
-        return value
 
 
 def conv_mask(mask: str, out_channels: int, in_channels: int, kernel_size: int, groups: int) -> torch.Tensor:

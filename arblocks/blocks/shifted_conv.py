@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+import torch
 import torch.nn.functional as F
 from pydantic import Field
 
@@ -27,17 +28,13 @@ from ..layers import Conv
 from ..ops import channel_groups
 from ..spec import BlockConfig
 from ..streams import Causal, canonical
-
-import torch
+from .conv import ConvOutputConfig
 
 KernelSize = tuple[Annotated[int, Field(gt=0, le=15)], Annotated[int, Field(gt=0, le=15)]]
 
 
-class ShiftedConvConfig(BlockConfig):
-    channels: int | None = Field(None, gt=0, le=65536, description="Output channels; defaults to the input's.")
+class ShiftedConvConfig(ConvOutputConfig):
     stride: Literal[1, 2] = Field(1, description="2 halves the resolution (downsampling).")
-    bias: bool = Field(True, description="Add a learned bias.")
-    weight_norm: bool = Field(False, description="Weight normalization (a gain per output channel), with data-dependent initialization available.")
     init_scale: float = Field(1.0, gt=0, le=10, description="Output scale that data-dependent initialization aims for.")
 
 

@@ -1,0 +1,171 @@
+"""A conformance kit for blocks, built-in or third-party.
+
+``check_block(block_type)`` (or ``check_plugin(plugin_name)`` for every block a plugin registers) builds small models
+that compose the block with the built-in ones and checks what every block must satisfy:
+
+* **causality**: exact zero dependence on future pixels and later channels, in float64, in training and evaluation
+  mode, and independence of the images of a batch, for every composition (several channel counts, 1 and 3 image
+  channels);
+* **state_dict round trip**: a second model loaded from the first one's state dict computes the same outputs;
+* **batch-size independence**: an image's outputs do not change with the size of its batch or its neighbours;
+* **float32 and float64**: the model runs in both and agrees;
+* **devices**: the model moves to the ``meta`` device and runs there (no tensor is created on a fixed device inside
+  ``forward``), and to CUDA when there is one.
+
+A block class may give ``examples``: a list of config dicts (without ``type``) to test; otherwise its defaults are used.
+Use it from a plugin's own tests::
+
+    from arblocks.testing import check_plugin
+
+    def test_conformance():
+        report = check_plugin("my_plugin")
+        assert report.ok, report.summary()
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import torch
+
+from .builder import build_model
+from .causality import check_model
+from .errors import SpecError
+from .plugins import get_registry
+from .registry import Registry
+from .validate import parse_spec
+
+
+@dataclass
+class Finding:
+    block: str
+    case: str
+    check: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass
+class ConformanceReport:
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.findings) and all(f.ok for f in self.findings)
+
+    def failures(self) -> list[Finding]:
+        return [f for f in self.findings if not f.ok]
+
+    def summary(self) -> str:
+        lines = [f"{len(self.findings)} check(s), {len(self.failures())} failed"]
+        lines += [f"  FAIL {f.block} [{f.case}] {f.check}: {f.detail}" for f in self.failures()]
+        return "\n".join(lines)
+
+
+def compositions(block_type: str, example: dict, channels: int) -> list[tuple[str, list[dict]]]:
+    """Small bodies that place the block among built-in blocks."""
+    block = {"type": block_type, **example}
+    first = {"type": "masked_conv", "mask": "A", "kernel_size": 3, "channels": 12, "out": "h"}
+    after = {"type": "masked_conv", "mask": "B", "kernel_size": 3, "channels": 12}
+    return [
+        ("after mask A", [first, block, after]),
+        ("in a residual", [first, {"type": "residual", "body": [{"type": "elu"}, block]}, after]),
+        ("twice, with activations", [first, block, {"type": "tanh"}, block, after]),
+    ]
+
+
+def _spec(body: list[dict], channels: int, size: int) -> dict:
+    return {"name": "conformance", "image": {"channels": channels, "height": size, "width": size, "bits": 4}, "body": body, "head": {"type": "categorical"}}
+
+
+def check_block(block_type: str, registry: Registry | None = None, size: int = 5) -> ConformanceReport:
+    registry = registry or get_registry()
+    entry = registry.blocks[block_type]
+    examples = getattr(entry.cls, "examples", None) or [{}]
+    report = ConformanceReport()
+    for (i, example), channels in itertools.product(enumerate(examples), (1, 3)):
+        for name, body in compositions(block_type, example, channels):
+            case = f"example {i}, {channels} channel(s), {name}"
+            try:
+                spec = parse_spec(_spec(body, channels, size), registry=registry)
+                torch.manual_seed(0)
+                model = build_model(spec, registry=registry, static_causality=False)
+            except SpecError as error:
+                report.findings.append(Finding(block_type, case, "builds", False, "; ".join(str(p) for p in error.problems)))
+                continue
+            _run_checks(report, block_type, case, spec, model, registry)
+    return report
+
+
+def _finding(report, block, case, check, fn):
+    try:
+        detail = fn()
+        report.findings.append(Finding(block, case, check, detail is None, detail or ""))
+    except Exception as error:  # noqa: BLE001 - a crash is a failed check
+        report.findings.append(Finding(block, case, check, False, f"{type(error).__name__}: {error}"))
+
+
+def _run_checks(report, block, case, spec, model, registry):
+    image = model.image
+    x = torch.randint(0, image.levels, (4, image.channels, image.height, image.width), generator=torch.Generator().manual_seed(1))
+
+    def causality():
+        result = check_model(model, registry=registry)
+        return None if result.ok else result.summary().splitlines()[0] + f" ({len(result.violations)} violation(s))"
+
+    def round_trip():
+        twin = build_model(spec, registry=registry, static_causality=False)
+        twin.load_state_dict(model.state_dict())
+        model.eval(), twin.eval()
+        with torch.no_grad():
+            return None if torch.equal(model(x), twin(x)) else "a model loaded from the state dict computes other outputs"
+
+    def batch_size():
+        model.eval()
+        with torch.no_grad():
+            whole = model(x)
+            alone = torch.cat([model(x[i : i + 1]) for i in range(len(x))])
+        return None if torch.allclose(whole, alone, atol=1e-5) else "an image's outputs change with its batch"
+
+    def precision():
+        model.eval()
+        double = _copy(model).double()
+        with torch.no_grad():
+            a, b = model(x).double(), double(x)
+        return None if torch.allclose(a, b, atol=1e-3, rtol=1e-3) else "float64 and float32 disagree"
+
+    def devices():
+        model.eval()
+        meta = _copy(model).to("meta")
+        out = meta.forward_float(torch.empty(2, image.channels, image.height, image.width, device="meta"))
+        if out.device.type != "meta":
+            return "forward on the meta device returned a tensor elsewhere"
+        if torch.cuda.is_available():
+            cuda = _copy(model).cuda()
+            with torch.no_grad():
+                if not torch.allclose(cuda(x.cuda()).cpu(), model(x), atol=1e-3):
+                    return "CUDA and CPU disagree"
+        return None
+
+    for check, fn in (("causality", causality), ("state_dict round trip", round_trip), ("batch-size independence", batch_size),
+                      ("float32 and float64", precision), ("devices", devices)):
+        _finding(report, block, case, check, fn)
+
+
+def _copy(model):
+    import copy
+
+    return copy.deepcopy(model)
+
+
+def check_plugin(plugin: str, registry: Registry | None = None, size: int = 5) -> ConformanceReport:
+    """Check every block registered by ``plugin`` (its entry-point or module name, or its distribution name)."""
+    registry = registry or get_registry()
+    blocks = [e.name for e in registry.blocks.values() if plugin in (e.plugin, e.distribution) and not getattr(e.cls, "structural", False)]
+    if not blocks:
+        raise ValueError(f"plugin '{plugin}' registers no block (known plugins: {sorted({e.plugin for e in registry.blocks.values()})})")
+    report = ConformanceReport()
+    for name in blocks:
+        report.findings.extend(check_block(name, registry, size).findings)
+    return report

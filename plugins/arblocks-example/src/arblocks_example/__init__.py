@@ -1,0 +1,1 @@
+"""The example arblocks plugin: a causal channel gate."""

@@ -1,0 +1,59 @@
+"""``channel_gate``: squeeze-and-excitation that stays causal.
+
+Squeeze-and-excitation (Hu et al. 2018) rescales each channel by a gate computed from the channel's mean over the
+whole image, which lets every position see the future. Here the mean at position p is taken over the positions up to
+p in raster order only (a running mean), and the two 1x1 layers of the excitation are masked by sub-pixel group, so
+the block keeps every causal state its input has.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import torch
+from einops import rearrange
+from pydantic import Field
+
+from arblocks import Block, BlockConfig, hookimpl
+from arblocks.blocks.masked_conv import conv_mask
+from arblocks.errors import BlockError
+from arblocks.layers import Conv
+
+
+class ChannelGateConfig(BlockConfig):
+    """Causal squeeze-and-excitation: each channel scaled by a gate computed from its running mean over the positions so far."""
+
+    type: Literal["channel_gate"] = "channel_gate"
+    reduction: int = Field(4, gt=0, le=64, description="The excitation's hidden layer has channels / reduction channels.")
+
+
+class ChannelGate(Block):
+    Config = ChannelGateConfig
+    examples: ClassVar[list[dict]] = [{}, {"reduction": 2}]
+
+    def __init__(self, config: ChannelGateConfig, inputs, aux, ctx):
+        super().__init__(config, inputs, aux, ctx)
+        source = inputs[0]
+        if source.kind != "map":
+            raise BlockError("channel_gate reads a feature map", field="in")
+        groups = ctx.image.channels
+        hidden = max(groups, source.channels // config.reduction)
+        self.squeeze = Conv(source.channels, hidden, 1, mask=conv_mask("B", hidden, source.channels, 1, groups))
+        self.excite = Conv(hidden, source.channels, 1, mask=conv_mask("B", source.channels, hidden, 1, groups))
+        self.output_info = source
+
+    def forward(self, x):
+        h, w = x.shape[2:]
+        flat = rearrange(x, "b c h w -> b c (h w)")
+        count = torch.arange(1, h * w + 1, device=x.device, dtype=x.dtype)
+        running_mean = rearrange(flat.cumsum(-1) / count, "b c (h w) -> b c h w", h=h, w=w)
+        gate = torch.sigmoid(self.excite(torch.relu(self.squeeze(running_mean))))
+        return x * gate
+
+    def causality(self, inputs, aux):
+        return inputs[0]  # running means over earlier positions and group-masked 1x1 layers keep the input's state
+
+
+@hookimpl
+def arblocks_register_blocks(register):
+    register(ChannelGate)
