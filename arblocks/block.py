@@ -33,10 +33,12 @@ class BuildContext:
     """What a block may know about the model it is part of."""
 
     image: ImageSpec
-    ordering: str
+    ordering: str  # the ordering's key: its name, with "+transpose" etc. for transformed orders
     path: str
     #: ``build_chain(nodes, input_info, key)`` builds the nested block list held in the config field ``key``
     build_chain: Callable[[Sequence[Any], StreamInfo, str], Chain]
+    #: [H, W] tensor: the position of every pixel of the image in the generation order
+    rank: Any = None
 
 
 class Block(nn.Module):

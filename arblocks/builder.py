@@ -86,6 +86,10 @@ class Builder:
         self.static_causality = static_causality
         self.registry = registry or get_registry()
         self.image = image or spec.image
+        from .ordering import ordering_of
+
+        self.ordering = ordering_of(spec, self.registry)
+        self.rank = self.ordering.rank(self.image.height, self.image.width)
         self.problems: list[Problem] = []
         self.layers: list[nn.Module] = []
         self.steps: list[Step] = []
@@ -162,8 +166,8 @@ class Builder:
                 aux[field_name] = self.concat([self.read(r, f"{path}/{key}", state) for r in aux_refs[field_name]], f"{path}/{key}")
         if any(i is None for i in [*inputs, *aux.values()]):
             raise _Failed  # an input failed earlier; that problem is already reported
-        if cls.orderings is not None and self.spec.ordering not in cls.orderings:
-            self.fail(f"{path}/type", "ordering", f"'{config.type}' is causal only under {sorted(cls.orderings)}, not under ordering '{self.spec.ordering}'")
+        if cls.orderings is not None and self.ordering.key not in cls.orderings:
+            self.fail(f"{path}/type", "ordering", f"'{config.type}' is causal only under {sorted(cls.orderings)}, not under ordering '{self.ordering.key}'")
 
         block = self.construct(cls, config, inputs, aux, self.context(path, label), path)
         out_state = self.causal_state(block, [i.causal for i in inputs], {k: v.causal for k, v in aux.items()}, path)
@@ -248,7 +252,7 @@ class Builder:
         def build_chain(nodes: Sequence[Any], info: StreamInfo, key: str) -> Chain:
             return self.build_chain(nodes, info, f"{path}/{key}", f"{label}/{key}")
 
-        return BuildContext(self.image, self.spec.ordering, path, build_chain)
+        return BuildContext(self.image, self.ordering.key, path, build_chain, self.rank)
 
     def build_chain(self, nodes: Sequence[Any], info: StreamInfo, path: str, label: str) -> Chain:
         layers, paths, rows = [], [], []

@@ -270,7 +270,9 @@ def check_model(
     for p in probe.parameters():
         p.requires_grad_(False)
     image = probe.image
-    ordering = registry.orderings[probe.spec.ordering].cls()
+    from .ordering import ordering_of
+
+    ordering = ordering_of(probe.spec, registry)
     rank = ordering.rank(image.height, image.width)
     reports = {}
     for mode in modes:
@@ -283,7 +285,7 @@ def check_model(
         bad = (dep != 0) & ~allowed
         violations = [Violation(tuple(i[:3]), tuple(i[3:]), float(dep[tuple(i)])) for i in bad.nonzero().tolist()]
         reports[mode] = ModeReport(mode, dep, allowed, independent, violations)
-    return CausalityReport((image.channels, image.height, image.width), probe.spec.ordering, reports)
+    return CausalityReport((image.channels, image.height, image.width), ordering.key, reports)
 
 
 AUTO_SIZES = (8, 6, 5, 4, 3, 2)

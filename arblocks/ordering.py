@@ -1,7 +1,9 @@
-"""Generation orderings of the pixels. The causality harness follows the spec's ordering.
+"""Generation orderings of the pixels. The builder, the causality harness and the sampler follow the spec's ordering.
 
-An ordering type subclasses :class:`Ordering`, has a ``Config`` with a ``type`` Literal, and gives
-``rank(height, width)``: a ``[H, W]`` integer tensor, the position of each pixel in the generation order.
+An ordering type subclasses :class:`Ordering`, has a ``Config`` (subclass of :class:`OrderingConfig`) with a ``type``
+Literal, and gives ``curve(height, width)``: a ``[H, W]`` integer tensor, the position of each pixel in the order.
+Every ordering can be transposed and reflected (``transpose``, ``reflect_rows``, ``reflect_cols``), which the base class
+applies. In a spec, ``"ordering": "raster"`` is short for ``{"type": "raster"}``.
 """
 
 from __future__ import annotations
@@ -9,20 +11,44 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import torch
+from pydantic import Field
 
 from .hookspecs import hookimpl
 from .spec import Config
 
+TRANSFORMS = ("transpose", "reflect_rows", "reflect_cols")
+
 
 class OrderingConfig(Config):
     type: str
+    transpose: bool = Field(False, description="Generate the transposed image's order (columns first).")
+    reflect_rows: bool = Field(False, description="Reverse the order of the rows (generate from the bottom).")
+    reflect_cols: bool = Field(False, description="Reverse the order of the columns (generate from the right).")
 
 
 class Ordering:
     Config: ClassVar[type[OrderingConfig]]
 
-    def rank(self, height: int, width: int) -> torch.Tensor:
+    def __init__(self, config: OrderingConfig | None = None):
+        self.config = config or self.Config()
+
+    def curve(self, height: int, width: int) -> torch.Tensor:
         raise NotImplementedError
+
+    def rank(self, height: int, width: int) -> torch.Tensor:
+        """[H, W]: the position of every pixel in the generation order (0 first)."""
+        c = self.config
+        rank = self.curve(width, height).T if c.transpose else self.curve(height, width)
+        if c.reflect_rows:
+            rank = rank.flip(0)
+        if c.reflect_cols:
+            rank = rank.flip(1)
+        return rank.contiguous()
+
+    @property
+    def key(self) -> str:
+        """The ordering's name with its transforms: what a block's ``orderings`` lists (``raster`` is plain raster)."""
+        return "+".join([self.config.type, *(t for t in TRANSFORMS if getattr(self.config, t))])
 
 
 class RasterConfig(OrderingConfig):
@@ -34,8 +60,17 @@ class RasterConfig(OrderingConfig):
 class Raster(Ordering):
     Config = RasterConfig
 
-    def rank(self, height, width):
+    def curve(self, height, width):
         return torch.arange(height * width).reshape(height, width)
+
+
+def ordering_of(spec, registry=None) -> Ordering:
+    """The ordering object of a validated spec."""
+    from .plugins import get_registry
+
+    registry = registry or get_registry()
+    config = spec.ordering
+    return registry.orderings[config.type].cls(config)
 
 
 @hookimpl

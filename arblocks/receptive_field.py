@@ -101,7 +101,9 @@ def pixel_field(model: ARModel, pixel: tuple[int, int], name: str = "", samples:
     outputs = 1 if registry.heads[probe.spec.head.type].cls.joint else image.channels
     rows = [ch * image.height * image.width + r * image.width + c for ch in range(outputs)]
     dep = dependency_map(probe, samples=samples, seed=seed, outputs=rows)[:, r, c]  # [C', C, H, W]
-    rank = registry.orderings[probe.spec.ordering].cls().rank(image.height, image.width)
+    from .ordering import ordering_of
+
+    rank = ordering_of(probe.spec, registry).rank(image.height, image.width)
     allowed = allowed_inputs(rank, outputs, image.channels)[:, r, c]
     return PixelField(name or probe.spec.name, pixel, dep, allowed)
 

@@ -14,7 +14,7 @@ def build_report(source: str, spec: ModelSpec, model: ARModel, causality: Causal
         "spec": source,
         "name": spec.name,
         "image": {"channels": image.channels, "height": image.height, "width": image.width, "bits": image.bits},
-        "ordering": spec.ordering,
+        "ordering": spec.ordering.type,
         "blocks": [
             {"name": r.label, "type": r.type, "output": r.shape, "parameters": r.params, "depth": r.depth, "causal": r.causal}
             for r in model.rows

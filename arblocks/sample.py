@@ -22,7 +22,9 @@ class NaiveSampler:
         self.model = model.eval()
         image = model.image
         self.joint = registry.heads[model.spec.head.type].cls.joint
-        rank = registry.orderings[model.spec.ordering].cls().rank(image.height, image.width)
+        from .ordering import ordering_of
+
+        rank = ordering_of(model.spec, registry).rank(image.height, image.width)
         self.positions = [divmod(int(i), image.width) for i in torch.argsort(rank.flatten())]
 
     @torch.no_grad()

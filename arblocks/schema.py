@@ -39,7 +39,12 @@ def spec_json_schema(registry: Registry | None = None) -> dict[str, Any]:
     props["head"] = {"$ref": "#/$defs/Head", "description": props["head"].get("description", "")}
     props["inputs"]["patternProperties"] = {pattern: {"$ref": "#/$defs/Input"} for pattern in props["inputs"].get("patternProperties", {})}
     props["inputs"]["additionalProperties"] = False
-    props["ordering"]["enum"] = sorted(registry.orderings)
+    defs["Ordering"] = _union(registry, "ordering", defs)
+    props["ordering"] = {
+        "description": props["ordering"].get("description", ""),
+        "default": "raster",
+        "anyOf": [{"type": "string", "enum": sorted(registry.orderings)}, {"$ref": "#/$defs/Ordering"}],
+    }
     for definition in [schema, *defs.values()]:  # nested block lists refer to the union; internal markers go
         for prop in definition.get("properties", {}).values():
             if prop.pop(BLOCKS_MARK, None):

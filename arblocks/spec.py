@@ -113,7 +113,7 @@ class ModelSpec(Config):
     name: str = Field(min_length=1, description="Model name.")
     description: str = Field("", description="Free text.")
     image: ImageSpec
-    ordering: str = Field("raster", description="Generation order of the pixels (a registered ordering).")
+    ordering: Any = Field("raster", description="Generation order of the pixels: a registered ordering's name, or {\"type\": ..., \"transpose\": ..., ...}.")
     inputs: dict[StreamName, Any] = Field(
         default_factory=dict, description="Extra inputs by stream name, each {\"type\": ..., ...} of a registered input type."
     )

@@ -63,12 +63,11 @@ def parse_spec(data: Any, registry: Registry | None = None, source: str | None =
         for name, raw in data["inputs"].items():
             inputs[name] = validate_typed(raw, ("inputs", name), registry, "input", problems)
     head = validate_typed(data["head"], ("head",), registry, "head", problems) if "head" in data else None
-    ordering = data.get("ordering", "raster")
-    if isinstance(ordering, str) and ordering not in registry.orderings:
-        problems.append(unknown_type_problem(ordering, ("ordering",), registry, "ordering"))
+    raw_ordering = data.get("ordering", "raster")
+    ordering = validate_typed({"type": raw_ordering} if isinstance(raw_ordering, str) else raw_ordering, ("ordering",), registry, "ordering", problems)
     if problems:
         raise SpecError(problems, source)
-    return spec.model_copy(update={"body": blocks, "inputs": inputs, "head": head})
+    return spec.model_copy(update={"body": blocks, "inputs": inputs, "head": head, "ordering": ordering})
 
 
 def validate_defaults(raw: Any, registry: Registry, problems: list[Problem]) -> dict[str, dict]:

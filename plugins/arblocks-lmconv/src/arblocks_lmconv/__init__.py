@@ -1,0 +1,1 @@
+"""Locally masked convolutions and other generation orders for arblocks."""

@@ -1,0 +1,18 @@
+"""The arblocks entry point of the lmconv plugin."""
+
+from arblocks import hookimpl
+
+from .blocks import LmGatedResnet, LocallyMaskedConv, Pono
+from .orderings import Hilbert, SCurve
+
+
+@hookimpl
+def arblocks_register_blocks(register):
+    for cls in (LocallyMaskedConv, Pono, LmGatedResnet):
+        register(cls)
+
+
+@hookimpl
+def arblocks_register_orderings(register):
+    register(SCurve)
+    register(Hilbert)
