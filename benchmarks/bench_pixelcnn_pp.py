@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pixelcnn_pp_reference import PixelCNNpp, discretized_mix_logistic_loss  # noqa: E402
 
 from arblocks import build_model, parse_spec  # noqa: E402
+from arblocks.edit import visit  # noqa: E402
 
 
 def spec_model(filters: int, resnet: int):
@@ -34,16 +35,10 @@ def spec_model(filters: int, resnet: int):
             fields["channels"] = filters
 
     def retime(node):
-        if isinstance(node, dict):
-            if node.get("type") == "repeat" and node["times"] in (5, 6):
-                node["times"] = resnet + (node["times"] - 5)
-            for v in node.values():
-                retime(v)
-        elif isinstance(node, list):
-            for v in node:
-                retime(v)
+        if node.get("type") == "repeat" and node["times"] in (5, 6):
+            node["times"] = resnet + (node["times"] - 5)
 
-    retime(data["body"])
+    visit(data["body"], retime)
     return build_model(parse_spec(data))
 
 

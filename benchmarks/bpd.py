@@ -21,6 +21,7 @@ import torch
 from arblocks import parse_spec
 from arblocks.checkpoint import load_model
 from arblocks.data import load_data
+from arblocks.edit import visit
 from arblocks.train import TrainConfig, evaluate, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,17 +49,11 @@ def small_pixelcnn_pp(data):
         if "channels" in fields:
             fields["channels"] = 32
 
-    def visit(node):
-        if isinstance(node, dict):
-            if node.get("type") == "repeat" and node["times"] in (5, 6):
-                node["times"] -= 4  # nr_resnet 1 (2 in the down pass)
-            for value in node.values():
-                visit(value)
-        elif isinstance(node, list):
-            for value in node:
-                visit(value)
+    def retime(node):
+        if node.get("type") == "repeat" and node["times"] in (5, 6):
+            node["times"] -= 4  # nr_resnet 1 (2 in the down pass)
 
-    visit(data["body"])
+    visit(data["body"], retime)
 
 
 RUNS = {

@@ -36,22 +36,18 @@ def shrunk_spec(path, divide: int = 16, times: dict[int, int] | None = None, siz
     import json
     from pathlib import Path
 
+    from arblocks.edit import visit
+
     data = json.loads(Path(path).read_text())
 
     def shrink(node):
-        if isinstance(node, dict):
-            if isinstance(node.get("channels"), int) and node.get("type") not in ("constant",) and "num_classes" not in node:
-                node["channels"] = max(1, node["channels"] // divide)
-            if node.get("type") == "repeat" and times:
-                node["times"] = times.get(node["times"], node["times"])
-            for value in node.values():
-                shrink(value)
-        elif isinstance(node, list):
-            for value in node:
-                shrink(value)
+        if isinstance(node.get("channels"), int):
+            node["channels"] = max(1, node["channels"] // divide)
+        if node.get("type") == "repeat" and times:
+            node["times"] = times.get(node["times"], node["times"])
 
-    shrink(data["body"])
-    shrink(data.get("defaults", {}))
+    visit(data["body"], shrink)
+    visit(data.get("defaults", {}), shrink)
     if size is not None:
         data["image"].update(height=size, width=size)
     return parse_spec(data, registry=registry)

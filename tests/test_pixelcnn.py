@@ -9,6 +9,7 @@ import torch
 
 from arblocks import build_model, load_spec, parse_spec
 from arblocks.causality import check_model
+from arblocks.edit import visit
 
 SPECS = Path(__file__).parent.parent / "specs"
 
@@ -49,16 +50,10 @@ def narrow(path, width=24):
     data = json.loads(Path(path).read_text())
 
     def shrink(node):
-        if isinstance(node, dict):
-            if "channels" in node and node.get("type") == "masked_conv":
-                node["channels"] = max(3, node["channels"] * width // 256)
-            for value in node.values():
-                shrink(value)
-        elif isinstance(node, list):
-            for value in node:
-                shrink(value)
+        if "channels" in node and node.get("type") == "masked_conv":
+            node["channels"] = max(3, node["channels"] * width // 256)
 
-    shrink(data)
+    visit(data, shrink)
     data["image"].update(height=8, width=8)
     return parse_spec(data)
 

@@ -9,6 +9,7 @@ import torch
 
 from arblocks import build_model, load_spec, parse_spec
 from arblocks.causality import check_model
+from arblocks.edit import visit
 from tests.helpers import build
 
 SPECS = Path(__file__).parent.parent / "specs"
@@ -19,23 +20,17 @@ def narrow(path, filters=32, size=8):
     """The spec with `filters` filters (keys of 16, values of filters / 2), 2 blocks of 1 gated resnet, on size x size."""
     data = json.loads(Path(path).read_text())
 
-    def visit(node):
-        if isinstance(node, dict):
-            if node.get("type") == "repeat":
-                node["times"] = SMALL.get(node["times"], node["times"])
-            if node.get("channels") == 256:
-                node["channels"] = filters
-            if node.get("out") == "kv":
-                node["channels"] = filters // 2 + 16
-            if node.get("out") == "value":
-                node["stop"] = filters // 2 + 16
-            for value in node.values():
-                visit(value)
-        elif isinstance(node, list):
-            for value in node:
-                visit(value)
+    def narrow_node(node):
+        if node.get("type") == "repeat":
+            node["times"] = SMALL.get(node["times"], node["times"])
+        if node.get("channels") == 256:
+            node["channels"] = filters
+        if node.get("out") == "kv":
+            node["channels"] = filters // 2 + 16
+        if node.get("out") == "value":
+            node["stop"] = filters // 2 + 16
 
-    visit(data)
+    visit(data, narrow_node)
     data["image"].update(height=size, width=size)
     return parse_spec(data)
 
