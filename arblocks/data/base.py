@@ -77,7 +77,8 @@ def to_nchw(array, source: str) -> torch.Tensor:
             array = array.astype(np.uint8)
         else:
             raise DataError(f"{source}: expected uint8 images, got {array.dtype}")
-    images = torch.from_numpy(np.ascontiguousarray(array))
+    array = np.ascontiguousarray(array)
+    images = torch.from_numpy(array if array.flags.writeable else array.copy())
     if images.dim() == 3:
         return images[:, None]
     if images.dim() == 4 and images.shape[-1] <= 4 and images.shape[1] > 4:
