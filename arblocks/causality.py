@@ -55,6 +55,7 @@ class ModeReport:
     allowed: torch.Tensor  # same shape, bool
     batch_independent: bool
     violations: list[Violation] = field(default_factory=list)
+    method: str = "gradient"  # or "perturbation", for models without a gradient path from the image
 
     @property
     def seen(self) -> torch.Tensor:
@@ -142,6 +143,7 @@ class CausalityReport:
             "ok": self.ok,
             "image": list(self.image),
             "ordering": self.ordering,
+            "method": self._main.method,
             "coverage": {"min": self.min_coverage, "mean": self.mean_coverage},
             "blind_spot": None if spot is None else {"output": list(spot[0]), "unseen": [list(u) for u in spot[1]]},
             "modes": {
@@ -198,6 +200,8 @@ def dependency_map(
         x, cond = _random_inputs(model, 1, generator)
         xf = model.to_float(x).double().requires_grad_(True)
         out, _ = _reduced_outputs(model, xf, cond, None, generator)
+        if not out.requires_grad:
+            raise NoGradientPath("no gradient reaches the image (token inputs?): use the perturbation method")
         n = out.numel()
         rows = torch.arange(n) if outputs is None else torch.as_tensor(outputs)
         dep = torch.zeros(n, *xf.shape[1:], dtype=torch.float64)
@@ -218,6 +222,12 @@ class NoGradientPath(RuntimeError):
     """The outputs have no gradient with respect to the image (e.g. the image enters through an embedding of its levels)."""
 
 
+def _seeded_view(model: ARModel, x: torch.Tensor, cond: dict, seed: int) -> torch.Tensor:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return model.head.per_dimension(model.forward_float(model.to_float(x).double(), **cond))
+
+
 @torch.no_grad()
 def perturbation_map(model: ARModel, samples: int = 2, seed: int = 0) -> torch.Tensor:
     """[C', H, W, C, H, W]: |change of each output| when one input dimension is changed to another level.
@@ -233,13 +243,17 @@ def perturbation_map(model: ARModel, samples: int = 2, seed: int = 0) -> torch.T
     for _ in range(samples):
         x, cond = _random_inputs(model, 1, generator)
         shift = torch.randint(1, image.levels, (dims,), generator=generator)
-        batch = x.repeat(dims + 1, 1, 1, 1)
-        flat = batch[1:].reshape(dims, dims)
+        same = x.repeat(dims, 1, 1, 1)
+        changed = same.clone()
+        flat = changed.reshape(dims, dims)
         flat[torch.arange(dims), torch.arange(dims)] = (flat.diagonal() + shift) % image.levels
-        cond_batch = {k: v.expand(dims + 1, *v.shape[1:]) for k, v in cond.items()}
-        view = model.head.per_dimension(model.forward_float(model.to_float(batch).double(), **cond_batch))
-        change = (view[1:] - view[:1]).abs().amax(2)  # [dims, C', H, W]
-        dep = change.permute(1, 2, 3, 0).reshape(*view.shape[1:2], *view.shape[3:], *x.shape[1:])
+        cond_batch = {k: v.expand(dims, *v.shape[1:]) for k, v in cond.items()}
+        # each changed copy is compared with the unchanged image at the same batch position, computed the same way
+        # (and with the same dropout draws in training mode)
+        draw = int(torch.randint(2**31, (1,), generator=generator))
+        before, after = (_seeded_view(model, b, cond_batch, draw) for b in (same, changed))
+        change = (after - before).abs().amax(2)  # [dims, C', H, W]
+        dep = change.permute(1, 2, 3, 0).reshape(*change.shape[1:], *x.shape[1:])
         result = dep if result is None else torch.maximum(result, dep)
     return result
 
@@ -279,12 +293,12 @@ def check_model(
         probe.train(mode == "train")
         with torch.random.fork_rng(devices=[]):  # dropout draws from the global generator: make it repeatable, leave the caller's alone
             torch.manual_seed(seed)
-            dep = _map(probe, method, samples, seed)
-            independent = batch_independent(probe, seed) if method != "perturbation" else _perturbation_batch_independent(probe, seed)
+            dep, used = _map(probe, method, samples, seed)
+            independent = batch_independent(probe, seed) if used == "gradient" else _perturbation_batch_independent(probe, seed)
         allowed = allowed_inputs(rank, dep.shape[0], image.channels)
         bad = (dep != 0) & ~allowed
         violations = [Violation(tuple(i[:3]), tuple(i[3:]), float(dep[tuple(i)])) for i in bad.nonzero().tolist()]
-        reports[mode] = ModeReport(mode, dep, allowed, independent, violations)
+        reports[mode] = ModeReport(mode, dep, allowed, independent, violations, used)
     return CausalityReport((image.channels, image.height, image.width), ordering.key, reports)
 
 
@@ -296,15 +310,16 @@ CHECK_SIZES = (16, 12, 8, 6, 5, 4, 3, 2)
 CHECK_BUDGET = 1e11
 
 
-def _map(model: ARModel, method: str, samples: int, seed: int) -> torch.Tensor:
+def _map(model: ARModel, method: str, samples: int, seed: int) -> tuple[torch.Tensor, str]:
+    """The dependency map and the method that made it."""
     if method == "perturbation":
-        return perturbation_map(model, samples=max(samples, 2), seed=seed)
+        return perturbation_map(model, samples=max(samples, 2), seed=seed), "perturbation"
     try:
-        return dependency_map(model, samples=samples, seed=seed)
+        return dependency_map(model, samples=samples, seed=seed), "gradient"
     except NoGradientPath:
         if method == "gradient":
             raise
-        return perturbation_map(model, samples=max(samples, 2), seed=seed)
+        return perturbation_map(model, samples=max(samples, 2), seed=seed), "perturbation"
 
 
 @torch.no_grad()
@@ -313,8 +328,8 @@ def _perturbation_batch_independent(model: ARModel, seed: int = 0) -> bool:
     x, cond = _random_inputs(model, 2, generator)
     changed = x.clone()
     changed[1] = (changed[1] + torch.randint(1, model.image.levels, changed[1].shape, generator=generator)) % model.image.levels
-    a = model.forward_float(model.to_float(x).double(), **cond)
-    b = model.forward_float(model.to_float(changed).double(), **cond)
+    draw = int(torch.randint(2**31, (1,), generator=generator))
+    a, b = (_seeded_view(model, images, cond, draw) for images in (x, changed))
     return bool(torch.equal(a[0], b[0]))
 
 

@@ -34,6 +34,7 @@ BUILTIN_PLUGINS = (
     "arblocks.blocks.residual",
     "arblocks.blocks.gated",
     "arblocks.blocks.attention",
+    "arblocks.blocks.transformer",
     "arblocks.blocks.combine",
     "arblocks.blocks.embedding",
     "arblocks.heads.categorical",

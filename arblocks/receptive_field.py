@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from .causality import allowed_inputs, dependency_map
+from .causality import NoGradientPath, allowed_inputs, dependency_map, perturbation_map
 from .model import ARModel
 from .plugins import get_registry
 from .registry import Registry
@@ -100,7 +100,10 @@ def pixel_field(model: ARModel, pixel: tuple[int, int], name: str = "", samples:
         p.requires_grad_(False)
     outputs = 1 if registry.heads[probe.spec.head.type].cls.joint else image.channels
     rows = [ch * image.height * image.width + r * image.width + c for ch in range(outputs)]
-    dep = dependency_map(probe, samples=samples, seed=seed, outputs=rows)[:, r, c]  # [C', C, H, W]
+    try:
+        dep = dependency_map(probe, samples=samples, seed=seed, outputs=rows)[:, r, c]  # [C', C, H, W]
+    except NoGradientPath:  # token inputs: what moves when each input changes
+        dep = perturbation_map(probe, samples=max(samples, 2), seed=seed)[:, r, c]
     from .ordering import ordering_of
 
     rank = ordering_of(probe.spec, registry).rank(image.height, image.width)

@@ -43,7 +43,8 @@ def format_build(report: dict) -> str:
         lines.append("causality check: skipped (--no-check)")
     else:
         ch, h, w = c["image"]
-        lines.append(f"causality check on a {ch}x{h}x{w} image (float64 gradients, train and eval): {'PASSED' if c['ok'] else 'FAILED'}")
+        how = "float64 gradients" if c["method"] == "gradient" else "float64 perturbations of every input"
+        lines.append(f"causality check on a {ch}x{h}x{w} image ({how}, train and eval): {'PASSED' if c['ok'] else 'FAILED'}")
         lines.extend("  " + line for line in report["causality_summary"].splitlines())
     return "\n".join(lines)
 
@@ -51,7 +52,8 @@ def format_build(report: dict) -> str:
 def format_check(source: str, report, max_listed: int = 50) -> str:
     """The full text report of `arblocks check`: every violation (up to max_listed), batch independence, the coverage grid."""
     c, h, w = report.image
-    lines = [f"{source}: causality check on a {c}x{h}x{w} image, ordering {report.ordering}, float64: {'PASSED' if report.ok else 'FAILED'}"]
+    how = "float64 gradients" if report._main.method == "gradient" else "float64 perturbations"
+    lines = [f"{source}: causality check on a {c}x{h}x{w} image, ordering {report.ordering}, {how}: {'PASSED' if report.ok else 'FAILED'}"]
     for mode, r in report.modes.items():
         lines.append(f"{mode} mode: {len(r.violations)} violation(s); batch {'independent' if r.batch_independent else 'NOT independent: an image depends on another'}")
         for v in r.violations[:max_listed]:

@@ -99,3 +99,9 @@ def test_receptive_field_bad_pixel(tmp_path, capsys):
     assert main(["receptive-field", str(SPECS / "pixelcnn.json"), "--pixel", "9,0", "--size", "8", "--out", str(tmp_path / "x.png")]) == 2
     assert "outside the 8x8 image" in capsys.readouterr().err
     assert main(["receptive-field", str(SPECS / "pixelcnn.json"), "--pixel", "a", "--out", str(tmp_path / "x.png")]) == 2
+
+
+def test_perturbation_method_is_exact_under_dropout_in_training_mode():
+    body = [{"type": "masked_conv", "mask": "A", "kernel_size": 3, "channels": 6}, {"type": "dropout", "p": 0.3}, {"type": "masked_conv", "kernel_size": 3}]
+    report = check_model(build(body, size=5), method="perturbation")
+    assert report.ok, report.summary()

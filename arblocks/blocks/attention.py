@@ -2,7 +2,7 @@
 
 Queries come from the ``in`` stream, keys and values from the ``key`` and ``value`` streams (already projected: in
 PixelSNAIL by 1x1 gated resnets over the features, the raw image and the background). Every position attends to the
-positions before it in raster order. Because the keys and values may hold the raw image, the current position stays
+positions before it in the spec's ordering. Because the keys and values may hold the raw image, the current position stays
 hidden unless ``include_current`` is set (for keys and values that see only earlier pixels themselves). The first
 position has nothing to attend to: its output is zero, never NaN. Attention runs through
 ``torch.nn.functional.scaled_dot_product_attention`` with a boolean mask buffer (for SDPA, True means *attend*).
@@ -38,13 +38,16 @@ class CausalAttentionConfig(BlockConfig):
     )
 
 
-def causal_mask(positions: int, include_current: bool) -> torch.Tensor:
-    """[N, N] bool: may query i attend to key j? (True = attend, the SDPA convention)."""
-    return torch.ones(positions, positions, dtype=torch.bool).tril(0 if include_current else -1)
+def causal_mask(rank: torch.Tensor, include_current: bool) -> torch.Tensor:
+    """[N, N] bool over the raster-flattened positions: may query i attend to key j, i.e. does j come before i in the
+    generation order (or is it i, with ``include_current``)? True means attend, the SDPA convention."""
+    r = rank.flatten()
+    return (r[None, :] <= r[:, None]) if include_current else (r[None, :] < r[:, None])
 
 
 class CausalAttention(Block):
     Config = CausalAttentionConfig
+    orderings = None  # the mask follows the spec's ordering
 
     def __init__(self, config: CausalAttentionConfig, inputs, aux, ctx):
         super().__init__(config, inputs, aux, ctx)
@@ -60,7 +63,9 @@ class CausalAttention(Block):
         for name, channels in (("in", query.channels), ("value", value.channels)):
             if channels % config.heads:
                 raise BlockError(f"{channels} channels do not split into {config.heads} heads", field=name)
-        mask = causal_mask(query.height * query.width, config.include_current)
+        if tuple(ctx.rank.shape) != (query.height, query.width):
+            raise BlockError(f"causal_attention works at the image's resolution {tuple(ctx.rank.shape)}, got {query.describe()}", field="in")
+        mask = causal_mask(ctx.rank, config.include_current)
         has_past = mask.any(-1, keepdim=True)  # [N, 1]
         # a query with nothing to attend to (the first position) attends to itself and is then zeroed: no NaN, no gradient
         self.register_buffer("attend", mask | (~has_past & torch.eye(len(mask), dtype=torch.bool)), persistent=False)

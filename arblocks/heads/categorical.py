@@ -17,10 +17,10 @@ from ..layers import Conv
 from ..spec import HeadConfig
 
 
-def masked_projection(in_channels: int, image_channels: int, per_channel: int) -> Conv:
+def masked_projection(in_channels: int, image_channels: int, per_channel: int, bias: bool = True) -> Conv:
     """1x1 mask-B convolution to ``C * per_channel`` outputs: output group c reads feature groups <= c."""
     out_channels = image_channels * per_channel
-    return Conv(in_channels, out_channels, 1, mask=conv_mask("B", out_channels, in_channels, 1, image_channels))
+    return Conv(in_channels, out_channels, 1, bias=bias, mask=conv_mask("B", out_channels, in_channels, 1, image_channels))
 
 
 class CategoricalConfig(HeadConfig):
@@ -28,6 +28,7 @@ class CategoricalConfig(HeadConfig):
 
     type: Literal["categorical"] = "categorical"
     levels: int | None = Field(None, gt=1, description="Number of levels per sub-pixel; must equal 2**image.bits (it is inferred when left out).")
+    bias: bool = Field(True, description="A bias in the projection to the logits (Image GPT has none).")
 
 
 class Categorical(Head):
@@ -38,7 +39,7 @@ class Categorical(Head):
         if config.levels is not None and config.levels != image.levels:
             raise BlockError(f"levels is {config.levels}, but a {image.bits}-bit image has {image.levels} levels per sub-pixel", field="levels")
         self.levels = image.levels
-        self.project = masked_projection(source.channels, image.channels, self.levels)
+        self.project = masked_projection(source.channels, image.channels, self.levels, config.bias)
 
     def forward(self, h):
         # [B, C * L, H, W] -> [B, C, L, H, W]: channel group c holds the logits of sub-pixel c
