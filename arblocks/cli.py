@@ -204,6 +204,7 @@ TRAIN_FLAGS = [
     ("eval_batch_size", {"type": int}), ("checkpoint_every", {"type": int}), ("log_every", {"type": int}),
     ("max_bad_steps", {"type": int}), ("data_key", {}), ("device", {}), ("dtype", {"choices": ["fp32", "bf16"]}),
     ("binarize", {"action": "store_const", "const": True}), ("no_init", {"action": "store_const", "const": True}),
+    ("palette", {"type": int}),
 ]
 
 
@@ -237,7 +238,7 @@ def cmd_eval(args) -> int:
 
     model, state = load_model(args.checkpoint, args.weights)
     device = pick_device(args.device, World())
-    data = load_data(args.data, args.split, model.image, args.binarize, args.data_key)
+    data = load_data(args.data, args.split, model.image, args.binarize, args.data_key, palette=state.get("palette"))
     bpd, nats = evaluate(model.to(device), data, args.batch_size, device)
     if args.json:
         print(json.dumps({"checkpoint": args.checkpoint, "step": state["step"], "split": args.split, "images": len(data), "bits_per_dim": bpd, "nats_per_image": nats, "weights": args.weights}))
@@ -269,6 +270,8 @@ def cmd_sample(args) -> int:
             raise UsageError(f"this model is conditioned on a class: pass --label between 0 and {config.num_classes - 1}")
         conditioning[name] = torch.full((args.n,), args.label, dtype=torch.long, device=device)
     known = mask = None
+    if args.complete and "palette" in state:
+        raise UsageError("--complete is not supported yet for palette (token) models")
     if args.complete:
         if args.rows is None or not 0 <= args.rows <= image.height:
             raise UsageError(f"--complete needs --rows between 0 and {image.height}")
@@ -279,8 +282,14 @@ def cmd_sample(args) -> int:
         mask = torch.zeros(image.height, image.width, dtype=torch.bool)
         mask[: args.rows] = True
     generator = torch.Generator(device=device).manual_seed(args.seed)
-    samples = NaiveSampler(model).sample(args.n, args.temperature, conditioning, known, mask, generator, progress=not args.no_progress)
-    size = save_grid(samples.cpu(), args.out, image.levels)
+    samples = NaiveSampler(model).sample(args.n, args.temperature, conditioning, known, mask, generator, progress=not args.no_progress).cpu()
+    if "palette" in state:  # tokens back to colours
+        from .data.palette import colours
+
+        samples, levels = colours(samples, state["palette"]), 256
+    else:
+        levels = image.levels
+    size = save_grid(samples, args.out, levels)
     print(f"wrote {args.out}: {args.n} samples from step {state['step']} ({size[0]}x{size[1]})")
     return EXIT_OK
 

@@ -60,6 +60,9 @@ class TrainConfig(BaseModel):
     data_key: str | None = Field(None, description="Array name for npz sources.")
     device: str = Field("auto", description="cpu, cuda, cuda:N or auto.")
     dtype: Literal["fp32", "bf16"] = Field("fp32", description="bf16 runs the model under autocast; the loss stays float32.")
+    palette: int | None = Field(
+        None, gt=1, le=65536, description="Quantize RGB data to this many k-means colours fitted on the training pixels, one token per pixel (Image GPT)."
+    )
 
 
 @dataclass
@@ -163,8 +166,16 @@ def train(
 def _run(spec, data_source, test_source, run_dir: Path, config: TrainConfig, state, world: World, device, progress: bool) -> RunResult:
     if config.batch_size % world.size:
         raise TrainingError(f"the batch size {config.batch_size} does not split evenly over {world.size} processes")
-    train_data = load_data(data_source, "train", spec.image, config.binarize, config.data_key)
-    test_data = load_data(test_source, "test", spec.image, config.binarize, config.data_key)
+    palette = None
+    if state is not None and "palette" in state:
+        palette = state["palette"]
+    elif config.palette:
+        from .data.base import load_raw
+        from .data.palette import fit_palette
+
+        palette = fit_palette(load_raw(data_source, "train", config.data_key).images, config.palette, seed=config.seed)
+    train_data = load_data(data_source, "train", spec.image, config.binarize, config.data_key, palette=palette)
+    test_data = load_data(test_source, "test", spec.image, config.binarize, config.data_key, palette=palette)
     if len(train_data) < config.batch_size:
         raise TrainingError(f"the training split has {len(train_data)} images, fewer than one batch of {config.batch_size}")
 
@@ -244,7 +255,7 @@ def _run(spec, data_source, test_source, run_dir: Path, config: TrainConfig, sta
             last["test"], last["nats"] = _evaluate_ema(spec, ema, test_data, config, device, world)
             _write_metrics(world, run_dir, step, "test", last["test"], last["nats"], None, schedule.get_last_lr()[0], skipped)
         if step % config.checkpoint_every == 0 or step == config.steps:
-            _save(world, run_dir, spec, model, ema, optimizer, schedule, step, skipped, config)
+            _save(world, run_dir, spec, model, ema, optimizer, schedule, step, skipped, config, palette)
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -278,7 +289,7 @@ def _evaluate_ema(spec: ModelSpec, ema: EMA, data: ImageData, config: TrainConfi
     return evaluate(model, data, config.eval_batch_size, device, world, config.dtype)
 
 
-def _save(world: World, run_dir: Path, spec, model, ema: EMA, optimizer, schedule, step: int, skipped: int, config: TrainConfig) -> None:
+def _save(world: World, run_dir: Path, spec, model, ema: EMA, optimizer, schedule, step: int, skipped: int, config: TrainConfig, palette=None) -> None:
     if world.main:
         state = {
             "format": ckpt.FORMAT,
@@ -292,6 +303,7 @@ def _save(world: World, run_dir: Path, spec, model, ema: EMA, optimizer, schedul
             "skipped_steps": skipped,
             "config": config.model_dump(mode="json"),
             "world_size": world.size,
+            **({"palette": palette} if palette is not None else {}),
         }
         ckpt.save_atomic(state, run_dir / CHECKPOINT)
     barrier(world)

@@ -110,11 +110,26 @@ def prepare(data: ImageData, image: ImageSpec, binarize: bool = False) -> ImageD
     return ImageData(images, data.labels, image.bits)
 
 
-def load_data(source: str, split: str, image: ImageSpec, binarize: bool = False, key: str | None = None, registry=None) -> ImageData:
+def load_raw(source: str, split: str, key: str | None = None, registry=None) -> ImageData:
+    """A split as the source stores it, before fitting it to a spec."""
     dataset = parse_source(source, registry)
     if key is not None:
         dataset.config = dataset.config.model_copy(update={"key": key})
     data = dataset.load(split)
     if len(data) == 0:
         raise DataError(f"{source}: the {split} split holds no images")
+    return data
+
+
+def load_data(
+    source: str, split: str, image: ImageSpec, binarize: bool = False, key: str | None = None, registry=None, palette=None
+) -> ImageData:
+    """A split fitted to the spec's image; with a ``palette`` ([K, 3] colours) each RGB pixel becomes one token."""
+    data = load_raw(source, split, key, registry)
+    if palette is not None:
+        from .palette import to_palette_data
+
+        data = to_palette_data(data, palette)
+        if data.bits != image.bits:
+            raise DataError(f"a palette of {len(palette)} colours makes {data.bits}-bit tokens, but the spec models {image.bits}-bit images")
     return prepare(data, image, binarize)
