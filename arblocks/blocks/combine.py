@@ -7,7 +7,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from ..block import Block, require_map, same_size
+from ..block import Block, Elementwise, require_map, same_size
 from ..errors import BlockError
 from ..hookspecs import hookimpl
 from ..ops import grouped_cat, keeps_groups, ungrouped
@@ -72,19 +72,11 @@ class IdentityConfig(BlockConfig):
     type: Literal["identity"] = "identity"
 
 
-class Identity(Block):
+class Identity(Elementwise):
     Config = IdentityConfig
-    orderings = None
-
-    def __init__(self, config, inputs, aux, ctx):
-        super().__init__(config, inputs, aux, ctx)
-        self.output_info = inputs[0]
 
     def forward(self, x):
         return x
-
-    def causality(self, inputs, aux):
-        return inputs[0]
 
 
 class SliceConfig(BlockConfig):

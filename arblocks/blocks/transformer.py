@@ -13,7 +13,7 @@ from einops import rearrange
 from pydantic import Field
 from torch import nn
 
-from ..block import Block, require_map
+from ..block import Block, Elementwise, require_map
 from ..errors import BlockError
 from ..hookspecs import hookimpl
 from ..ops import ungrouped
@@ -75,21 +75,16 @@ class PositionEmbeddingConfig(BlockConfig):
     type: Literal["position_embedding"] = "position_embedding"
 
 
-class PositionEmbedding(Block):
+class PositionEmbedding(Elementwise):
     Config = PositionEmbeddingConfig
-    orderings = None
 
     def __init__(self, config, inputs, aux, ctx):
         super().__init__(config, inputs, aux, ctx)
         source = require_map(inputs[0])
         self.table = nn.Parameter(torch.randn(source.channels, source.height, source.width) * 0.01)
-        self.output_info = source
 
     def forward(self, x):
         return x + self.table
-
-    def causality(self, inputs, aux):
-        return inputs[0]
 
 
 class LayerNormConfig(BlockConfig):
