@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from torch import nn
 
 from .errors import BlockError
+from .ops import ungrouped
 from .spec import BlockConfig, ImageSpec
-from .streams import Causal, StreamInfo
+from .streams import Causal, StreamInfo, canonical
 
 if TYPE_CHECKING:
     from .builder import Chain
@@ -75,6 +76,14 @@ class Elementwise(Block):
 
     def causality(self, inputs, aux):
         return inputs[0]
+
+
+class ChannelMixing(Elementwise):
+    """A block that works on each position alone but mixes its channels (normalizations, slices): the sub-pixel
+    channel groups are no longer kept apart, so a ``strict`` or ``inclusive`` input becomes ``current``."""
+
+    def causality(self, inputs, aux):
+        return canonical(ungrouped(inputs[0]), self.image.channels)
 
 
 def require_map(info: StreamInfo, what: str = "input", field: str = "in") -> StreamInfo:

@@ -7,12 +7,12 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from ..block import Block, Elementwise, require_map, same_size
+from ..block import Block, ChannelMixing, Elementwise, require_map, same_size
 from ..errors import BlockError
 from ..hookspecs import hookimpl
 from ..ops import grouped_cat, keeps_groups, ungrouped
 from ..spec import BlockConfig
-from ..streams import canonical, join
+from ..streams import join
 
 
 class AddConfig(BlockConfig):
@@ -87,9 +87,8 @@ class SliceConfig(BlockConfig):
     stop: int = Field(gt=0, le=65536, description="One past the last channel.")
 
 
-class Slice(Block):
+class Slice(ChannelMixing):
     Config = SliceConfig
-    orderings = None
 
     def __init__(self, config: SliceConfig, inputs, aux, ctx):
         super().__init__(config, inputs, aux, ctx)
@@ -100,9 +99,6 @@ class Slice(Block):
 
     def forward(self, x):
         return x[:, self.config.start : self.config.stop]
-
-    def causality(self, inputs, aux):
-        return canonical(ungrouped(inputs[0]), self.image.channels)
 
 
 @hookimpl

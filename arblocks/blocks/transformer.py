@@ -13,7 +13,7 @@ from einops import rearrange
 from pydantic import Field
 from torch import nn
 
-from ..block import Block, Elementwise, require_map
+from ..block import Block, ChannelMixing, Elementwise, require_map
 from ..errors import BlockError
 from ..hookspecs import hookimpl
 from ..ops import ungrouped
@@ -99,22 +99,17 @@ def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None)
     return rearrange(F.layer_norm(rearrange(x, "b d h w -> b h w d"), (x.shape[1],), weight, bias), "b h w d -> b d h w")
 
 
-class LayerNorm(Block):
+class LayerNorm(ChannelMixing):
     Config = LayerNormConfig
-    orderings = None
 
     def __init__(self, config: LayerNormConfig, inputs, aux, ctx):
         super().__init__(config, inputs, aux, ctx)
         source = require_map(inputs[0])
         self.weight = nn.Parameter(torch.ones(source.channels))
         self.bias = nn.Parameter(torch.zeros(source.channels)) if config.bias else None
-        self.output_info = source
 
     def forward(self, x):
         return layer_norm(x, self.weight, self.bias)
-
-    def causality(self, inputs, aux):
-        return canonical(ungrouped(inputs[0]), self.image.channels)
 
 
 class TransformerBlockConfig(BlockConfig):

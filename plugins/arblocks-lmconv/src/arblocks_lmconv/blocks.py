@@ -11,7 +11,7 @@ from pydantic import Field, field_validator
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm as apply_weight_norm
 
-from arblocks import Block, BlockConfig, Causal
+from arblocks import Block, BlockConfig, Causal, ChannelMixing
 from arblocks.blocks.conv import ConvOutputConfig
 from arblocks.errors import BlockError
 from arblocks.layers import Conv
@@ -95,21 +95,11 @@ class PonoConfig(BlockConfig):
     type: Literal["pono"] = "pono"
 
 
-class Pono(Block):
+class Pono(ChannelMixing):
     Config = PonoConfig
-    orderings = None
-
-    def __init__(self, config, inputs, aux, ctx):
-        super().__init__(config, inputs, aux, ctx)
-        self.output_info = inputs[0]
 
     def forward(self, x):
         return pono(x)
-
-    def causality(self, inputs, aux):
-        from arblocks.ops import ungrouped
-
-        return canonical(ungrouped(inputs[0]), self.image.channels)
 
 
 class LmGatedResnetConfig(BlockConfig):
