@@ -15,7 +15,7 @@ A block type is an ``nn.Module`` subclass of :class:`Block` with
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import nn
@@ -40,6 +40,10 @@ class BuildContext:
     build_chain: Callable[[Sequence[Any], StreamInfo, str], Chain]
     #: [H, W] tensor: the position of every pixel of the image in the generation order
     rank: Any = None
+    #: the registry the model is built from (for blocks that hold registered objects, like attention patterns)
+    registry: Any = None
+    #: modules that blocks of one model share, by a key the blocks choose (one attention mask for 128 layers)
+    shared: dict = field(default_factory=dict)
 
 
 class Block(nn.Module):

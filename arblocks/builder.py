@@ -90,6 +90,7 @@ class Builder:
 
         self.ordering = ordering_of(spec, self.registry)
         self.rank = self.ordering.rank(self.image.height, self.image.width)
+        self.shared: dict = {}  # modules that blocks share (attention masks), see BuildContext.shared
         self.problems: list[Problem] = []
         self.layers: list[nn.Module] = []
         self.steps: list[Step] = []
@@ -252,7 +253,7 @@ class Builder:
         def build_chain(nodes: Sequence[Any], info: StreamInfo, key: str) -> Chain:
             return self.build_chain(nodes, info, f"{path}/{key}", f"{label}/{key}")
 
-        return BuildContext(self.image, self.ordering.key, path, build_chain, self.rank)
+        return BuildContext(self.image, self.ordering.key, path, build_chain, self.rank, self.registry, self.shared)
 
     def build_chain(self, nodes: Sequence[Any], info: StreamInfo, path: str, label: str) -> Chain:
         layers, paths, rows = [], [], []

@@ -108,7 +108,7 @@ def parser() -> argparse.ArgumentParser:
 
     bl = sub.add_parser("blocks", help="list the registered block types (and heads, inputs, orderings)")
     bl.add_argument("pattern", nargs="?", help="glob or substring of the type name")
-    bl.add_argument("--kind", choices=["block", "head", "input", "ordering", "dataset", "all"], default="all")
+    bl.add_argument("--kind", choices=["block", "head", "input", "ordering", "attention", "dataset", "all"], default="all")
     bl.add_argument("--json", action="store_true")
     bl.add_argument("--markdown", action="store_true", help="print the full catalogue with every field, in Markdown (docs/blocks.md)")
     bl.add_argument("--no-plugins", action="store_true", help="only the built-in types (no entry points)")

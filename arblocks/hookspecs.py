@@ -57,6 +57,15 @@ def arblocks_register_orderings(register):
 
 
 @hookspec
+def arblocks_register_attention_patterns(register):
+    """Register attention patterns: which earlier positions a query may attend to.
+
+    Call ``register(PatternClass)`` for each. ``PatternClass`` subclasses :class:`arblocks.AttentionPattern`
+    and gives a boolean [N, N] matrix over a sequence's positions; blocks always intersect it with the causal order.
+    """
+
+
+@hookspec
 def arblocks_register_datasets(register):
     """Register data sources for `arblocks train`, `eval` and `sample --complete`.
 

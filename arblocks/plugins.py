@@ -34,6 +34,7 @@ BUILTIN_PLUGINS = (
     "arblocks.blocks.residual",
     "arblocks.blocks.gated",
     "arblocks.blocks.attention",
+    "arblocks.blocks.sequence_embedding",
     "arblocks.blocks.transformer",
     "arblocks.blocks.combine",
     "arblocks.blocks.embedding",
@@ -41,6 +42,7 @@ BUILTIN_PLUGINS = (
     "arblocks.heads.logistic_mixture",
     "arblocks.inputs",
     "arblocks.ordering",
+    "arblocks.attention_patterns",
     "arblocks.data.sources",
 )
 
@@ -49,6 +51,7 @@ HOOKS = {
     "head": "arblocks_register_heads",
     "input": "arblocks_register_inputs",
     "ordering": "arblocks_register_orderings",
+    "attention": "arblocks_register_attention_patterns",
     "dataset": "arblocks_register_datasets",
 }
 

@@ -12,7 +12,7 @@ from typing import Any, get_args
 
 from .errors import RegistryError
 
-KINDS = ("block", "head", "input", "ordering", "dataset")
+KINDS = ("block", "head", "input", "ordering", "attention", "dataset")
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,10 @@ class Registry:
     @property
     def orderings(self) -> dict[str, Entry]:
         return self.entries["ordering"]
+
+    @property
+    def attention_patterns(self) -> dict[str, Entry]:
+        return self.entries["attention"]
 
     @property
     def failed(self) -> list[PluginInfo]:

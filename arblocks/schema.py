@@ -6,8 +6,9 @@ from typing import Any
 
 from .plugins import get_registry
 from .registry import Registry
-from .spec import BLOCKS_MARK, STREAM_MARK, ModelSpec
+from .spec import BLOCKS_MARK, STREAM_MARK, TYPED_MARK, ModelSpec
 
+KIND_DEFS = {"block": "Block", "head": "Head", "input": "Input", "ordering": "Ordering", "attention": "AttentionPattern"}
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
@@ -45,10 +46,16 @@ def spec_json_schema(registry: Registry | None = None) -> dict[str, Any]:
         "default": "raster",
         "anyOf": [{"type": "string", "enum": sorted(registry.orderings)}, {"$ref": "#/$defs/Ordering"}],
     }
+    defs["AttentionPattern"] = _union(registry, "attention", defs)
     for definition in [schema, *defs.values()]:  # nested block lists refer to the union; internal markers go
         for prop in definition.get("properties", {}).values():
             if prop.pop(BLOCKS_MARK, None):
                 prop["items"] = {"$ref": "#/$defs/Block"}
+            kind = prop.pop(TYPED_MARK, None)
+            if kind:
+                one = {"$ref": f"#/$defs/{KIND_DEFS[kind]}"}
+                prop.pop("anyOf", None)
+                prop["anyOf"] = [one, {"type": "array", "items": one, "minItems": 1}, {"type": "null"}]
             prop.pop(STREAM_MARK, None)
     schema["$defs"] = defs
     schema["$schema"] = SCHEMA_DIALECT

@@ -31,6 +31,7 @@ StreamRefs = StreamRef | list[StreamRef]
 # Markers that the validator and the builder look for in a field's json_schema_extra.
 STREAM_MARK = "x-arblocks-stream"
 BLOCKS_MARK = "x-arblocks-blocks"
+TYPED_MARK = "x-arblocks-kind"  # a field holding registered objects of another kind (e.g. attention patterns)
 
 
 def stream_field(description: str, **kwargs: Any) -> Any:
@@ -45,6 +46,12 @@ def blocks_field(description: str, **kwargs: Any) -> Any:
         json_schema_extra={BLOCKS_MARK: True},
         **kwargs,
     )
+
+
+def typed_field(kind: str, description: str, default: Any = None, **kwargs: Any) -> Any:
+    """A config field holding a ``{"type": ...}`` object of a registered ``kind`` (or a list of them),
+    validated against the registry like blocks are."""
+    return Field(default, description=description, json_schema_extra={TYPED_MARK: kind}, **kwargs)
 
 
 class Config(BaseModel):

@@ -17,10 +17,16 @@ from pydantic import BaseModel, ValidationError
 from .errors import Problem, SpecError, did_you_mean, json_path
 from .plugins import get_registry
 from .registry import Registry
-from .spec import BLOCKS_MARK, ModelSpec
+from .spec import BLOCKS_MARK, TYPED_MARK, ModelSpec
 
-KIND_WORDS = {"block": "block", "head": "head", "input": "input", "ordering": "ordering"}
-LIST_COMMANDS = {"block": "`arblocks blocks`", "head": "`arblocks blocks --kind head`", "input": "`arblocks blocks --kind input`", "ordering": "`arblocks blocks --kind ordering`"}
+KIND_WORDS = {"block": "block", "head": "head", "input": "input", "ordering": "ordering", "attention": "attention pattern"}
+LIST_COMMANDS = {
+    "block": "`arblocks blocks`",
+    "head": "`arblocks blocks --kind head`",
+    "input": "`arblocks blocks --kind input`",
+    "ordering": "`arblocks blocks --kind ordering`",
+    "attention": "`arblocks blocks --kind attention`",
+}
 
 
 def read_spec_file(path: str | Path) -> Any:
@@ -116,6 +122,8 @@ def validate_typed(raw: Any, path: tuple, registry: Registry, kind: str, problem
         key = field.alias or field_name
         if extra.get(BLOCKS_MARK) and isinstance(raw.get(key), list):
             nested[field_name] = validate_nodes(raw[key], (*path, key), registry, problems, defaults)
+        elif extra.get(TYPED_MARK) and raw.get(key) is not None:
+            nested[field_name] = validate_typed_field(raw[key], (*path, key), registry, extra[TYPED_MARK], problems)
     try:
         config = entry.config.model_validate(raw)
     except ValidationError as error:
@@ -124,6 +132,15 @@ def validate_typed(raw: Any, path: tuple, registry: Registry, kind: str, problem
     if len(problems) > before:
         return None
     return config.model_copy(update=nested) if nested else config
+
+
+def validate_typed_field(value: Any, path: tuple, registry: Registry, kind: str, problems: list[Problem]) -> Any:
+    """A field holding one registered object of ``kind`` or a list of them."""
+    if isinstance(value, list):
+        if not value:
+            problems.append(Problem(json_path(path), "too_short", f"give at least one {KIND_WORDS[kind]}"))
+        return [validate_typed(item, (*path, i), registry, kind, problems) for i, item in enumerate(value)]
+    return validate_typed(value, path, registry, kind, problems)
 
 
 def unknown_type_problem(type_name: str, path: tuple, registry: Registry, kind: str) -> Problem:

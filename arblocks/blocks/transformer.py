@@ -1,102 +1,34 @@
-"""Blocks of the transformer family over an image's positions: token and position embeddings, layer norm, and the
-pre-LayerNorm transformer block (causal self-attention + MLP). Positions keep their place in the [B, D, H, W] map;
-the attention mask follows the spec's ordering, so any ordering works.
+"""Transformer layers over an image as a sequence of pixels or sub-pixels (see :mod:`arblocks.sequence`): layer norm
+and the transformer block (masked self-attention + MLP, pre- or post-LayerNorm). Positions keep their place in the
+[B, D, H, W] map; the attention mask follows the spec's ordering and the block's attention pattern
+(:mod:`arblocks.attention_patterns`), so any ordering and pattern stays causal.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from pydantic import Field
 from torch import nn
 
-from ..block import Block, ChannelMixing, Elementwise, require_map
+from ..attention_patterns import attention_mask, pattern_of
+from ..block import Block, ChannelMixing, require_map
 from ..errors import BlockError
 from ..hookspecs import hookimpl
-from ..ops import ungrouped
-from ..spec import BlockConfig
+from ..sequence import SUBPIXELS, SequencePositions, from_sequence, to_sequence
+from ..spec import BlockConfig, typed_field
 from ..streams import Causal, canonical
-from .attention import causal_mask
-
-
-class TokenEmbeddingConfig(BlockConfig):
-    """Learned embedding of each pixel's level (a token), read from the image; `shift` feeds each position the previous token in the ordering."""
-
-    type: Literal["token_embedding"] = "token_embedding"
-    channels: int = Field(gt=0, le=65536, description="Embedding width.")
-    shift: bool = Field(True, description="Embed the token generated just before each position (a learned start vector at the first), so the output sees only the past.")
-
-
-class TokenEmbedding(Block):
-    Config = TokenEmbeddingConfig
-    orderings = None
-
-    def __init__(self, config: TokenEmbeddingConfig, inputs, aux, ctx):
-        super().__init__(config, inputs, aux, ctx)
-        source = require_map(inputs[0])
-        if source.channels != 1 or (source.height, source.width) != tuple(ctx.rank.shape):
-            raise BlockError("token_embedding reads a one-channel image (one token per pixel) at the image's resolution", field="in")
-        self.levels = ctx.image.levels
-        self.table = nn.Embedding(self.levels, config.channels)
-        if config.shift:
-            self.start = nn.Parameter(torch.zeros(config.channels))
-            nn.init.normal_(self.start, std=0.02)
-            order = torch.argsort(ctx.rank.flatten())  # positions in generation order
-            previous = torch.zeros_like(order)
-            previous[order[1:]] = order[:-1]  # the position generated just before each one
-            self.register_buffer("previous", previous, persistent=False)
-            self.register_buffer("first", ctx.rank.flatten() == 0, persistent=False)
-        self.output_info = source.with_(channels=config.channels)
-
-    def forward(self, x):
-        h, w = x.shape[2:]
-        tokens = ((x[:, 0] + 1) * (self.levels - 1) / 2).round().long().clamp(0, self.levels - 1)  # [B, H, W] from [-1, 1]
-        tokens = rearrange(tokens, "b h w -> b (h w)")
-        if self.config.shift:
-            embedded = self.table(tokens[:, self.previous])  # [B, N, D]
-            embedded = torch.where(self.first[None, :, None], self.start.to(embedded.dtype), embedded)
-        else:
-            embedded = self.table(tokens)
-        return rearrange(embedded, "b (h w) d -> b d h w", h=h, w=w)
-
-    def causality(self, inputs, aux):
-        state = inputs[0]
-        if state in (Causal.NONE, Causal.FUTURE):
-            return state
-        return Causal.PAST if self.config.shift else canonical(ungrouped(state), self.image.channels)
-
-
-class PositionEmbeddingConfig(BlockConfig):
-    """A learned vector per position, added to the input."""
-
-    type: Literal["position_embedding"] = "position_embedding"
-
-
-class PositionEmbedding(Elementwise):
-    Config = PositionEmbeddingConfig
-
-    def __init__(self, config, inputs, aux, ctx):
-        super().__init__(config, inputs, aux, ctx)
-        source = require_map(inputs[0])
-        self.table = nn.Parameter(torch.randn(source.channels, source.height, source.width) * 0.01)
-
-    def forward(self, x):
-        return x + self.table
 
 
 class LayerNormConfig(BlockConfig):
-    """Layer normalization over each position's channels."""
+    """Layer normalization over each position's channels (each sub-pixel's group of channels in a sub-pixel sequence)."""
 
     type: Literal["layer_norm"] = "layer_norm"
     bias: bool = Field(True, description="Learn a bias besides the gain (Image GPT uses gains only).")
-
-
-def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """LayerNorm over the channel dimension of [B, D, H, W]."""
-    return rearrange(F.layer_norm(rearrange(x, "b d h w -> b h w d"), (x.shape[1],), weight, bias), "b h w d -> b d h w")
+    subpixels: bool = SUBPIXELS
 
 
 class LayerNorm(ChannelMixing):
@@ -105,21 +37,49 @@ class LayerNorm(ChannelMixing):
     def __init__(self, config: LayerNormConfig, inputs, aux, ctx):
         super().__init__(config, inputs, aux, ctx)
         source = require_map(inputs[0])
-        self.weight = nn.Parameter(torch.ones(source.channels))
-        self.bias = nn.Parameter(torch.zeros(source.channels)) if config.bias else None
+        self.per_pixel = ctx.image.channels if config.subpixels else 1
+        if source.channels % self.per_pixel:
+            raise BlockError(f"{source.channels} channels do not split into {self.per_pixel} sub-pixel groups", field="in")
+        width = source.channels // self.per_pixel
+        self.weight = nn.Parameter(torch.ones(width))
+        self.bias = nn.Parameter(torch.zeros(width)) if config.bias else None
 
     def forward(self, x):
-        return layer_norm(x, self.weight, self.bias)
+        h, w = x.shape[2:]
+        seq = F.layer_norm(to_sequence(x, self.per_pixel), self.weight.shape, self.weight, self.bias)  # [B, N, D]
+        return from_sequence(seq, self.per_pixel, h, w)
+
+    def causality(self, inputs, aux):
+        # per sub-pixel, the channel groups stay apart; per pixel, they mix
+        return inputs[0] if self.config.subpixels else super().causality(inputs, aux)
 
 
 class TransformerBlockConfig(BlockConfig):
-    """Pre-LayerNorm transformer block: x + attention(LN(x)), then x + MLP(LN(x)), attending to the current and earlier positions."""
+    """Transformer block: masked multi-head self-attention and an MLP, each in a residual branch with a layer norm before (pre) or after (post)."""
 
     type: Literal["transformer_block"] = "transformer_block"
-    heads: int = Field(8, gt=0, le=256, description="Attention heads (the width must divide evenly).")
-    mlp_ratio: int = Field(4, gt=0, le=16, description="Width of the MLP's hidden layer, as a multiple of the block's width.")
+    heads: int = Field(8, gt=0, le=256, description="Attention heads (the query/key and value widths must divide evenly).")
+    mlp_ratio: float = Field(4, gt=0, le=16, description="Width of the MLP's hidden layer, as a multiple of the block's width.")
     bias: bool = Field(True, description="Biases in the projections and layer norms (Image GPT has none).")
+    attention_bias: bool | None = Field(None, description="Biases in the attention projections; defaults to `bias` (the Image Transformer has none there).")
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the attention and MLP outputs.")
+    norm: Literal["pre", "post"] = Field("pre", description="Layer norm at the start of each branch (`pre`, GPT-2) or after each residual sum (`post`, the original Transformer).")
+    activation: Literal["gelu", "relu"] = Field("gelu", description="The MLP's nonlinearity.")
+    qk_channels: int | None = Field(None, gt=0, le=65536, description="Width of the queries and keys (Sparse Transformer halves it); defaults to the block's width.")
+    pattern: Any = typed_field(
+        "attention",
+        "Attention pattern: one registered pattern for all heads, or a list that splits the heads into equal groups, one "
+        "pattern each. Defaults to full causal attention. Always intersected with the causal order.",
+    )
+    subpixels: bool = SUBPIXELS
+
+
+class SharedMask(nn.Module):
+    """One attention mask buffer that every block with the same pattern shares (moved to a device once)."""
+
+    def __init__(self, mask: torch.Tensor):
+        super().__init__()
+        self.register_buffer("mask", mask, persistent=False)
 
 
 class TransformerBlock(Block):
@@ -129,39 +89,66 @@ class TransformerBlock(Block):
     def __init__(self, config: TransformerBlockConfig, inputs, aux, ctx):
         super().__init__(config, inputs, aux, ctx)
         source = require_map(inputs[0])
-        width = source.channels
-        if width % config.heads:
-            raise BlockError(f"{width} channels do not split into {config.heads} heads", field="heads")
+        self.per_pixel = ctx.image.channels if config.subpixels else 1
         if tuple(ctx.rank.shape) != (source.height, source.width):
             raise BlockError(f"transformer_block works at the image's resolution {tuple(ctx.rank.shape)}", field="in")
-        bias = config.bias
-        self.ln1 = LayerNorm(LayerNormConfig(bias=bias), [source], {}, ctx)
-        self.qkv = nn.Linear(width, 3 * width, bias=bias)
-        self.proj = nn.Linear(width, width, bias=bias)
-        self.ln2 = LayerNorm(LayerNormConfig(bias=bias), [source], {}, ctx)
-        self.fc = nn.Linear(width, config.mlp_ratio * width, bias=bias)
-        self.fc_out = nn.Linear(config.mlp_ratio * width, width, bias=bias)
-        self.register_buffer("attend", causal_mask(ctx.rank, include_current=True), persistent=False)
+        if source.channels % self.per_pixel:
+            raise BlockError(f"{source.channels} channels do not split into {self.per_pixel} sub-pixel groups", field="in")
+        width = source.channels // self.per_pixel
+        self.qk = config.qk_channels or width
+        for name, channels in (("qk_channels", self.qk), ("heads", width)):
+            if channels % config.heads:
+                raise BlockError(f"{channels} channels do not split into {config.heads} heads", field=name)
+        patterns = config.pattern if isinstance(config.pattern, list) else [config.pattern] if config.pattern else []
+        if patterns and config.heads % len(patterns):
+            raise BlockError(f"{config.heads} heads do not split into {len(patterns)} pattern groups", field="pattern")
+        bias, attention_bias = config.bias, config.bias if config.attention_bias is None else config.attention_bias
+        hidden = round(config.mlp_ratio * width)
+        self.ln1, self.ln2 = nn.LayerNorm(width, bias=bias), nn.LayerNorm(width, bias=bias)
+        self.qkv = nn.Linear(width, 2 * self.qk + width, bias=attention_bias)
+        self.proj = nn.Linear(width, width, bias=attention_bias)
+        self.fc = nn.Linear(width, hidden, bias=bias)
+        self.fc_out = nn.Linear(hidden, width, bias=bias)
+        key = json.dumps([[p.model_dump() for p in patterns], config.heads, self.per_pixel])
+        if key not in ctx.shared:
+            seq = SequencePositions.of_image(ctx.rank, self.per_pixel)
+            ctx.shared[key] = SharedMask(attention_mask([pattern_of(p, ctx.registry) for p in patterns], seq, config.heads))
+        self.attend = ctx.shared[key]  # mask [1 or heads, N, N]
         self.output_info = source
 
     def forward(self, x):
         h, w = x.shape[2:]
-        seq = rearrange(x, "b d h w -> b (h w) d")
-        q, k, v = rearrange(self.qkv(rearrange(self.ln1(x), "b d h w -> b (h w) d")), "b n (three heads c) -> three b heads n c", three=3, heads=self.config.heads)
-        mixed = F.scaled_dot_product_attention(q, k, v, attn_mask=self.attend)  # [B, heads, N, c]
-        seq = seq + F.dropout(self.proj(rearrange(mixed, "b heads n c -> b n (heads c)")), self.config.dropout, self.training)
-        normed = rearrange(self.ln2(rearrange(seq, "b (h w) d -> b d h w", h=h, w=w)), "b d h w -> b (h w) d")
-        seq = seq + F.dropout(self.fc_out(F.gelu(self.fc(normed))), self.config.dropout, self.training)
-        return rearrange(seq, "b (h w) d -> b d h w", h=h, w=w)
+        seq = to_sequence(x, self.per_pixel)  # [B, N, D]
+        seq = self.branch(seq, self.attention, self.ln1)
+        seq = self.branch(seq, self.mlp, self.ln2)
+        return from_sequence(seq, self.per_pixel, h, w)
+
+    def branch(self, seq, layer, norm):
+        if self.config.norm == "pre":
+            return seq + F.dropout(layer(norm(seq)), self.config.dropout, self.training)
+        return norm(seq + F.dropout(layer(seq), self.config.dropout, self.training))
+
+    def attention(self, seq):
+        q, k, v = self.qkv(seq).split([self.qk, self.qk, seq.shape[-1]], dim=-1)
+        q, k, v = (t.unflatten(-1, (self.config.heads, -1)).transpose(1, 2) for t in (q, k, v))  # [B, heads, N, c]
+        mixed = F.scaled_dot_product_attention(q, k, v, attn_mask=self.attend.mask)
+        return self.proj(mixed.transpose(1, 2).flatten(2))  # [B, N, heads * c]
+
+    def mlp(self, seq):
+        act = F.gelu if self.config.activation == "gelu" else F.relu
+        return self.fc_out(act(self.fc(seq)))
 
     def causality(self, inputs, aux):
         state = canonical(inputs[0], self.image.channels)
         if state in (Causal.NONE, Causal.FUTURE):
             return state
+        if self.config.subpixels:
+            # a sub-pixel attends to itself and earlier sub-pixels, which see no more than it does of its own pixel
+            return max(state, Causal.PAST)
         if state > Causal.PAST:
             raise BlockError(
                 f"a transformer block attends to the current position, so its input must see only earlier pixels, but it is '{state.label}'; "
-                "feed it a shifted token_embedding",
+                "feed it a shifted token_embedding, or make it a sub-pixel sequence (subpixels: true)",
                 field="in",
             )
         return Causal.PAST
@@ -169,5 +156,5 @@ class TransformerBlock(Block):
 
 @hookimpl
 def arblocks_register_blocks(register):
-    for cls in (TokenEmbedding, PositionEmbedding, LayerNorm, TransformerBlock):
+    for cls in (LayerNorm, TransformerBlock):
         register(cls)

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from pydantic import Field
+from torch import nn
 
 from ..blocks.masked_conv import conv_mask
 from ..errors import BlockError
@@ -29,6 +30,26 @@ class CategoricalConfig(HeadConfig):
     type: Literal["categorical"] = "categorical"
     levels: int | None = Field(None, gt=1, description="Number of levels per sub-pixel; must equal 2**image.bits (it is inferred when left out).")
     bias: bool = Field(True, description="A bias in the projection to the logits (Image GPT has none).")
+    projection: Literal["masked", "per_subpixel"] = Field(
+        "masked",
+        description="`masked`: a 1x1 mask-B projection (sub-pixel c reads feature groups <= c); `per_subpixel`: one linear map, "
+        "shared by the channels, from each sub-pixel's own feature group to its logits (sub-pixel sequences, Image Transformer).",
+    )
+
+
+class SubpixelProjection(nn.Module):
+    """The same linear map applied to each of the C feature groups of a [B, C * D, H, W] map: [B, C * L, H, W]."""
+
+    def __init__(self, in_channels: int, groups: int, out_per_group: int, bias: bool):
+        super().__init__()
+        if in_channels % groups:
+            raise BlockError(f"{in_channels} feature channels do not split into {groups} sub-pixel groups", field="projection")
+        self.groups = groups
+        self.linear = nn.Linear(in_channels // groups, out_per_group, bias=bias)
+
+    def forward(self, h):
+        grouped = rearrange(h, "b (c d) h w -> b c h w d", c=self.groups)
+        return rearrange(self.linear(grouped), "b c h w l -> b (c l) h w")
 
 
 class Categorical(Head):
@@ -39,7 +60,10 @@ class Categorical(Head):
         if config.levels is not None and config.levels != image.levels:
             raise BlockError(f"levels is {config.levels}, but a {image.bits}-bit image has {image.levels} levels per sub-pixel", field="levels")
         self.levels = image.levels
-        self.project = masked_projection(source.channels, image.channels, self.levels, config.bias)
+        if config.projection == "per_subpixel":
+            self.project = SubpixelProjection(source.channels, image.channels, self.levels, config.bias)
+        else:
+            self.project = masked_projection(source.channels, image.channels, self.levels, config.bias)
 
     def forward(self, h):
         # [B, C * L, H, W] -> [B, C, L, H, W]: channel group c holds the logits of sub-pixel c

@@ -1,0 +1,138 @@
+"""Embeddings of an image as a sequence: token embeddings of pixel or sub-pixel levels, and position embeddings
+(learned per position, factorized into row + column (+ channel), or sinusoidal). See :mod:`arblocks.sequence`."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from einops import rearrange
+from pydantic import Field
+from torch import nn
+
+from ..block import Block, Elementwise, require_map
+from ..errors import BlockError
+from ..hookspecs import hookimpl
+from ..ops import ungrouped
+from ..sequence import SUBPIXELS, SequencePositions, from_sequence, previous_position, to_sequence
+from ..spec import BlockConfig
+from ..streams import Causal, canonical
+
+
+class TokenEmbeddingConfig(BlockConfig):
+    """Learned embedding of each pixel's (or sub-pixel's) level, read from the image; `shift` feeds each position the previous token in the ordering."""
+
+    type: Literal["token_embedding"] = "token_embedding"
+    channels: int = Field(gt=0, le=65536, description="Embedding width (per sub-pixel in a sub-pixel sequence).")
+    shift: bool = Field(True, description="Embed the token generated just before each position (a learned start vector at the first), so the output sees only the past.")
+    subpixels: bool = SUBPIXELS
+    tables: Literal["shared", "per_channel"] = Field(
+        "shared", description="One table for all channels, or one per channel (Image Transformer); only for sub-pixel sequences."
+    )
+    start: Literal["learned", "zeros"] = Field("learned", description="What the first position sees with `shift`: a learned vector (Image GPT) or zeros (Image and Sparse Transformers).")
+    scale: bool = Field(False, description="Multiply the embeddings by sqrt(channels) (Image Transformer).")
+
+
+class TokenEmbedding(Block):
+    Config = TokenEmbeddingConfig
+    orderings = None
+
+    def __init__(self, config: TokenEmbeddingConfig, inputs, aux, ctx):
+        super().__init__(config, inputs, aux, ctx)
+        source = require_map(inputs[0])
+        self.per_pixel = ctx.image.channels if config.subpixels else 1
+        if (source.height, source.width) != tuple(ctx.rank.shape) or source.channels != self.per_pixel:
+            wanted = f"the {ctx.image.channels}-channel image (one token per sub-pixel)" if config.subpixels else "a one-channel image (one token per pixel)"
+            raise BlockError(f"token_embedding reads {wanted} at the image's resolution, got {source.describe()}", field="in")
+        if config.tables == "per_channel" and not config.subpixels:
+            raise BlockError("per_channel tables need a sub-pixel sequence (subpixels: true)", field="tables")
+        self.levels = ctx.image.levels
+        tables = self.per_pixel if config.tables == "per_channel" else 1
+        self.table = nn.Embedding(self.levels * tables, config.channels)
+        seq = SequencePositions.of_image(ctx.rank, self.per_pixel)
+        self.register_buffer("offset", seq.sub * self.levels if tables > 1 else torch.zeros_like(seq.sub), persistent=False)
+        if config.shift:
+            self.start = nn.Parameter(torch.randn(config.channels) * 0.02) if config.start == "learned" else None
+            previous, first = previous_position(seq)
+            self.register_buffer("previous", previous, persistent=False)
+            self.register_buffer("first", first, persistent=False)
+        self.output_info = source.with_(channels=config.channels * self.per_pixel)
+
+    def forward(self, x):
+        h, w = x.shape[2:]
+        tokens = ((x + 1) * (self.levels - 1) / 2).round().long().clamp(0, self.levels - 1)  # [B, P, H, W] from [-1, 1]
+        embedded = self.table(to_sequence(tokens, self.per_pixel)[..., 0] + self.offset)  # [B, N, D]
+        if self.config.scale:
+            embedded = embedded * math.sqrt(self.config.channels)
+        if self.config.shift:
+            start = self.start.to(embedded.dtype) if self.start is not None else embedded.new_zeros(())
+            embedded = torch.where(self.first[None, :, None], start, embedded[:, self.previous])
+        return from_sequence(embedded, self.per_pixel, h, w)
+
+    def causality(self, inputs, aux):
+        state = inputs[0]
+        if state in (Causal.NONE, Causal.FUTURE):
+            return state
+        if self.config.shift:  # a sub-pixel sees the channels before it: 'strict' (which is 'past' for pixels)
+            return canonical(Causal.STRICT if self.config.subpixels else Causal.PAST, self.image.channels)
+        return state if self.config.subpixels else canonical(ungrouped(state), self.image.channels)
+
+
+class PositionEmbeddingConfig(BlockConfig):
+    """A vector per position, added to the input: learned, factorized (row + column, + channel in a sub-pixel sequence) or sinusoidal."""
+
+    type: Literal["position_embedding"] = "position_embedding"
+    kind: Literal["learned", "factorized", "sinusoidal"] = Field(
+        "learned",
+        description="`learned`: a free vector per position; `factorized`: the sum of learned row, column and (sub-pixel sequences) "
+        "channel vectors (Sparse Transformer); `sinusoidal`: fixed sines and cosines of the position's index (Image Transformer).",
+    )
+    subpixels: bool = SUBPIXELS
+
+
+class PositionEmbedding(Elementwise):
+    Config = PositionEmbeddingConfig
+
+    def __init__(self, config: PositionEmbeddingConfig, inputs, aux, ctx):
+        super().__init__(config, inputs, aux, ctx)
+        source = require_map(inputs[0])
+        per_pixel = ctx.image.channels if config.subpixels else 1
+        if source.channels % per_pixel:
+            raise BlockError(f"{source.channels} channels do not split into {per_pixel} sub-pixel groups", field="in")
+        width, h, w = source.channels // per_pixel, source.height, source.width
+        if config.kind == "learned":
+            self.table = nn.Parameter(torch.randn(source.channels, h, w) * 0.01)
+        elif config.kind == "factorized":
+            self.rows = nn.Parameter(torch.randn(width, h) * 0.01)
+            self.cols = nn.Parameter(torch.randn(width, w) * 0.01)
+            self.subs = nn.Parameter(torch.randn(width, per_pixel) * 0.01) if config.subpixels else None
+        else:
+            self.register_buffer("table", sinusoid(h * w * per_pixel, width, per_pixel, h, w), persistent=False)
+
+    def positions(self) -> torch.Tensor:
+        """[P*D, H, W]: the vector added at every position."""
+        if self.config.kind != "factorized":
+            return self.table
+        grid = self.rows[:, :, None] + self.cols[:, None, :]  # [D, H, W]
+        if self.subs is None:
+            return grid
+        return rearrange(grid[:, None] + self.subs[:, :, None, None], "d p h w -> (p d) h w")
+
+    def forward(self, x):
+        return x + self.positions().to(x.dtype)
+
+
+def sinusoid(length: int, width: int, per_pixel: int, height: int, image_width: int) -> torch.Tensor:
+    """Transformer timing signal over the storage index of each position, laid out as a [P*D, H, W] map."""
+    half = width // 2
+    rates = torch.exp(-math.log(10000.0) * torch.arange(half) / max(half - 1, 1))  # [D/2]
+    angles = torch.arange(length)[:, None] * rates[None, :]  # [N, D/2]
+    signal = torch.cat([angles.sin(), angles.cos(), torch.zeros(length, width - 2 * half)], dim=1)  # [N, D]
+    return from_sequence(signal[None], per_pixel, height, image_width)[0]
+
+
+@hookimpl
+def arblocks_register_blocks(register):
+    for cls in (TokenEmbedding, PositionEmbedding):
+        register(cls)
