@@ -1,0 +1,146 @@
+"""Attention patterns: their definitions, their use per head, and that a model follows exactly the pattern it is given."""
+
+import json
+
+import pytest
+import torch
+
+from arblocks import SpecError, build_model, parse_spec
+from arblocks.attention_patterns import attention_mask, pattern_of
+from arblocks.causality import perturbation_map
+from arblocks.plugins import get_registry
+from arblocks.sequence import SequencePositions
+
+from .helpers import problems_of
+
+
+def mask_of(pattern: dict | list, height=4, width=4, per_pixel=1, heads=None, rank=None):
+    registry = get_registry()
+    spec = parse_spec(one_block_spec(pattern, heads=heads or (len(pattern) if isinstance(pattern, list) else 1)))
+    configs = spec.body[1].pattern
+    configs = configs if isinstance(configs, list) else [configs]
+    rank = torch.arange(height * width).reshape(height, width) if rank is None else rank
+    seq = SequencePositions.of_image(rank, per_pixel)
+    return attention_mask([pattern_of(c, registry) for c in configs], seq, heads or len(configs)), seq
+
+
+def one_block_spec(pattern, heads=1, channels=3, size=4, ordering="raster"):
+    return {
+        "name": "one-block",
+        "image": {"channels": channels, "height": size, "width": size, "bits": 3},
+        "ordering": ordering,
+        "body": [
+            {"type": "token_embedding", "in": "x", "out": "h", "channels": 8, "subpixels": True},
+            {"type": "transformer_block", "subpixels": True, "heads": heads, "pattern": pattern},
+        ],
+        "head": {"type": "categorical", "projection": "per_subpixel"},
+    }
+
+
+def test_strided_parts_follow_the_sparse_transformer_definitions():
+    mask = mask_of({"type": "strided", "stride": 4, "part": "local"}, 4, 4)[0][0]
+    i, j = torch.meshgrid(torch.arange(16), torch.arange(16), indexing="ij")
+    assert torch.equal(mask, (j <= i) & (i - j <= 4))  # A(1): the previous l positions
+    column = mask_of({"type": "strided", "stride": 4, "part": "stride"}, 4, 4)[0][0]
+    assert torch.equal(column, (j <= i) & ((i - j) % 4 == 0))  # A(2): every l-th position
+    both = mask_of({"type": "strided", "stride": 4}, 4, 4)[0][0]
+    assert torch.equal(both, mask | column)
+
+
+def test_fixed_parts_follow_the_sparse_transformer_definitions():
+    i, j = torch.meshgrid(torch.arange(16), torch.arange(16), indexing="ij")
+    block = mask_of({"type": "fixed", "stride": 4, "part": "block"})[0][0]
+    assert torch.equal(block, (j <= i) & (i // 4 == j // 4))
+    summary = mask_of({"type": "fixed", "stride": 4, "summary": 2, "part": "summary"})[0][0]
+    assert torch.equal(summary, (j <= i) & ((j % 4 >= 2) | (i == j)))  # every query also attends to itself
+
+
+def test_local_1d_attends_to_its_block_and_the_memory_blocks_before():
+    i, j = torch.meshgrid(torch.arange(16), torch.arange(16), indexing="ij")
+    mask = mask_of({"type": "local_1d", "block": 3, "memory_blocks": 2})[0][0]
+    assert torch.equal(mask, (j <= i) & (j // 3 >= i // 3 - 2))
+
+
+def test_local_2d_covers_the_query_block_and_its_flange_in_pixels_for_every_sub_pixel():
+    mask, seq = mask_of({"type": "local_2d", "query_shape": [2, 2], "memory_flange": [1, 1]}, 6, 6, per_pixel=3)
+    query = int(((seq.row == 3) & (seq.col == 2) & (seq.sub == 1)).nonzero())  # block rows 2-3, columns 2-3
+    keys = mask[0, query].nonzero().flatten()
+    rows, cols = seq.row[keys], seq.col[keys]
+    assert rows.min() == 1 and rows.max() == 3 and cols.min() == 1 and cols.max() == 4
+    assert not bool(((rows == 3) & (cols > 2)).any())  # later pixels of its own row: causal
+    assert {(int(r), int(c), int(s)) for r, c, s in zip(rows, cols, seq.sub[keys])} >= {(3, 2, 0), (3, 2, 1), (1, 4, 2)}
+    assert (3, 2, 2) not in {(int(r), int(c), int(s)) for r, c, s in zip(rows, cols, seq.sub[keys])}
+
+
+def test_union_and_intersection_compose_patterns():
+    a = {"type": "strided", "stride": 5, "part": "local"}
+    b = {"type": "fixed", "stride": 4, "part": "block"}
+    ma, mb = mask_of(a)[0][0], mask_of(b)[0][0]
+    assert torch.equal(mask_of({"type": "union", "patterns": [a, b]})[0][0], ma | mb)
+    assert torch.equal(mask_of({"type": "intersection", "patterns": [a, b]})[0][0], ma & mb)
+
+
+def test_a_list_of_patterns_gives_each_group_of_heads_its_own():
+    a, b = {"type": "strided", "stride": 4, "part": "local"}, {"type": "strided", "stride": 4, "part": "stride"}
+    masks, _ = mask_of([a, b], heads=4)
+    assert masks.shape == (4, 16, 16)
+    assert torch.equal(masks[0], masks[1]) and torch.equal(masks[2], masks[3]) and not torch.equal(masks[1], masks[2])
+    assert torch.equal(masks[0], mask_of(a)[0][0]) and torch.equal(masks[3], mask_of(b)[0][0])
+
+
+def test_a_pattern_never_reaches_the_future_even_under_another_ordering():
+    rank = torch.arange(16).reshape(4, 4).T.contiguous()  # columns first
+    mask, seq = mask_of({"type": "full"}, rank=rank, per_pixel=3)
+    assert torch.equal(mask[0], seq.step[None, :] <= seq.step[:, None])
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        {"type": "local_1d", "block": 5},
+        {"type": "local_2d", "query_shape": [2, 2], "memory_flange": [1, 1]},
+        [{"type": "strided", "stride": 12, "part": "local"}, {"type": "strided", "stride": 12, "part": "stride"}],
+        {"type": "fixed", "stride": 6, "summary": 2},
+    ],
+    ids=["local_1d", "local_2d", "strided_per_head", "fixed"],
+)
+def test_one_block_depends_on_exactly_the_sub_pixels_its_pattern_allows(pattern):
+    """Output at sub-pixel i reads the token embedding at every key k it attends to, i.e. token k - 1 (the shift)."""
+    data = one_block_spec(pattern, heads=2)
+    model = build_model(parse_spec(data)).double().eval()
+    dep = perturbation_map(model, samples=3)  # [C, H, W, C, H, W]
+    mask, seq = mask_of(pattern, heads=2, per_pixel=3)
+    attends = mask.any(0)  # [N, N] over (h w c) positions, in the union of the heads
+    order = torch.argsort(seq.step)
+    previous = torch.full_like(seq.step, -1)
+    previous[order[1:]] = order[:-1]
+    expected = torch.zeros(len(seq), len(seq), dtype=torch.bool)
+    for i, k in attends.nonzero().tolist():
+        if previous[k] >= 0:
+            expected[i, previous[k]] = True
+    got = dep.permute(1, 2, 0, 4, 5, 3).reshape(len(seq), len(seq)) != 0  # to (h w c) x (h w c)
+    assert torch.equal(got, expected)
+
+
+def test_pattern_problems_are_reported_at_their_json_path():
+    data = one_block_spec({"type": "strided", "strde": 4})
+    data["body"][1]["pattern"] = [{"type": "stridd", "stride": 4}, {"type": "strided", "stride": 0}]
+    with pytest.raises(SpecError) as excinfo:
+        parse_spec(data)
+    problems = dict(problems_of(excinfo))
+    assert "unknown attention pattern type 'stridd'; did you mean 'strided'?" in problems["/body/1/pattern/0/type"]
+    assert problems["/body/1/pattern/1/stride"] == "must be > 0 (got 0)"
+
+
+def test_heads_that_do_not_split_into_the_pattern_groups_are_refused():
+    patterns = [{"type": "full"}, {"type": "full"}, {"type": "full"}]
+    with pytest.raises(SpecError, match="4 heads do not split into 3 pattern groups"):
+        build_model(parse_spec(one_block_spec(patterns, heads=4)))
+
+
+def test_blocks_with_one_pattern_share_one_mask():
+    data = json.loads(json.dumps(one_block_spec({"type": "local_1d", "block": 4})))
+    data["body"].append(dict(data["body"][1]))
+    model = build_model(parse_spec(data))
+    first, second = (s for s in model.modules() if type(s).__name__ == "TransformerBlock")
+    assert first.attend is second.attend
