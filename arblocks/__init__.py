@@ -1,5 +1,6 @@
 """arblocks: autoregressive image models from declarative specs of registered, causality-checked blocks."""
 
+from .attention_patterns import AttentionPattern
 from .block import Block, BuildContext, ChannelMixing, Elementwise
 from .builder import build_model
 from .errors import ArblocksError, BlockError, Problem, RegistryError, SpecError
@@ -16,7 +17,7 @@ from .validate import load_spec, parse_spec
 __version__ = "0.1.0"
 
 __all__ = [
-    "ARModel", "ArblocksError", "Block", "BlockConfig", "ChannelMixing", "BlockError", "BuildContext", "Causal", "Elementwise", "Head",
+    "ARModel", "ArblocksError", "AttentionPattern", "Block", "BlockConfig", "ChannelMixing", "BlockError", "BuildContext", "Causal", "Elementwise", "Head",
     "HeadConfig", "ImageSpec", "InputConfig", "InputType", "ModelSpec", "Ordering", "Problem", "RegistryError",
     "SpecError", "StreamInfo", "build_model", "get_registry", "hookimpl", "load_registry", "load_spec", "parse_spec",
     "stream_field",

@@ -70,8 +70,10 @@ class Full(AttentionPattern):
 
 
 class Local1dConfig(PatternConfig):
-    """Image Transformer's local 1D attention: the sequence (in generation order) is cut into query blocks; a query
-    attends to its own block and to `memory_blocks` blocks before it."""
+    """Image Transformer's local 1D attention: a query block attends to itself and the blocks before it.
+
+    The sequence, in generation order, is cut into query blocks of `block` positions; a query attends to its own block
+    and to the `memory_blocks` blocks before it."""
 
     type: Literal["local_1d"] = "local_1d"
     block: PositiveInt = Field(description="Length of a query block, in sequence positions.")
@@ -88,8 +90,10 @@ class Local1d(AttentionPattern):
 
 
 class Local2dConfig(PatternConfig):
-    """Image Transformer's local 2D attention: the image is cut into rectangular query blocks of pixels; a query attends
-    to its block and a memory flange of rows above it and columns on either side (all sub-pixels of those pixels)."""
+    """Image Transformer's local 2D attention: a rectangular query block attends to itself and a flange around it.
+
+    The image is cut into query blocks of `query_shape` pixels; a query attends to its block and a memory flange of rows
+    above it and columns on either side (every sub-pixel of those pixels)."""
 
     type: Literal["local_2d"] = "local_2d"
     query_shape: tuple[PositiveInt, PositiveInt] = Field(description="[rows, columns] of a query block, in pixels.")
@@ -111,8 +115,10 @@ PART = Field("both", description="Which of the two heads' patterns: `both` (thei
 
 
 class StridedConfig(PatternConfig):
-    """Sparse Transformer's strided attention (stride l): one part attends to the previous l positions, the other to
-    every l-th position before (with l the row length in positions, a row and a column of the image)."""
+    """Sparse Transformer's strided attention: the previous l positions, and every l-th position before.
+
+    With l the length of an image row in positions, the two parts are the query's row and its column. Give them to
+    two groups of heads with a list of two patterns, or to one head with `part: both`."""
 
     type: Literal["strided"] = "strided"
     stride: PositiveInt = Field(description="The stride l, in sequence positions.")
@@ -130,8 +136,9 @@ class Strided(AttentionPattern):
 
 
 class FixedConfig(PatternConfig):
-    """Sparse Transformer's fixed attention: one part attends within the query's block of l positions, the other to
-    the last `summary` positions of every block (the summary cells)."""
+    """Sparse Transformer's fixed attention: the query's own block of l positions, and the summary cells of every block.
+
+    The summary cells are the last `summary` positions of each block."""
 
     type: Literal["fixed"] = "fixed"
     stride: PositiveInt = Field(description="Block length l, in sequence positions.")
