@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from pydantic import Field, NonNegativeInt, PositiveInt
 
+from .errors import BlockError
 from .hookspecs import hookimpl
 from .sequence import SequencePositions
 from .spec import Config, typed_field
@@ -52,8 +53,15 @@ def attention_mask(patterns: list[AttentionPattern], seq: SequencePositions, hea
     if not patterns:
         return causal[None]
     self_only = torch.eye(len(seq), dtype=torch.bool)
-    masks = torch.stack([(p.allowed(seq) & causal) | self_only for p in patterns])
+    masks = torch.stack([(checked(p, p.allowed(seq), len(seq)) & causal) | self_only for p in patterns])
     return masks if len(patterns) == 1 else masks.repeat_interleave(heads // len(patterns), dim=0)
+
+
+def checked(pattern: AttentionPattern, allowed: torch.Tensor, n: int) -> torch.Tensor:
+    if not isinstance(allowed, torch.Tensor) or allowed.dtype != torch.bool or allowed.shape != (n, n):
+        got = f"{allowed.dtype} {tuple(allowed.shape)}" if isinstance(allowed, torch.Tensor) else type(allowed).__name__
+        raise BlockError(f"attention pattern '{pattern.config.type}' must give a bool [{n}, {n}] tensor, got {got}", field="pattern")
+    return allowed
 
 
 class FullConfig(PatternConfig):

@@ -144,3 +144,30 @@ def test_blocks_with_one_pattern_share_one_mask():
     model = build_model(parse_spec(data))
     first, second = (s for s in model.modules() if type(s).__name__ == "TransformerBlock")
     assert first.attend is second.attend
+
+
+def test_a_plugin_pattern_that_breaks_the_contract_gets_a_clear_error():
+    from typing import Literal
+
+    from arblocks import hookimpl, load_registry
+    from arblocks.attention_patterns import AttentionPattern, PatternConfig
+
+    class SloppyConfig(PatternConfig):
+        """A float mask instead of a bool one."""
+
+        type: Literal["sloppy"] = "sloppy"
+
+    class Sloppy(AttentionPattern):
+        Config = SloppyConfig
+
+        def allowed(self, seq):
+            return torch.ones(len(seq), len(seq))
+
+    class Plugin:
+        @hookimpl
+        def arblocks_register_attention_patterns(self, register):
+            register(Sloppy)
+
+    registry = load_registry(entry_points=False, extra_plugins=[("sloppy", Plugin())])
+    with pytest.raises(SpecError, match=r"attention pattern 'sloppy' must give a bool \[48, 48\] tensor, got torch.float32"):
+        build_model(parse_spec(one_block_spec({"type": "sloppy"}), registry=registry), registry=registry)

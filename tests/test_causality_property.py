@@ -19,7 +19,7 @@ def compositions(draw):
     body = [{"type": "masked_conv", "mask": "A", "kernel_size": draw(st.sampled_from([3, 5, 7])), "channels": width, "out": "h"}]
     stacked = 0
     for _ in range(draw(st.integers(0, 5))):
-        kind = draw(st.sampled_from(["masked_conv", "activation", "residual", "concat_elu", "dropout", "add", "push", "conv"]))
+        kind = draw(st.sampled_from(["masked_conv", "activation", "residual", "concat_elu", "dropout", "add", "push", "conv", "shift"]))
         if kind == "masked_conv":
             width = draw(st.sampled_from(widths))
             body.append({"type": "masked_conv", "kernel_size": draw(st.sampled_from([1, 3, 5])), "channels": width})
@@ -41,6 +41,8 @@ def compositions(draw):
         elif kind == "push":
             body.append({"type": "masked_conv", "in": "h", "out": "h", "kernel_size": 3, "channels": width, "push": "skips"})
             stacked += 1
+        elif kind == "shift":
+            body.append({"type": "shift", "direction": draw(st.sampled_from(["down", "right"]))})
         elif kind == "conv" and channels == 1:
             body.append({"type": "conv", "kernel_size": 1})
     for _ in range(stacked):
@@ -65,6 +67,8 @@ def test_random_compositions_are_exactly_causal(case):
     assert torch.count_nonzero(dep.dependency[~dep.allowed]) == 0
     if mode == "train" and any(b["type"] == "dropout" for b in kwargs["body"]):
         return  # dropout may cut a narrow channel group off its neighbours in one draw; eval mode checks the paths
+    if any(b["type"] == "shift" for b in kwargs["body"]):
+        return  # a shift moves the nearest neighbours out of reach by design
     seen = dep.dependency != 0  # [C, H, W, C, H, W]
     any_channel = seen.any(3)  # [C, H, W, H, W]: output sees some channel of the input pixel
     _, h, w, _, _ = any_channel.shape
