@@ -21,6 +21,7 @@ import resource
 import statistics
 import time
 from pathlib import Path
+from queue import Empty
 
 import torch
 import torch.nn.functional as F
@@ -127,9 +128,16 @@ def main():
         queue = context.Queue()
         child = context.Process(target=train_steps, args=(name, args.batch, args.steps, args.device, args.dtype, queue))
         child.start()
-        result = queue.get()
+        while True:  # a child killed for memory never answers: report it instead of waiting forever
+            try:
+                result = queue.get(timeout=5)
+                break
+            except Empty:
+                if not child.is_alive():
+                    result = {"spec": name, "batch": args.batch, "failed": f"the process died with exit code {child.exitcode} (out of memory?)"}
+                    break
         child.join()
-        print(json.dumps({**result, "device": args.device, "dtype": args.dtype}))
+        print(json.dumps({**result, "device": args.device, "dtype": args.dtype}), flush=True)
     if args.kernels:
         print(json.dumps({"kernels": kernels(args.device)}))
 

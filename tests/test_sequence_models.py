@@ -84,9 +84,10 @@ def test_small_configs_learn_and_sample(name):
     assert images.shape == (2, 3, 4, 4) and images.min() >= 0 and images.max() < 256
 
 
-def test_cli_trains_and_samples_a_sub_pixel_transformer(tmp_path, capsys):
-    data = small("sparse_transformer_small", size=5, stride=15)
-    spec = tmp_path / "sparse.json"
+@pytest.mark.parametrize(("name", "pattern"), [("image_transformer_small", {"block": 15}), ("sparse_transformer_small", {"stride": 15})])
+def test_cli_trains_evaluates_and_samples_a_sub_pixel_transformer(tmp_path, capsys, name, pattern):
+    data = small(name, size=5, **pattern)
+    spec = tmp_path / "model.json"
     spec.write_text(json.dumps(data))
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "rgb.npz", x_train=rng.integers(0, 256, (64, 5, 5, 3), dtype=np.uint8), x_test=rng.integers(0, 256, (16, 5, 5, 3), dtype=np.uint8))
@@ -98,3 +99,21 @@ def test_cli_trains_and_samples_a_sub_pixel_transformer(tmp_path, capsys):
     assert 6 < report["bits_per_dim"] < 10  # near 8 bits/dim for uniform noise after 3 steps
     assert main(["sample", f"{run}/checkpoint.pt", "-n", "2", "--out", str(tmp_path / "grid.png"), "--no-progress"]) == 0
     assert (tmp_path / "grid.png").stat().st_size > 0
+
+
+def test_recomputation_gives_the_same_loss_and_gradients_with_dropout():
+    data = small("sparse_transformer_small", size=4, stride=12)
+    data["defaults"]["transformer_block"]["dropout"] = 0.3
+    x = torch.randint(0, 256, (2, 3, 4, 4))
+    grads = []
+    for recompute in (False, True):
+        data["defaults"]["transformer_block"]["recompute"] = recompute
+        torch.manual_seed(0)
+        model = build_model(parse_spec(data)).train()
+        torch.manual_seed(1)
+        loss = model.nll(x).mean()
+        loss.backward()
+        grads.append((loss.detach(), [p.grad for p in model.parameters()]))
+    (loss_a, grads_a), (loss_b, grads_b) = grads
+    assert torch.equal(loss_a, loss_b)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads_a, grads_b))

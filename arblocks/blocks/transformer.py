@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ..attention_patterns import attention_mask, pattern_of
 from ..block import Block, ChannelMixing, require_map
@@ -71,6 +72,11 @@ class TransformerBlockConfig(BlockConfig):
         "Attention pattern: one registered pattern for all heads, or a list that splits the heads into equal groups, one "
         "pattern each. Defaults to full causal attention. Always intersected with the causal order.",
     )
+    recompute: bool = Field(
+        False,
+        description="Recompute the block's activations in the backward pass instead of keeping them (gradient checkpointing, as the "
+        "Sparse Transformer does): much less memory for about one more forward pass.",
+    )
     subpixels: bool = SUBPIXELS
 
 
@@ -119,9 +125,14 @@ class TransformerBlock(Block):
     def forward(self, x):
         h, w = x.shape[2:]
         seq = to_sequence(x, self.per_pixel)  # [B, N, D]
-        seq = self.branch(seq, self.attention, self.ln1)
-        seq = self.branch(seq, self.mlp, self.ln2)
+        if self.config.recompute and torch.is_grad_enabled():
+            seq = checkpoint(self.layers, seq, use_reentrant=False)  # the same dropout draws in the recomputation
+        else:
+            seq = self.layers(seq)
         return from_sequence(seq, self.per_pixel, h, w)
+
+    def layers(self, seq):
+        return self.branch(self.branch(seq, self.attention, self.ln1), self.mlp, self.ln2)
 
     def branch(self, seq, layer, norm):
         if self.config.norm == "pre":
