@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, PositiveInt
 
 from .hookspecs import hookimpl
 from .spec import Config
@@ -64,6 +64,24 @@ class Raster(Ordering):
         return torch.arange(height * width).reshape(height, width)
 
 
+class BlockRasterConfig(OrderingConfig):
+    """Rectangular blocks in raster order, each generated in raster order (the Image Transformer's 2D local order)."""
+
+    type: Literal["block_raster"] = "block_raster"
+    block: tuple[PositiveInt, PositiveInt] = Field(description="[rows, columns] of a block, in pixels (edge blocks may be smaller).")
+
+
+class BlockRaster(Ordering):
+    Config = BlockRasterConfig
+
+    def curve(self, height, width):
+        bh, bw = self.config.block
+        rows, cols = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+        blocks_across = -(-width // bw)
+        key = ((rows // bh) * blocks_across + cols // bw) * (bh * bw) + (rows % bh) * bw + cols % bw  # block, then place in it
+        return torch.argsort(torch.argsort(key.flatten())).reshape(height, width)  # ranks 0..HW-1
+
+
 def ordering_of(spec, registry=None) -> Ordering:
     """The ordering object of a validated spec."""
     from .plugins import get_registry
@@ -76,3 +94,4 @@ def ordering_of(spec, registry=None) -> Ordering:
 @hookimpl
 def arblocks_register_orderings(register):
     register(Raster)
+    register(BlockRaster)
