@@ -2,14 +2,15 @@
 figures go to docs/performance.md).
 
     python benchmarks/bench_sequence.py [--specs igpt_small image_transformer_small sparse_transformer_small]
-                                        [--batch 16] [--steps 5] [--device cpu|cuda] [--dtype fp32|bf16] [--kernels]
+                                        [--batch 16] [--steps 5] [--device cpu|cuda] [--dtype fp32|bf16]
+                                        [--attention auto dense] [--kernels]
 
-Each spec runs in a child process, so that its peak memory is its own: a train step is forward, loss, backward and an
+Each spec (with each `--attention` kernel of its transformer blocks) runs in a child process, so that its peak memory is its own: a train step is forward, loss, backward and an
 Adam step on random images; peak memory is `torch.cuda.max_memory_allocated` on CUDA and the growth of the child's
-maximum resident set on the CPU. `--kernels` also times one attention layer of the full Image Transformer (local 1D,
-blocks of 256 over 3072 sub-pixels) two ways on the same inputs: SDPA with the dense mask, as the blocks run it, and a
-blocked computation that only touches each query block's memory (what a block-sparse kernel does), and prints the
-fraction of the [N, N] score matrix each full config's pattern keeps.
+maximum resident set on the CPU. `--kernels` prints, for each full config, the share of the [N, N] score matrix its
+pattern keeps and the tile size the blocks chose, and times one attention layer (forward and backward, the block's
+shapes, batch 4) two ways on the same inputs: SDPA with the dense mask, and the tiled path that computes only the
+kept tiles (arblocks/tiled_attention.py).
 """
 
 from __future__ import annotations
@@ -33,12 +34,14 @@ def rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
-def train_steps(name: str, batch: int, steps: int, device: str, dtype: str, queue) -> None:
-    from arblocks import build_model, load_spec
+def train_steps(name: str, kernel: str, batch: int, steps: int, device: str, dtype: str, queue) -> None:
+    from arblocks import build_model, parse_spec
 
     torch.manual_seed(0)
     device = torch.device(device)
-    model = build_model(load_spec(ROOT / f"specs/{name}.json")).to(device).train()
+    data = json.loads((ROOT / f"specs/{name}.json").read_text())
+    data.setdefault("defaults", {}).setdefault("transformer_block", {})["kernel"] = kernel
+    model = build_model(parse_spec(data)).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     image = model.image
     x = torch.randint(0, image.levels, (batch, image.channels, image.height, image.width), device=device)
@@ -62,71 +65,74 @@ def train_steps(name: str, batch: int, steps: int, device: str, dtype: str, queu
         step()
         times.append(time.perf_counter() - start)
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else rss_gib() - before
-    queue.put({"spec": name, "params": model.num_parameters(), "batch": batch, "step_s": statistics.median(times), "peak_gib": peak})
+    queue.put({"spec": name, "kernel": kernel, "params": model.num_parameters(), "batch": batch, "step_s": statistics.median(times), "peak_gib": peak})
 
 
-def blocked_local_attention(q, k, v, block: int):
-    """Local 1D attention that only computes each query block against itself and the block before: [B, H, N, c]."""
-    b, h, n, c = q.shape
-    blocks = n // block
-    qb = q.reshape(b, h, blocks, block, c)
-    kb, vb = (t.reshape(b, h, blocks, block, c) for t in (k, v))
-    pad = lambda t: torch.cat([torch.zeros_like(t[:, :, :1]), t[:, :, :-1]], dim=2)  # noqa: E731 - the block before
-    keys, values = torch.cat([pad(kb), kb], dim=3), torch.cat([pad(vb), vb], dim=3)  # [B, H, blocks, 2 * block, c]
-    i = torch.arange(block)[:, None] + block
-    j = torch.arange(2 * block)[None, :]
-    mask = (j <= i) & (j > i - 2 * block)  # [block, 2 * block]: causal within the window
-    first = torch.ones(blocks, 1, 1, dtype=torch.bool)
-    first[0] = False  # the first block has no block before it
-    mask = mask[None] & ((j >= block) | first)  # [blocks, block, 2 * block]
-    out = F.scaled_dot_product_attention(qb, keys, values, attn_mask=mask)
-    return out.reshape(b, h, n, c)
+def time_median(fn, repeats: int, device: str) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
-def kernels(device: str, repeats: int = 5) -> dict:
+def compare_layer(block, shared, batch: int, repeats: int, device: str) -> dict:
+    from arblocks.tiled_attention import tiled_attention
+
+    n, heads, qk, width = shared.mask.shape[-1], block.config.heads, block.qk, block.qkv.in_features
+    torch.manual_seed(0)
+    q, k = (torch.randn(batch, heads, n, qk // heads, device=device, requires_grad=True) for _ in range(2))
+    v = torch.randn(batch, heads, n, width // heads, device=device, requires_grad=True)
+
+    def dense():
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=shared.mask)
+
+    def tiled():
+        return tiled_attention(q, k, v, shared.key_tiles, shared.tile_mask, shared.tile)
+
+    row = {"max_abs_difference": (dense() - tiled()).abs().max().item()}
+    row["dense_s"] = time_median(lambda: dense().sum().backward(), repeats, device)
+    row["tiled_s"] = time_median(lambda: tiled().sum().backward(), repeats, device)
+    row["dense_over_tiled"] = row["dense_s"] / row["tiled_s"]
+    return row
+
+
+def kernels(device: str, batch: int = 4, repeats: int = 3) -> dict:
+    """Per full config: the share of the score matrix its pattern keeps, and one attention layer (forward + backward,
+    the block's own shapes) with the dense mask against the tiled path, on the same inputs."""
     from arblocks import build_model, load_spec
 
     results = {}
     for name in ("image_transformer", "sparse_transformer", "igpt_s"):
         model = build_model(load_spec(ROOT / f"specs/{name}.json"))
         block = next(m for m in model.modules() if type(m).__name__ == "TransformerBlock")
-        mask = block.attend.mask
-        n = mask.shape[-1]
-        results[f"{name}_kept_of_dense"] = mask.float().mean().item()
-        results[f"{name}_kept_of_causal"] = mask.float().mean().item() / ((n + 1) / (2 * n))
-    model = build_model(load_spec(ROOT / "specs/image_transformer.json"))
-    mask = next(m for m in model.modules() if type(m).__name__ == "TransformerBlock").attend.mask.to(device)
-    torch.manual_seed(0)
-    q, k, v = (torch.randn(4, 4, 3072, 128, device=device) for _ in range(3))  # batch 4, 4 heads of 128, 3072 sub-pixels
-    dense = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    blocked = blocked_local_attention(q, k, v, 256)
-    results["max_abs_difference"] = (dense - blocked).abs().max().item()
-    for label, fn in (("dense_mask_s", lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask)), ("blocked_s", lambda: blocked_local_attention(q, k, v, 256))):
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            if device == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - start)
-        results[label] = statistics.median(times)
-    results["dense_over_blocked"] = results["dense_mask_s"] / results["blocked_s"]
+        shared = block.attend.to(device)
+        n = shared.mask.shape[-1]
+        row = {"kept_of_dense": shared.mask.float().mean().item(), "tile": shared.tile}
+        row["kept_of_causal"] = row["kept_of_dense"] / ((n + 1) / (2 * n))
+        if shared.tile:
+            row.update(compare_layer(block, shared, batch, repeats, device))
+        results[name] = row
     return results
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--specs", nargs="+", default=["igpt_small", "image_transformer_small", "sparse_transformer_small"])
+    parser.add_argument("--specs", nargs="*", default=["igpt_small", "image_transformer_small", "sparse_transformer_small"])
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--kernels", action="store_true")
+    parser.add_argument("--attention", nargs="+", choices=["auto", "dense"], default=["auto"], help="transformer_block kernels to run each spec with")
     args = parser.parse_args()
     context = multiprocessing.get_context("spawn")
-    for name in args.specs:
+    for name, kernel in ((n, k) for n in args.specs for k in args.attention):
         queue = context.Queue()
-        child = context.Process(target=train_steps, args=(name, args.batch, args.steps, args.device, args.dtype, queue))
+        child = context.Process(target=train_steps, args=(name, kernel, args.batch, args.steps, args.device, args.dtype, queue))
         child.start()
         while True:  # a child killed for memory never answers: report it instead of waiting forever
             try:
@@ -134,7 +140,7 @@ def main():
                 break
             except Empty:
                 if not child.is_alive():
-                    result = {"spec": name, "batch": args.batch, "failed": f"the process died with exit code {child.exitcode} (out of memory?)"}
+                    result = {"spec": name, "kernel": kernel, "batch": args.batch, "failed": f"the process died with exit code {child.exitcode} (out of memory?)"}
                     break
         child.join()
         print(json.dumps({**result, "device": args.device, "dtype": args.dtype}), flush=True)

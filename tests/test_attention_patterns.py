@@ -106,10 +106,22 @@ def test_a_pattern_never_reaches_the_future_even_under_another_ordering():
 )
 def test_one_block_depends_on_exactly_the_sub_pixels_its_pattern_allows(pattern):
     """Output at sub-pixel i reads the token embedding at every key k it attends to, i.e. token k - 1 (the shift)."""
-    data = one_block_spec(pattern, heads=2)
+    assert_exact_dependencies(pattern, size=4)
+
+
+def test_the_tiled_path_depends_on_exactly_the_sub_pixels_its_pattern_allows():
+    pattern = {"type": "local_1d", "block": 48}
+    model = build_model(parse_spec(one_block_spec(pattern, heads=2, size=12)))
+    block = next(m for m in model.modules() if type(m).__name__ == "TransformerBlock")
+    assert block.attend.tile is not None  # 432 sub-pixels, each query reads at most 96 earlier ones
+    assert_exact_dependencies(pattern, size=12, samples=2)
+
+
+def assert_exact_dependencies(pattern, size, samples=3):
+    data = one_block_spec(pattern, heads=2, size=size)
     model = build_model(parse_spec(data)).double().eval()
-    dep = perturbation_map(model, samples=3)  # [C, H, W, C, H, W]
-    mask, seq = mask_of(pattern, heads=2, per_pixel=3)
+    dep = perturbation_map(model, samples=samples)  # [C, H, W, C, H, W]
+    mask, seq = mask_of(pattern, size, size, heads=2, per_pixel=3)
     attends = mask.any(0)  # [N, N] over (h w c) positions, in the union of the heads
     order = torch.argsort(seq.step)
     previous = torch.full_like(seq.step, -1)
@@ -171,3 +183,36 @@ def test_a_plugin_pattern_that_breaks_the_contract_gets_a_clear_error():
     registry = load_registry(entry_points=False, extra_plugins=[("sloppy", Plugin())])
     with pytest.raises(SpecError, match=r"attention pattern 'sloppy' must give a bool \[48, 48\] tensor, got torch.float32"):
         build_model(parse_spec(one_block_spec({"type": "sloppy"}), registry=registry), registry=registry)
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        {"type": "local_1d", "block": 32},
+        {"type": "local_2d", "query_shape": [2, 4], "memory_flange": [2, 2]},
+        [{"type": "local_1d", "block": 32}, {"type": "strided", "stride": 24, "part": "local"}],
+    ],
+    ids=["local_1d", "local_2d", "per_head"],
+)
+def test_tiled_attention_equals_the_dense_masked_attention_with_its_gradients(pattern):
+    from arblocks.tiled_attention import tile_layout, tiled_attention
+
+    mask, _ = mask_of(pattern, 8, 8, per_pixel=3, heads=2)  # 192 sub-pixels
+    layout = tile_layout(mask, heads=2)
+    assert layout is not None
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 2, 192, 4, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    dense = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    tiled = tiled_attention(q, k, v, layout.key_tiles, layout.mask, layout.tile)
+    assert torch.allclose(dense, tiled, atol=1e-12)
+    weights = torch.randn_like(dense)
+    grads_dense = torch.autograd.grad((dense * weights).sum(), (q, k, v))
+    grads_tiled = torch.autograd.grad((tiled * weights).sum(), (q, k, v))
+    assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(grads_dense, grads_tiled))
+
+
+def test_full_attention_is_never_tiled():
+    from arblocks.tiled_attention import tile_layout
+
+    mask, _ = mask_of({"type": "full"}, 8, 8, per_pixel=3)
+    assert tile_layout(mask, heads=1) is None

@@ -22,6 +22,7 @@ from ..hookspecs import hookimpl
 from ..sequence import SUBPIXELS, SequencePositions, from_sequence, to_sequence
 from ..spec import BlockConfig, typed_field
 from ..streams import Causal, canonical
+from ..tiled_attention import tile_layout, tiled_attention
 
 
 class LayerNormConfig(BlockConfig):
@@ -72,6 +73,11 @@ class TransformerBlockConfig(BlockConfig):
         "Attention pattern: one registered pattern for all heads, or a list that splits the heads into equal groups, one "
         "pattern each. Defaults to full causal attention. Always intersected with the causal order.",
     )
+    kernel: Literal["auto", "dense"] = Field(
+        "auto",
+        description="`auto`: compute only the tiles of the score matrix that the pattern keeps when that is under half the "
+        "scores (local patterns), else the dense masked attention; `dense`: always the dense masked attention.",
+    )
     recompute: bool = Field(
         False,
         description="Recompute the block's activations in the backward pass instead of keeping them (gradient checkpointing, as the "
@@ -81,11 +87,17 @@ class TransformerBlockConfig(BlockConfig):
 
 
 class SharedMask(nn.Module):
-    """One attention mask buffer that every block with the same pattern shares (moved to a device once)."""
+    """One attention mask that every block with the same pattern shares (moved to a device once), with its tiling
+    when attention over the kept tiles only is cheaper (see :mod:`arblocks.tiled_attention`)."""
 
-    def __init__(self, mask: torch.Tensor):
+    def __init__(self, mask: torch.Tensor, heads: int):
         super().__init__()
         self.register_buffer("mask", mask, persistent=False)
+        layout = tile_layout(mask, heads)
+        self.tile = layout.tile if layout else None
+        if layout:
+            self.register_buffer("key_tiles", layout.key_tiles, persistent=False)
+            self.register_buffer("tile_mask", layout.mask, persistent=False)
 
 
 class TransformerBlock(Block):
@@ -118,7 +130,7 @@ class TransformerBlock(Block):
         key = json.dumps([[p.model_dump() for p in patterns], config.heads, self.per_pixel])
         if key not in ctx.shared:
             seq = SequencePositions.of_image(ctx.rank, self.per_pixel)
-            ctx.shared[key] = SharedMask(attention_mask([pattern_of(p, ctx.registry) for p in patterns], seq, config.heads))
+            ctx.shared[key] = SharedMask(attention_mask([pattern_of(p, ctx.registry) for p in patterns], seq, config.heads), config.heads)
         self.attend = ctx.shared[key]  # mask [1 or heads, N, N]
         self.output_info = source
 
@@ -142,7 +154,10 @@ class TransformerBlock(Block):
     def attention(self, seq):
         q, k, v = self.qkv(seq).split([self.qk, self.qk, seq.shape[-1]], dim=-1)
         q, k, v = (t.unflatten(-1, (self.config.heads, -1)).transpose(1, 2) for t in (q, k, v))  # [B, heads, N, c]
-        mixed = F.scaled_dot_product_attention(q, k, v, attn_mask=self.attend.mask)
+        if self.attend.tile and self.config.kernel == "auto":
+            mixed = tiled_attention(q, k, v, self.attend.key_tiles, self.attend.tile_mask, self.attend.tile)
+        else:
+            mixed = F.scaled_dot_product_attention(q, k, v, attn_mask=self.attend.mask)
         return self.proj(mixed.transpose(1, 2).flatten(2))  # [B, N, heads * c]
 
     def mlp(self, seq):
