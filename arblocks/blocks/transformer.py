@@ -93,7 +93,7 @@ class SharedMask(nn.Module):
     def __init__(self, mask: torch.Tensor, heads: int):
         super().__init__()
         self.register_buffer("mask", mask, persistent=False)
-        layout = tile_layout(mask, heads)
+        layout = tile_layout(mask, heads) if mask.device.type != "meta" else None  # a meta build has no mask values to tile
         self.tile = layout.tile if layout else None
         if layout:
             self.register_buffer("key_tiles", layout.key_tiles, persistent=False)
