@@ -87,6 +87,13 @@ def test_npz_keys_binarize_and_bit_reduction(tmp_path):
         load_data(f"npz:{tmp_path / 'd.npz'}", "train", ImageSpec(channels=3, height=8, width=8, bits=8))
 
 
+def test_tiny_channels_last_rgb_images_are_read_as_the_spec_expects(tmp_path):
+    x = np.random.default_rng(0).integers(0, 256, (5, 4, 4, 3), dtype=np.uint8)  # 4x4 RGB, channels last: ambiguous alone
+    np.savez(tmp_path / "rgb.npz", x=x)
+    data = load_data(f"npz:{tmp_path / 'rgb.npz'}", "train", ImageSpec(channels=3, height=4, width=4, bits=8))
+    assert torch.equal(data.images, torch.from_numpy(x).permute(0, 3, 1, 2))
+
+
 def test_one_bit_data_cannot_feed_an_eight_bit_spec(tmp_path):
     np.savez(tmp_path / "b.npz", x=np.ones((2, 8, 8), dtype=np.uint8))
     with pytest.raises(DataError, match="1-bit values but the spec models 8-bit"):

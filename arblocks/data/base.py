@@ -102,6 +102,8 @@ def prepare(data: ImageData, image: ImageSpec, binarize: bool = False) -> ImageD
     elif image.bits > bits:
         raise DataError(f"the data has {bits}-bit values but the spec models {image.bits}-bit images; set image.bits to {bits} in the spec")
     expected = (image.channels, image.height, image.width)
+    if tuple(images.shape[1:]) != expected and tuple(images.permute(0, 3, 1, 2).shape[1:]) == expected:
+        images = images.permute(0, 3, 1, 2).contiguous()  # tiny channels-last images (4x4x3) read as channels-first
     if tuple(images.shape[1:]) != expected:
         raise DataError(
             f"the data's images are {'x'.join(map(str, images.shape[1:]))} (channels x height x width), "
