@@ -90,6 +90,7 @@ class Local1dConfig(PatternConfig):
 
 class Local1d(AttentionPattern):
     Config = Local1dConfig
+    examples: ClassVar[list[dict]] = [{"block": 7}, {"block": 4, "memory_blocks": 2}]
 
     def allowed(self, seq):
         block = seq.step // self.config.block
@@ -110,6 +111,7 @@ class Local2dConfig(PatternConfig):
 
 class Local2d(AttentionPattern):
     Config = Local2dConfig
+    examples: ClassVar[list[dict]] = [{"query_shape": [2, 3], "memory_flange": [1, 1]}]
 
     def allowed(self, seq):
         (qh, qw), (fh, fw) = self.config.query_shape, self.config.memory_flange
@@ -135,6 +137,7 @@ class StridedConfig(PatternConfig):
 
 class Strided(AttentionPattern):
     Config = StridedConfig
+    examples: ClassVar[list[dict]] = [{"stride": 5}, {"stride": 15, "part": "stride"}]
 
     def allowed(self, seq):
         behind = seq.step[:, None] - seq.step[None, :]
@@ -156,6 +159,7 @@ class FixedConfig(PatternConfig):
 
 class Fixed(AttentionPattern):
     Config = FixedConfig
+    examples: ClassVar[list[dict]] = [{"stride": 6, "summary": 2}]
 
     def allowed(self, seq):
         block = seq.step // self.config.stride
@@ -196,6 +200,7 @@ class Composite(AttentionPattern):
 
 class Union(Composite):
     Config = UnionConfig
+    examples: ClassVar[list[dict]] = [{"patterns": [{"type": "local_1d", "block": 5}, {"type": "strided", "stride": 15, "part": "stride"}]}]
 
     @staticmethod
     def combine(masks):
@@ -204,6 +209,7 @@ class Union(Composite):
 
 class Intersection(Composite):
     Config = IntersectionConfig
+    examples: ClassVar[list[dict]] = [{"patterns": [{"type": "local_1d", "block": 9}, {"type": "strided", "stride": 5}]}]
 
     @staticmethod
     def combine(masks):

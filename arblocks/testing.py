@@ -1,7 +1,8 @@
 """A conformance kit for blocks, built-in or third-party.
 
-``check_block(block_type)`` (or ``check_plugin(plugin_name)`` for every block a plugin registers) builds small models
-that compose the block with the built-in ones and checks what every block must satisfy:
+``check_block(block_type)`` (or ``check_plugin(plugin_name)`` for every block and attention pattern a plugin registers)
+builds small models that compose the block with the built-in ones and checks what every block must satisfy
+(``check_pattern(pattern_type)`` does the same for transformer models that attend with the pattern):
 
 * **causality**: exact zero dependence on future pixels and later channels, in float64, in training and evaluation
   mode, and independence of the images of a batch, for every composition (1 and 3 image channels, a per-channel
@@ -13,7 +14,8 @@ that compose the block with the built-in ones and checks what every block must s
 * **devices**: the model moves to the ``meta`` device and runs there (no tensor is created on a fixed device inside
   ``forward``), and to CUDA when there is one.
 
-A block class may give ``examples``: a list of config dicts (without ``type``) to test; otherwise its defaults are used.
+A block or pattern class may give ``examples``: a list of config dicts (without ``type``) to test; otherwise its
+defaults are used.
 Use it from a plugin's own tests::
 
     from arblocks.testing import check_plugin
@@ -116,6 +118,38 @@ def check_block(block_type: str, registry: Registry | None = None, size: int = 5
     return report
 
 
+def pattern_bodies(pattern: dict, channels: int) -> list[tuple[str, list[dict], dict]]:
+    """Transformer models that use an attention pattern: (case, body, head config)."""
+    sub = channels > 1
+    embed = {"type": "token_embedding", "in": "x", "out": "h", "channels": 8, "subpixels": sub}
+    block = {"type": "transformer_block", "heads": 2, "subpixels": sub, "pattern": pattern}
+    per_head = {**block, "pattern": [pattern, {"type": "full"}]}
+    head = {"type": "categorical", "projection": "per_subpixel" if sub else "masked"}
+    return [("one block", [embed, block], head), ("two blocks, the pattern on one head group", [embed, block, per_head], head)]
+
+
+def check_pattern(pattern_type: str, registry: Registry | None = None, size: int = 5) -> ConformanceReport:
+    """Run the kit's checks on transformer models whose attention uses ``pattern_type`` (its class's ``examples``, or
+    its defaults), over pixel (1 channel) and sub-pixel (3 channels) sequences."""
+    registry = registry or get_registry()
+    entry = registry.attention_patterns[pattern_type]
+    examples = getattr(entry.cls, "examples", None) or [{}]
+    report = ConformanceReport()
+    for (i, example), channels in itertools.product(enumerate(examples), (1, 3)):
+        for name, body, head in pattern_bodies({"type": pattern_type, **example}, channels):
+            case = f"example {i}, {channels} channel(s), {name}"
+            data = {"name": "conformance", "image": {"channels": channels, "height": size, "width": size, "bits": 4}, "body": body, "head": head}
+            try:
+                spec = parse_spec(data, registry=registry)
+                torch.manual_seed(0)
+                model = build_model(spec, registry=registry)
+            except SpecError as error:
+                report.findings.append(Finding(pattern_type, case, "builds", False, "; ".join(str(p) for p in error.problems)))
+                continue
+            _run_checks(report, pattern_type, case, spec, model, registry)
+    return report
+
+
 def _finding(report, block, case, check, fn):
     try:
         detail = fn()
@@ -178,12 +212,16 @@ def _copy(model):
 
 
 def check_plugin(plugin: str, registry: Registry | None = None, size: int = 5) -> ConformanceReport:
-    """Check every block registered by ``plugin`` (its entry-point or module name, or its distribution name)."""
+    """Check every block and attention pattern registered by ``plugin`` (its entry-point or module name, or its distribution name)."""
     registry = registry or get_registry()
-    blocks = [e.name for e in registry.blocks.values() if plugin in (e.plugin, e.distribution) and not getattr(e.cls, "structural", False)]
-    if not blocks:
-        raise ValueError(f"plugin '{plugin}' registers no block (known plugins: {sorted({e.plugin for e in registry.blocks.values()})})")
+    mine = lambda entries: [e.name for e in entries.values() if plugin in (e.plugin, e.distribution) and not getattr(e.cls, "structural", False)]  # noqa: E731
+    blocks, patterns = mine(registry.blocks), mine(registry.attention_patterns)
+    if not blocks and not patterns:
+        known = sorted({e.plugin for kind in (registry.blocks, registry.attention_patterns) for e in kind.values()})
+        raise ValueError(f"plugin '{plugin}' registers no block or attention pattern (known plugins: {known})")
     report = ConformanceReport()
     for name in blocks:
         report.findings.extend(check_block(name, registry, size).findings)
+    for name in patterns:
+        report.findings.extend(check_pattern(name, registry, size).findings)
     return report

@@ -1,12 +1,13 @@
 """Attention patterns: their definitions, their use per head, and that a model follows exactly the pattern it is given."""
 
 import json
+from typing import Literal
 
 import pytest
 import torch
 
-from arblocks import SpecError, build_model, parse_spec
-from arblocks.attention_patterns import attention_mask, pattern_of
+from arblocks import SpecError, build_model, hookimpl, parse_spec
+from arblocks.attention_patterns import AttentionPattern, PatternConfig, attention_mask, pattern_of
 from arblocks.causality import perturbation_map
 from arblocks.plugins import get_registry
 from arblocks.sequence import SequencePositions
@@ -158,31 +159,38 @@ def test_blocks_with_one_pattern_share_one_mask():
     assert first.attend is second.attend
 
 
-def test_a_plugin_pattern_that_breaks_the_contract_gets_a_clear_error():
-    from typing import Literal
+class SloppyConfig(PatternConfig):
+    """A float mask instead of a bool one."""
 
-    from arblocks import hookimpl, load_registry
-    from arblocks.attention_patterns import AttentionPattern, PatternConfig
+    type: Literal["sloppy"] = "sloppy"
 
-    class SloppyConfig(PatternConfig):
-        """A float mask instead of a bool one."""
 
-        type: Literal["sloppy"] = "sloppy"
+class Sloppy(AttentionPattern):
+    Config = SloppyConfig
 
-    class Sloppy(AttentionPattern):
-        Config = SloppyConfig
+    def allowed(self, seq):
+        return torch.ones(len(seq), len(seq))
 
-        def allowed(self, seq):
-            return torch.ones(len(seq), len(seq))
 
-    class Plugin:
-        @hookimpl
-        def arblocks_register_attention_patterns(self, register):
-            register(Sloppy)
+class SloppyPlugin:
+    @hookimpl
+    def arblocks_register_attention_patterns(self, register):
+        register(Sloppy)
 
-    registry = load_registry(entry_points=False, extra_plugins=[("sloppy", Plugin())])
+
+def test_a_plugin_pattern_that_breaks_the_contract_gets_a_clear_error(make_registry):
+    registry = make_registry(("sloppy", SloppyPlugin()))
     with pytest.raises(SpecError, match=r"attention pattern 'sloppy' must give a bool \[48, 48\] tensor, got torch.float32"):
         build_model(parse_spec(one_block_spec({"type": "sloppy"}), registry=registry), registry=registry)
+
+
+def test_the_conformance_kit_checks_a_plugin_s_patterns(make_registry):
+    from arblocks.testing import check_plugin
+
+    report = check_plugin("sloppy", registry=make_registry(("sloppy", SloppyPlugin())), size=3)
+    assert not report.ok
+    assert {f.check for f in report.failures()} == {"builds"}
+    assert "must give a bool" in report.failures()[0].detail
 
 
 @pytest.mark.parametrize(

@@ -22,3 +22,13 @@ def test_kit_catches_batchnorm_in_training_mode(make_registry):
     registry = make_registry(("leaky", LeakyPlugin()))
     report = check_block("batch_norm", registry=registry)
     assert "causality" in {f.check for f in report.failures()}
+
+
+def test_kit_passes_every_builtin_attention_pattern():
+    from arblocks.plugins import get_registry
+    from arblocks.testing import check_pattern
+
+    for name in get_registry().attention_patterns:
+        report = check_pattern(name, size=4)
+        assert report.ok, report.summary()
+        assert sum(f.check == "causality" for f in report.findings) >= 4  # pixel and sub-pixel, one and two blocks

@@ -49,3 +49,18 @@ def test_parameter_counts_in_models_md_are_the_built_ones():
     for name, count in rows:
         model = build_model(load_spec(specs / name), device="meta")
         assert model.num_parameters() == int(count.replace(",", "")), name
+
+
+def test_the_pattern_plugin_example_in_plugins_md_passes_the_kit():
+    import types
+
+    from arblocks.plugins import load_registry
+    from arblocks.testing import check_plugin
+
+    text = (DOCS / "plugins.md").read_text()
+    code = text.split("A minimal pattern plugin", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    module = types.ModuleType("window_plugin")
+    exec(compile(code, "plugins.md", "exec"), module.__dict__)
+    registry = load_registry(entry_points=False, extra_plugins=[("window", module)])
+    report = check_plugin("window", registry=registry, size=3)
+    assert report.ok, report.summary()
