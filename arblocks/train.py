@@ -199,7 +199,9 @@ def _run(spec, data_source, test_source, run_dir: Path, config: TrainConfig, sta
     ema = EMA(model, config.ema_decay)
     if state is not None:
         ema.state = {k: v.to(device) for k, v in state["ema"].items()}
-    net = DistributedDataParallel(model) if world.distributed else model  # after the init: DDP broadcasts rank 0's weights
+    # after the init: DDP broadcasts rank 0's weights once. Buffers are constants built from the spec (masks, attention
+    # masks of up to [heads, N, N]), the same on every rank, so they are not re-broadcast before every forward pass.
+    net = DistributedDataParallel(model, broadcast_buffers=False) if world.distributed else model
 
     if world.main:
         run_dir.mkdir(parents=True, exist_ok=True)
