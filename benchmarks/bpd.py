@@ -56,6 +56,18 @@ def small_pixelcnn_pp(data):
     visit(data["body"], retime)
 
 
+def rows_of(width: int):
+    """Attention patterns sized to a one-channel image of this width: local blocks of 2 rows, a stride of one row."""
+
+    def change(data):
+        block = data["defaults"]["transformer_block"]
+        patterns = block["pattern"] if isinstance(block["pattern"], list) else [block["pattern"]]
+        for pattern in patterns:
+            pattern.update({"block": 2 * width} if pattern["type"] == "local_1d" else {"stride": width})
+
+    return change
+
+
 RUNS = {
     "pixelcnn-binarized-mnist": dict(
         spec=lambda: narrowed("pixelcnn_binarized_mnist.json", {"channels": 1, "height": 28, "width": 28, "bits": 1}, small_pixelcnn),
@@ -68,6 +80,18 @@ RUNS = {
     "pixelcnn-pp-cifar10-subset": dict(
         spec=lambda: narrowed("pixelcnn_pp.json", {"channels": 3, "height": 32, "width": 32, "bits": 8}, small_pixelcnn_pp),
         data=f"npz:{DATA / 'cifar10_subset.npz'}", steps=200, batch=32, unit="bits/dim", published="PixelCNN++ 2.92 bits/dim on the full CIFAR-10 (53.7M parameters, days of GPU training)",
+    ),
+    "pixelcnn-pp-digits": dict(
+        spec=lambda: narrowed("pixelcnn_pp.json", {"channels": 1, "height": 8, "width": 8, "bits": 8}, small_pixelcnn_pp),
+        data="digits", steps=600, batch=32, unit="bits/dim", published="no published figure for the 8x8 digits",
+    ),
+    "image-transformer-digits": dict(
+        spec=lambda: narrowed("image_transformer_small.json", {"channels": 1, "height": 8, "width": 8, "bits": 8}, rows_of(8)),
+        data="digits", steps=600, batch=32, unit="bits/dim", published="no published figure for the 8x8 digits",
+    ),
+    "sparse-transformer-digits": dict(
+        spec=lambda: narrowed("sparse_transformer_small.json", {"channels": 1, "height": 8, "width": 8, "bits": 8}, rows_of(8)),
+        data="digits", steps=600, batch=32, unit="bits/dim", published="no published figure for the 8x8 digits",
     ),
 }
 
