@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pixelcnn_pp_reference import PixelCNNpp, discretized_mix_logistic_loss  # noqa: E402
+from train_step import train_step  # noqa: E402
 
 from arblocks import build_model, parse_spec  # noqa: E402
 from arblocks.edit import visit  # noqa: E402
@@ -54,18 +55,6 @@ def copy_weights(spec, reference):
                 b.copy_(a)
 
 
-def step_fn(model, loss_fn, opt, x_int, dtype, device):
-    def step():
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16"):
-            loss = loss_fn(model, x_int)
-        loss.backward()
-        opt.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-    return step
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--filters", type=int, default=32)
@@ -93,8 +82,8 @@ def main():
     spec_loss = lambda m, x: m.nll(x).sum()  # noqa: E731
     ref_loss = lambda m, x: discretized_mix_logistic_loss(x.float() / 127.5 - 1, m(x.float() / 127.5 - 1), 10)  # noqa: E731
     runs = {
-        "spec": step_fn(spec, spec_loss, torch.optim.Adam(spec.parameters(), 1e-3), x_int, args.dtype, device),
-        "hand-written": step_fn(reference, ref_loss, torch.optim.Adam(reference.parameters(), 1e-3), x_int, args.dtype, device),
+        "spec": train_step(spec, spec_loss, torch.optim.Adam(spec.parameters(), 1e-3), x_int, args.dtype, device),
+        "hand-written": train_step(reference, ref_loss, torch.optim.Adam(reference.parameters(), 1e-3), x_int, args.dtype, device),
     }
     times = {name: [] for name in runs}
     peak = {}

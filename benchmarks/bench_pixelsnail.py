@@ -9,20 +9,17 @@ is `torch.cuda.max_memory_allocated` on CUDA and the growth of the process's max
 from __future__ import annotations
 
 import argparse
-import resource
-import statistics
-import time
+import sys
 from pathlib import Path
 
 import torch
 
-from arblocks import build_model, load_spec
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from train_step import time_steps, train_step  # noqa: E402
 
-def rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # ru_maxrss is in KiB on Linux
+from arblocks import build_model, load_spec  # noqa: E402
 
 
 def main():
@@ -40,27 +37,8 @@ def main():
     model = build_model(load_spec(ROOT / "specs/pixelsnail.json")).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.95, 0.9995))
     x = torch.randint(0, 256, (args.batch, 3, 32, 32), device=device)
-    before = rss_gib()
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bf16"):
-            loss = model.nll(x).mean()
-        loss.backward()
-        optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    step()  # warm-up
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(args.steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    median = statistics.median(times)
-    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else rss_gib() - before + 0.0
+    step = train_step(model, lambda m, images: m.nll(images).mean(), optimizer, x, args.dtype, device)
+    median, peak = time_steps(step, args.steps, device)
     print(f"PixelSNAIL ({model.num_parameters():,} parameters) batch {args.batch} 32x32x3 {args.dtype} on {device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"  {median:.2f} s per train step (median of {args.steps}), {args.batch / median:.1f} images/s")
     label = "peak allocated" if device.type == "cuda" else "growth of the max RSS in the train steps (activations, gradients, Adam state)"

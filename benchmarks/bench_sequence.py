@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import resource
-import statistics
-import time
+import sys
 from pathlib import Path
 from queue import Empty
 
@@ -28,10 +26,9 @@ import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+from train_step import median_seconds, time_steps, train_step  # noqa: E402
 
 
 def train_steps(name: str, kernel: str, batch: int, steps: int, device: str, dtype: str, queue) -> None:
@@ -45,38 +42,8 @@ def train_steps(name: str, kernel: str, batch: int, steps: int, device: str, dty
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     image = model.image
     x = torch.randint(0, image.levels, (batch, image.channels, image.height, image.width), device=device)
-    before = rss_gib()
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16"):
-            loss = model.nll(x).mean()
-        loss.backward()
-        optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    step()  # warm-up
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else rss_gib() - before
-    queue.put({"spec": name, "kernel": kernel, "params": model.num_parameters(), "batch": batch, "step_s": statistics.median(times), "peak_gib": peak})
-
-
-def time_median(fn, repeats: int, device: str) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    median, peak = time_steps(train_step(model, lambda m, images: m.nll(images).mean(), optimizer, x, dtype, device), steps, device)
+    queue.put({"spec": name, "kernel": kernel, "params": model.num_parameters(), "batch": batch, "step_s": median, "peak_gib": peak})
 
 
 def compare_layer(block, shared, batch: int, repeats: int, device: str) -> dict:
@@ -94,8 +61,8 @@ def compare_layer(block, shared, batch: int, repeats: int, device: str) -> dict:
         return tiled_attention(q, k, v, shared.key_tiles, shared.tile_mask, shared.tile)
 
     row = {"max_abs_difference": (dense() - tiled()).abs().max().item()}
-    row["dense_s"] = time_median(lambda: dense().sum().backward(), repeats, device)
-    row["tiled_s"] = time_median(lambda: tiled().sum().backward(), repeats, device)
+    row["dense_s"] = median_seconds(lambda: dense().sum().backward(), repeats, device)
+    row["tiled_s"] = median_seconds(lambda: tiled().sum().backward(), repeats, device)
     row["dense_over_tiled"] = row["dense_s"] / row["tiled_s"]
     return row
 
