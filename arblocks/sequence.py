@@ -14,11 +14,22 @@ import torch
 from einops import rearrange
 from pydantic import Field
 
+from .errors import BlockError
+
 SUBPIXELS = Field(
     False,
     description="Treat each channel of a pixel as its own sequence position (a sub-pixel sequence: the features split "
     "into one group per image channel, generated in channel order).",
 )
+
+
+def sequence_layout(channels: int, image_channels: int, subpixels: bool) -> tuple[int, int]:
+    """(positions per pixel, features per position) of a ``channels``-channel stream read as a pixel sequence or, with
+    ``subpixels``, a sub-pixel sequence of an ``image_channels``-channel image."""
+    per_pixel = image_channels if subpixels else 1
+    if channels % per_pixel:
+        raise BlockError(f"{channels} channels do not split into {per_pixel} sub-pixel groups", field="in")
+    return per_pixel, channels // per_pixel
 
 
 def to_sequence(x: torch.Tensor, per_pixel: int) -> torch.Tensor:

@@ -15,7 +15,7 @@ from ..block import Block, Elementwise, require_map
 from ..errors import BlockError
 from ..hookspecs import hookimpl
 from ..ops import ungrouped
-from ..sequence import SUBPIXELS, SequencePositions, from_sequence, previous_position, to_sequence
+from ..sequence import SUBPIXELS, SequencePositions, from_sequence, previous_position, sequence_layout, to_sequence
 from ..spec import BlockConfig
 from ..streams import Causal, canonical
 
@@ -97,10 +97,8 @@ class PositionEmbedding(Elementwise):
     def __init__(self, config: PositionEmbeddingConfig, inputs, aux, ctx):
         super().__init__(config, inputs, aux, ctx)
         source = require_map(inputs[0])
-        per_pixel = ctx.image.channels if config.subpixels else 1
-        if source.channels % per_pixel:
-            raise BlockError(f"{source.channels} channels do not split into {per_pixel} sub-pixel groups", field="in")
-        width, h, w = source.channels // per_pixel, source.height, source.width
+        per_pixel, width = sequence_layout(source.channels, ctx.image.channels, config.subpixels)
+        h, w = source.height, source.width
         if config.kind == "learned":
             self.table = nn.Parameter(torch.randn(source.channels, h, w) * 0.01)
         elif config.kind == "factorized":

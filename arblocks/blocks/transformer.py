@@ -19,7 +19,7 @@ from ..attention_patterns import attention_mask, pattern_of
 from ..block import Block, ChannelMixing, require_map
 from ..errors import BlockError
 from ..hookspecs import hookimpl
-from ..sequence import SUBPIXELS, SequencePositions, from_sequence, to_sequence
+from ..sequence import SUBPIXELS, SequencePositions, from_sequence, sequence_layout, to_sequence
 from ..spec import BlockConfig, typed_field
 from ..streams import Causal, canonical
 from ..tiled_attention import tile_layout, tiled_attention
@@ -39,10 +39,7 @@ class LayerNorm(ChannelMixing):
     def __init__(self, config: LayerNormConfig, inputs, aux, ctx):
         super().__init__(config, inputs, aux, ctx)
         source = require_map(inputs[0])
-        self.per_pixel = ctx.image.channels if config.subpixels else 1
-        if source.channels % self.per_pixel:
-            raise BlockError(f"{source.channels} channels do not split into {self.per_pixel} sub-pixel groups", field="in")
-        width = source.channels // self.per_pixel
+        self.per_pixel, width = sequence_layout(source.channels, ctx.image.channels, config.subpixels)
         self.weight = nn.Parameter(torch.ones(width))
         self.bias = nn.Parameter(torch.zeros(width)) if config.bias else None
 
@@ -107,12 +104,9 @@ class TransformerBlock(Block):
     def __init__(self, config: TransformerBlockConfig, inputs, aux, ctx):
         super().__init__(config, inputs, aux, ctx)
         source = require_map(inputs[0])
-        self.per_pixel = ctx.image.channels if config.subpixels else 1
         if tuple(ctx.rank.shape) != (source.height, source.width):
             raise BlockError(f"transformer_block works at the image's resolution {tuple(ctx.rank.shape)}", field="in")
-        if source.channels % self.per_pixel:
-            raise BlockError(f"{source.channels} channels do not split into {self.per_pixel} sub-pixel groups", field="in")
-        width = source.channels // self.per_pixel
+        self.per_pixel, width = sequence_layout(source.channels, ctx.image.channels, config.subpixels)
         self.qk = config.qk_channels or width
         for name, channels in (("qk_channels", self.qk), ("heads", width)):
             if channels % config.heads:
