@@ -10,6 +10,7 @@ import torch
 from arblocks import build_model, load_spec, parse_spec
 from arblocks.causality import check_model
 from arblocks.edit import visit
+from tests.helpers import fit
 
 SPECS = Path(__file__).parent.parent / "specs"
 
@@ -90,11 +91,5 @@ def test_a_few_steps_of_adam_lower_the_nll():
     model = build_model(narrow(SPECS / "pixelcnn_binarized_mnist.json", width=32))
     # vertical stripes: every row repeats the first one, so a model that looks up can predict all but row 0
     x = (torch.rand(8, 1, 1, 8) < 0.5).long().expand(8, 1, 8, 8)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    first = model.bits_per_dim(x).item()
-    for _ in range(30):
-        opt.zero_grad()
-        loss = model.bits_per_dim(x)
-        loss.backward()
-        opt.step()
-    assert model.bits_per_dim(x).item() < 0.5 * first
+    first, last = fit(model, x, steps=30, lr=3e-3)
+    assert last < 0.5 * first

@@ -10,7 +10,7 @@ import torch
 from arblocks import build_model, load_spec, parse_spec
 from arblocks.causality import check_model
 from arblocks.edit import visit
-from tests.helpers import build
+from tests.helpers import build, fit
 
 SPECS = Path(__file__).parent.parent / "specs"
 SMALL = {12: 2, 4: 1}  # 2 blocks of 1 gated resnet
@@ -117,14 +117,8 @@ def test_pixelsnail_small_trains():
     torch.manual_seed(0)
     model = build_model(load_spec(SPECS / "pixelsnail_small.json"))
     x = (torch.rand(4, 1, 1, 28) * 255).long().expand(4, 1, 28, 28)  # every row repeats the first
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    first = model.bits_per_dim(x).item()
-    for _ in range(25):
-        opt.zero_grad()
-        loss = model.bits_per_dim(x)
-        loss.backward()
-        opt.step()
-    assert model.bits_per_dim(x).item() < 0.75 * first
+    first, last = fit(model, x, steps=25, lr=2e-3)
+    assert last < 0.75 * first
 
 
 def test_attention_with_include_current_refuses_raw_keys():

@@ -11,6 +11,7 @@ from arblocks import SpecError, build_model, load_spec, parse_spec
 from arblocks.causality import check_model
 from arblocks.cli import main
 from arblocks.sample import NaiveSampler
+from tests.helpers import fit
 
 SPECS = Path(__file__).parent.parent / "specs"
 
@@ -73,13 +74,8 @@ def test_small_configs_learn_and_sample(name):
     torch.manual_seed(0)
     model = build_model(parse_spec(small(name, size=4, **({"block": 12} if "image" in name else {"stride": 12}))))
     x = torch.randint(0, 256, (4, 3, 1, 4)).expand(4, 3, 4, 4)  # repeated rows: learnable
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    first = model.bits_per_dim(x).item()
-    for _ in range(25):
-        opt.zero_grad()
-        model.bits_per_dim(x).backward()
-        opt.step()
-    assert model.bits_per_dim(x).item() < 0.7 * first
+    first, last = fit(model, x, steps=25, lr=3e-3)
+    assert last < 0.7 * first
     images = NaiveSampler(model).sample(2, generator=torch.Generator().manual_seed(1))
     assert images.shape == (2, 3, 4, 4) and images.min() >= 0 and images.max() < 256
 
