@@ -1,9 +1,6 @@
 """`arblocks check` and `arblocks receptive-field`."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +9,7 @@ from PIL import Image
 
 from arblocks.causality import check_model
 from arblocks.cli import main
-from tests.helpers import build
+from tests.helpers import build, run_with_leaky_plugin_installed
 
 ROOT = Path(__file__).parent.parent
 SPECS = ROOT / "specs"
@@ -57,16 +54,7 @@ def test_check_full_coverage_specs(tmp_path, capsys, name):
 
 
 def test_check_catches_a_leaking_plugin_block_at_the_right_positions(tmp_path):
-    info = tmp_path / "leakyplug-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: leakyplug\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[arblocks]\nleaky = tests.leaky_blocks:plugin\n")
-    spec = {"name": "peek", "image": {"channels": 1, "height": 4, "width": 4, "bits": 8},
-            "body": [{"type": "masked_conv", "mask": "A", "channels": 4}, {"type": "peek_below"}], "head": {"type": "categorical"}}
-    path = tmp_path / "peek.json"
-    path.write_text(json.dumps(spec))
-    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
-    out = subprocess.run([sys.executable, "-m", "arblocks", "check", str(path), "--json"], capture_output=True, text=True, cwd=ROOT, env=env)
+    out = run_with_leaky_plugin_installed(tmp_path, 4, "check", "--json")
     assert out.returncode == 1, out.stderr
     report = json.loads(out.stdout)
     bad = {(tuple(v["output"]), tuple(v["input"])) for v in report["modes"]["eval"]["violations"]}

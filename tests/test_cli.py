@@ -1,7 +1,6 @@
 """The `arblocks` command as a user runs it."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ import pytest
 
 from arblocks.cli import main
 from arblocks.schema import spec_json_schema
+from tests.helpers import run_with_leaky_plugin_installed
 
 ROOT = Path(__file__).parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.json"))
@@ -40,16 +40,7 @@ def test_build_json_matches_the_table(capsys):
 
 
 def test_build_exits_1_when_an_installed_plugin_block_leaks(tmp_path):
-    info = tmp_path / "leakyplug-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: leakyplug\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[arblocks]\nleaky = tests.leaky_blocks:plugin\n")
-    spec = {"name": "peek", "image": {"channels": 1, "height": 6, "width": 6, "bits": 8},
-            "body": [{"type": "masked_conv", "mask": "A", "channels": 4}, {"type": "peek_below"}], "head": {"type": "categorical"}}
-    path = tmp_path / "peek.json"
-    path.write_text(json.dumps(spec))
-    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
-    out = subprocess.run([sys.executable, "-m", "arblocks", "build", str(path)], capture_output=True, text=True, cwd=ROOT, env=env)
+    out = run_with_leaky_plugin_installed(tmp_path, 6, "build")
     assert out.returncode == 1, out.stderr
     assert "FAILED" in out.stdout and "output (row 0, col 1, channel 0) <- input (row 1, col 0, channel 0)" in out.stdout
 
