@@ -10,6 +10,10 @@ A block type is an ``nn.Module`` subclass of :class:`Block` with
 * ``causality(inputs, aux)``: its causal statement, mapping the causal states of its inputs to the
   state of its output (see :mod:`arblocks.streams`). The builder composes these statements and rejects
   a spec that cannot be causal; the gradient check of :mod:`arblocks.causality` is the final word.
+
+For cached sampling a block may also give ``reach()`` (a local block: the sampler runs ``forward`` on a small window)
+or ``forward_at(region, cache, *inputs, **aux)`` with ``new_cache(batch, device, dtype)`` (an explicit incremental
+step); see :mod:`arblocks.incremental`. Without either it is recomputed over the whole map, which is exact but slow.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from torch import nn
 
 from .errors import BlockError
+from .incremental import Reach, Region
 from .ops import ungrouped
 from .spec import BlockConfig, ImageSpec
 from .streams import Causal, StreamInfo, canonical
@@ -65,6 +70,19 @@ class Block(nn.Module):
     def causality(self, inputs: Sequence[Causal], aux: dict[str, Causal]) -> Causal:
         raise NotImplementedError(f"{type(self).__name__} must state its causality")
 
+    # -- cached sampling (see arblocks.incremental) ----------------------------------------------
+    def reach(self) -> Reach | None:
+        """For a local block (translation-equivariant, zero-padded at the borders): how far an output reads its inputs."""
+        return None
+
+    def new_cache(self, batch: int, device, dtype) -> Any:
+        """What ``forward_at`` keeps between the steps of one sampling call (e.g. keys and values), or None."""
+        return None
+
+    def forward_at(self, region: Region, cache: Any, *inputs, **aux):
+        """The output [B, C, n] at ``region``, from the full buffers of the inputs (an explicit incremental step)."""
+        raise NotImplementedError
+
     def extra_repr(self) -> str:
         return self.config.type
 
@@ -73,6 +91,9 @@ class Elementwise(Block):
     """A block that maps each value on its own (or each position's channels in a group-preserving way)."""
 
     orderings = None
+
+    def reach(self):
+        return Reach()
 
     def __init__(self, config, inputs, aux, ctx):
         super().__init__(config, inputs, aux, ctx)

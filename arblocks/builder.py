@@ -19,6 +19,7 @@ from torch import nn
 
 from .block import Block, BuildContext
 from .errors import BlockError, Problem, SpecError, did_you_mean
+from .incremental import Reach, incremental_kind
 from .model import ARModel, Ref, Step
 from .ops import keeps_groups, ungrouped
 from .plugins import get_registry
@@ -57,6 +58,16 @@ class Chain(nn.Module):
         for layer in self.layers:
             h = layer(h)
         return h
+
+    def reach(self):
+        """The reach of the whole chain when every layer is local (see arblocks.incremental), else None."""
+        total = Reach()
+        for layer in self.layers:
+            same_size = (layer.output_info.height, layer.output_info.width) == (self.output_info.height, self.output_info.width)
+            if incremental_kind(layer) != "window" or not same_size:
+                return None
+            total = total + layer.reach()
+        return total
 
     def causality(self, state: Causal) -> Causal:
         for layer, path in zip(self.layers, self.paths):
@@ -180,7 +191,7 @@ class Builder:
         state.last = out
         if config.push:
             state.stacks.setdefault(config.push, []).append((info, path))
-        self.steps.append(Step(len(self.layers), label, path, config.type, refs, aux_refs, out, config.push))
+        self.steps.append(Step(len(self.layers), label, path, config.type, refs, aux_refs, out, config.push, info, aux))
         self.layers.append(block)
         self.rows.append(Row(label, config.type, info.describe(), count_params(block), 0, out_state.label))
         if isinstance(getattr(block, "body", None), Chain):

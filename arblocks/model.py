@@ -11,6 +11,7 @@ from torch import nn
 
 from .ops import grouped_cat
 from .spec import IMAGE_STREAM, ImageSpec, ModelSpec
+from .streams import StreamInfo
 
 if TYPE_CHECKING:
     from .builder import Row
@@ -31,6 +32,9 @@ class Step:
     aux: dict[str, list[Ref]] = field(default_factory=dict)
     out: str = "h"
     push: str | None = None
+    #: shape and causal state of the output, and of each auxiliary field (its streams concatenated): the cached sampler's plan
+    info: StreamInfo | None = None
+    aux_info: dict[str, StreamInfo] = field(default_factory=dict)
 
 
 class ARModel(nn.Module):

@@ -1,8 +1,12 @@
-"""Sampling: a naive engine (one full forward pass per position, or per sub-pixel for per-channel heads), image
-completion, and PNG grids.
+"""Sampling: the one entry point :func:`sample_images`, two engines, and PNG grids.
 
-The engine follows the spec's ordering. It is an object of its own so that a cached engine (only the new position
-computed) can replace it later without changing its callers.
+* ``cached`` (the default, :mod:`arblocks.cached`): at every draw only the positions that have just become computable
+  are computed, block by block; its parameters are checked against one full forward pass at the end.
+* ``naive``: one full forward pass per draw (per sub-pixel for per-channel heads, per pixel for joint heads). The
+  reference the cached engine is tested against.
+
+Both follow the spec's ordering, fill in the unknown pixels of a completion, and draw through the same function, so
+that one generator seed gives both engines the same images.
 """
 
 from __future__ import annotations
@@ -11,21 +15,23 @@ import math
 from pathlib import Path
 
 import torch
+from torch.nn.utils import parametrize
 
+from .cached import CachedSampler, SamplingError, draw_at, events_of, start_images
 from .model import ARModel
 from .plugins import get_registry
+
+ENGINES = ("cached", "naive")
 
 
 class NaiveSampler:
     def __init__(self, model: ARModel, registry=None):
         registry = registry or get_registry()
         self.model = model.eval()
-        image = model.image
         self.joint = registry.heads[model.spec.head.type].cls.joint
         from .ordering import ordering_of
 
-        rank = ordering_of(model.spec, registry).rank(image.height, image.width)
-        self.positions = [divmod(int(i), image.width) for i in torch.argsort(rank.flatten())]
+        self.rank = ordering_of(model.spec, registry).rank(model.image.height, model.image.width)
 
     @torch.no_grad()
     def sample(
@@ -40,26 +46,53 @@ class NaiveSampler:
     ) -> torch.Tensor:
         """``n`` images [n, C, H, W] of integer levels. ``known`` (with the bool ``known_mask`` over pixels [H, W])
         fixes those pixels: the sampler fills in the rest (completion)."""
-        model, image = self.model, self.model.image
+        model = self.model
         device = next(model.parameters()).device
-        x = torch.zeros(n, image.channels, image.height, image.width, dtype=torch.long, device=device)
-        if known is not None:
-            x = known.to(device).long().expand(n, -1, -1, -1).clone()
-        todo = [(r, c) for r, c in self.positions if known_mask is None or not bool(known_mask[r, c])]
-        steps = [(r, c, ch) for r, c in todo for ch in ([None] if self.joint else range(image.channels))]
-        iterator = steps
+        x = start_images(n, model.image, known, device)
+        events = events_of(model, self.rank, self.joint, known_mask)
+        iterator = events
         if progress:
             from tqdm import tqdm
 
-            iterator = tqdm(steps, unit="position", dynamic_ncols=True)
-        for r, c, ch in iterator:
-            params = model(x, **(conditioning or {}))
-            draw = model.head.sample(params, generator=generator, temperature=temperature)
-            if ch is None:
-                x[:, :, r, c] = draw[:, :, r, c]
-            else:
-                x[:, ch, r, c] = draw[:, ch, r, c]
+            iterator = tqdm(events, unit="draw", dynamic_ncols=True)
+        with parametrize.cached():
+            for index, event in enumerate(iterator):
+                r, c = event.row, event.col
+                params = model(x, **(conditioning or {}))[..., r : r + 1, c : c + 1]
+                draw_at(model, params, x, None, event, index, generator, temperature)
         return x
+
+
+def sample_images(
+    model: ARModel,
+    n: int,
+    *,
+    engine: str = "cached",
+    temperature: float = 1.0,
+    conditioning: dict[str, torch.Tensor] | None = None,
+    known: torch.Tensor | None = None,
+    known_mask: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+    verify: bool = True,
+    registry=None,
+) -> torch.Tensor:
+    """``n`` images [n, C, H, W] of integer levels drawn from ``model`` (in evaluation mode).
+
+    ``engine``: ``cached`` (only the new positions at each draw) or ``naive`` (a full forward pass per draw); with the same
+    ``generator`` seed both give the same images. ``conditioning``: the model's provided inputs (e.g. class labels
+    ``[n]``). ``known`` ``[1 or n, C, H, W]`` with the bool ``known_mask`` ``[H, W]``: keep those pixels and fill in the
+    rest. ``verify`` (cached engine): compare every draw's parameters with a full forward pass at the end and raise
+    :class:`~arblocks.cached.SamplingError` if they differ. Non-finite parameters raise it too, naming the draw.
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine '{engine}': choose one of {', '.join(ENGINES)}")
+    if engine == "naive":
+        return NaiveSampler(model, registry).sample(n, temperature, conditioning, known, known_mask, generator, progress)
+    return CachedSampler(model, registry).sample(n, temperature, conditioning, known, known_mask, generator, progress, verify)
+
+
+__all__ = ["CachedSampler", "NaiveSampler", "SamplingError", "load_image", "sample_images", "save_grid"]
 
 
 def save_grid(images: torch.Tensor, path: str | Path, levels: int, columns: int | None = None, pad: int = 2, scale: int | None = None) -> tuple[int, int]:

@@ -78,6 +78,15 @@ class CausalAttention(Block):
         mixed = F.scaled_dot_product_attention(q, k, v, attn_mask=self.attend) * self.has_past.to(q.dtype)  # [B, heads, N, c]
         return rearrange(mixed, "b heads (h w) c -> b (heads c) h w", h=h, w=w)
 
+    def forward_at(self, region, cache, query, key, value):
+        """Queries at the region over the full key and value buffers (the sampler's caches of those streams)."""
+        heads = self.config.heads
+        q = rearrange(region.take(query), "b (heads c) n -> b heads n c", heads=heads)
+        k, v = (rearrange(t, "b (heads c) h w -> b heads (h w) c", heads=heads) for t in (key, value))
+        flat = region.flat
+        mixed = F.scaled_dot_product_attention(q, k, v, attn_mask=self.attend[flat]) * self.has_past[flat].to(q.dtype)
+        return rearrange(mixed, "b heads n c -> b (heads c) n")
+
     def causality(self, inputs, aux):
         query = inputs[0]
         seen = join(aux["key"], aux["value"])

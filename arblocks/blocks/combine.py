@@ -10,6 +10,7 @@ from pydantic import Field
 from ..block import Block, ChannelMixing, Elementwise, require_map, same_size
 from ..errors import BlockError
 from ..hookspecs import hookimpl
+from ..incremental import Reach
 from ..ops import grouped_cat, keeps_groups, ungrouped
 from ..spec import BlockConfig
 from ..streams import join
@@ -36,6 +37,9 @@ class Add(Block):
     def forward(self, *xs):
         return torch.stack(xs).sum(0)
 
+    def reach(self):
+        return Reach()
+
     def causality(self, inputs, aux):
         return join(*inputs)
 
@@ -60,6 +64,9 @@ class Concat(Block):
 
     def forward(self, *xs):
         return grouped_cat(xs, self.groups)
+
+    def reach(self):
+        return Reach()
 
     def causality(self, inputs, aux):
         state = join(*inputs)

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 from ..block import Block, require_map
 from ..errors import BlockError
 from ..hookspecs import hookimpl
+from ..incremental import Reach
 from ..layers import Conv as ConvLayer
 from ..ops import ungrouped
 from ..spec import BlockConfig
@@ -56,9 +57,11 @@ class Conv(Block):
         self.conv = ConvLayer(source.channels, out_channels, config.kernel_size, bias=config.bias, weight_norm=config.weight_norm)
         self.output_info = source.with_(channels=out_channels)
 
-
     def forward(self, x):
         return self.conv(F.pad(x, [self.padding] * 4))
+
+    def reach(self):
+        return Reach.kernel(self.config.kernel_size, self.config.kernel_size)
 
     def causality(self, inputs, aux):
         state = inputs[0]

@@ -13,6 +13,7 @@ from torch import nn
 from ..block import Block, require_map
 from ..errors import BlockError
 from ..hookspecs import hookimpl
+from ..incremental import Reach
 from ..layers import Conv
 from ..ops import ungrouped
 from ..spec import BlockConfig, StreamRefs, stream_field
@@ -68,6 +69,9 @@ class Gate(Block):
         if self.cond is not None:
             x = x + self.cond(cond)
         return split_gate(x, self.groups)
+
+    def reach(self):
+        return Reach()
 
     def causality(self, inputs, aux):
         state = join(inputs[0], *aux.values())
@@ -142,6 +146,11 @@ class GatedResnet(Block):
             c2 = c2 + self.label(label)[:, :, None, None]
         a, b = c2.chunk(2, dim=1)
         return x + a * torch.sigmoid(b)
+
+    def reach(self):
+        kh, kw = self.config.kernel_size or DEFAULT_KERNELS[self.config.conv]
+        one = Reach(kh - 1, 0, kw // 2, kw // 2) if self.config.conv == "down_shifted" else Reach(kh - 1, 0, kw - 1, 0)
+        return one + one  # two convolutions
 
     def causality(self, inputs, aux):
         state = canonical(inputs[0], self.image.channels)

@@ -11,6 +11,7 @@ from pydantic import Field
 from ..block import Block, require_map
 from ..errors import BlockError
 from ..hookspecs import hookimpl
+from ..incremental import Reach
 from ..layers import Conv
 from ..ops import channel_groups
 from ..streams import Causal, canonical
@@ -56,6 +57,10 @@ class MaskedConv(Block):
 
     def forward(self, x):
         return self.conv(F.pad(x, [self.padding] * 4))
+
+    def reach(self):
+        k = self.config.kernel_size
+        return Reach.kernel(k, k, rows_below=False)  # the rows below are masked out
 
     def causality(self, inputs, aux):
         state = canonical(inputs[0], self.image.channels)

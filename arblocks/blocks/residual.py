@@ -39,6 +39,9 @@ class Residual(Block):
     def forward(self, x):
         return x + self.body(x)
 
+    def reach(self):
+        return self.body.reach()
+
     def causality(self, inputs, aux):
         return join(inputs[0], self.body.causality(inputs[0]))
 

@@ -70,6 +70,22 @@ class TokenEmbedding(Block):
             embedded = torch.where(self.first[None, :, None], start, embedded[:, self.previous])
         return from_sequence(embedded, self.per_pixel, h, w)
 
+    def forward_at(self, region, cache, x):
+        """The embeddings of the region's sequence positions, reading the image's tokens where they lie."""
+        p = self.per_pixel
+        index = (region.flat[:, None] * p + torch.arange(p, device=x.device)).flatten()  # [m] sequence positions
+        read = self.previous[index] if self.config.shift else index  # the position whose token each one embeds
+        pixel, sub = read // p, read % p
+        values = x[:, sub, pixel // x.shape[3], pixel % x.shape[3]]  # [B, m]
+        tokens = ((values + 1) * (self.levels - 1) / 2).round().long().clamp(0, self.levels - 1)
+        embedded = self.table(tokens + self.offset[read])
+        if self.config.scale:
+            embedded = embedded * math.sqrt(self.config.channels)
+        if self.config.shift:
+            start = self.start.to(embedded.dtype) if self.start is not None else embedded.new_zeros(())
+            embedded = torch.where(self.first[index][None, :, None], start, embedded)
+        return rearrange(embedded, "b (n p) d -> b (p d) n", p=p)
+
     def causality(self, inputs, aux):
         state = inputs[0]
         if state in (Causal.NONE, Causal.FUTURE):
@@ -119,6 +135,9 @@ class PositionEmbedding(Elementwise):
 
     def forward(self, x):
         return x + self.positions().to(x.dtype)
+
+    def forward_at(self, region, cache, x):
+        return region.take(x) + self.positions().to(x.dtype)[:, region.rows, region.cols]
 
 
 def sinusoid(length: int, width: int, per_pixel: int, height: int, image_width: int) -> torch.Tensor:

@@ -24,6 +24,7 @@ from pydantic import Field
 from ..block import Block, require_map
 from ..errors import BlockError
 from ..hookspecs import hookimpl
+from ..incremental import Reach
 from ..layers import Conv
 from ..ops import channel_groups
 from ..spec import BlockConfig
@@ -76,6 +77,10 @@ class DownShiftedConv(Block):
         y = self.conv(F.pad(x, self.padding))
         return shift_down(y) if self.config.shift_down else y
 
+    def reach(self):
+        kh, kw = self.config.kernel_size
+        return Reach(kh - 1 + self.config.shift_down, 0, kw // 2, kw // 2)
+
     def causality(self, inputs, aux):
         state = inputs[0]
         if state in (Causal.NONE, Causal.FUTURE):
@@ -126,6 +131,10 @@ class DownRightShiftedConv(Block):
     def forward(self, x):
         y = self.conv(F.pad(x, self.padding))
         return shift_right(y) if self.config.shift_right else y
+
+    def reach(self):
+        kh, kw = self.config.kernel_size
+        return Reach(kh - 1, 0, kw - 1 + self.config.shift_right, 0)
 
     def causality(self, inputs, aux):
         state = canonical(inputs[0], self.image.channels)
@@ -178,14 +187,17 @@ class ShiftedDeconv(Block):
         out = config.channels or source.channels
         s = config.stride
         self.conv = Conv(source.channels, out, (kh, kw), s, config.bias, config.weight_norm, init_scale=config.init_scale, transposed=True)
-        self.size = (source.height * s, source.width * s)
-        self.output_info = source.with_(channels=out, height=self.size[0], width=self.size[1])
+        self.output_info = source.with_(channels=out, height=source.height * s, width=source.width * s)
 
     def forward(self, x):
         y = self.conv(x, output_padding=self.config.stride - 1)  # [B, C, H*s + kh - 1, W*s + kw - 1]
-        h, w = self.size
+        h, w = x.shape[2] * self.config.stride, x.shape[3] * self.config.stride
         left = (self.config.kernel_size[1] - 1) // 2 if self.centred else 0
         return y[:, :, :h, left : left + w]
+
+    def reach(self):
+        kh, kw = self.config.kernel_size  # in input rows and columns: a generous bound on the taps that reach an output
+        return Reach(kh // 2 + 1, 0, kw // 2 + 1, kw // 2 + 1)
 
     def causality(self, inputs, aux):
         state = inputs[0]
@@ -219,6 +231,9 @@ class Shift(Block):
 
     def forward(self, x):
         return shift_down(x) if self.config.direction == "down" else shift_right(x)
+
+    def reach(self):
+        return Reach(top=1) if self.config.direction == "down" else Reach(left=1)
 
     def causality(self, inputs, aux):
         state = inputs[0]

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
+from einops import rearrange
 from torch.utils.checkpoint import checkpoint
 
 from ..attention_patterns import attention_mask, pattern_of
@@ -139,6 +140,28 @@ class TransformerBlock(Block):
 
     def layers(self, seq):
         return self.branch(self.branch(seq, self.attention, self.ln1), self.mlp, self.ln2)
+
+    # -- cached sampling: keys and values of every position computed so far --------------------------
+    def new_cache(self, batch, device, dtype):
+        n, heads = self.attend.mask.shape[-1], self.config.heads
+        width = self.ln1.normalized_shape[0]
+        return {"k": torch.zeros(batch, heads, n, self.qk // heads, device=device, dtype=dtype),
+                "v": torch.zeros(batch, heads, n, width // heads, device=device, dtype=dtype)}
+
+    def forward_at(self, region, cache, x):
+        p = self.per_pixel
+        index = (region.flat[:, None] * p + torch.arange(p, device=x.device)).flatten()  # sequence positions of the pixels
+        seq = rearrange(region.take(x), "b (p d) n -> b (n p) d", p=p)
+        attend = lambda s: self.cached_attention(s, index, cache)  # noqa: E731
+        seq = self.branch(self.branch(seq, attend, self.ln1), self.mlp, self.ln2)
+        return rearrange(seq, "b (n p) d -> b (p d) n", p=p)
+
+    def cached_attention(self, seq, index, cache):
+        q, k, v = self.qkv(seq).split([self.qk, self.qk, seq.shape[-1]], dim=-1)
+        q, k, v = (t.unflatten(-1, (self.config.heads, -1)).transpose(1, 2) for t in (q, k, v))  # [B, heads, m, c]
+        cache["k"][:, :, index], cache["v"][:, :, index] = k, v
+        mixed = F.scaled_dot_product_attention(q, cache["k"], cache["v"], attn_mask=self.attend.mask[:, index])
+        return self.proj(mixed.transpose(1, 2).flatten(2))
 
     def branch(self, seq, layer, norm):
         if self.config.norm == "pre":

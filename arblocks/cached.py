@@ -1,0 +1,299 @@
+"""The cached sampling engine: at every generation step, only the positions that have just become computable.
+
+Once per sampling call the engine makes a *plan*: one node per stream value of the model (the image, the inputs, every
+block's output, every concatenation of auxiliary streams), each with a buffer of its full size, and for each node the
+positions to compute at each step, from the stream's causal state (:mod:`arblocks.readiness`). Steps are the draws
+of the sampler (one per sub-pixel for per-channel heads, one per pixel for joint heads; known pixels of a completion
+are not steps). At a step, node by node in model order, each block computes its output at its positions
+(:mod:`arblocks.incremental`: its own ``forward_at``, a window of its ordinary forward, or the whole map as a
+fallback), the head runs at the drawn pixel, and the draw is written into the image.
+
+The distribution parameters used at every step are kept, and after the last step they are compared with one full
+forward pass over the finished images: they must be equal (to rounding), or sampling stops with an error. A block
+whose incremental step is wrong cannot produce silently wrong samples.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.nn.utils import parametrize
+
+from .errors import ArblocksError
+from .incremental import Region, incremental_kind, windowed_forward
+from .model import ARModel
+from .ops import grouped_cat
+from .readiness import ready_times
+from .spec import IMAGE_STREAM
+from .streams import Causal, StreamInfo
+
+
+class SamplingError(ArblocksError):
+    """Sampling cannot go on: non-finite distribution parameters, or a cached step that disagrees with the model."""
+
+
+@dataclass
+class Event:
+    """One draw: the sub-pixel ``channel`` (None: every channel, for joint heads) of the pixel at ``row, col``."""
+
+    time: int
+    row: int
+    col: int
+    channel: int | None
+
+
+def events_of(model: ARModel, rank: torch.Tensor, joint: bool, known_mask: torch.Tensor | None) -> list[Event]:
+    C, width = model.image.channels, model.image.width
+    events = []
+    for pixel in torch.argsort(rank.flatten()).tolist():
+        r, c = divmod(pixel, width)
+        if known_mask is not None and bool(known_mask[r, c]):
+            continue
+        base = int(rank[r, c]) * C
+        events.extend([Event(base, r, c, None)] if joint else [Event(base + ch, r, c, ch) for ch in range(C)])
+    return events
+
+
+@dataclass
+class Node:
+    name: str
+    info: StreamInfo
+    compute: Any = None  # callable(region) -> [B, C, n]; None for the image and the inputs
+    layer: Any = None
+    kind: str = "input"  # input, concat, step, window, full
+    schedule: list = field(default_factory=list)  # per event: Region or None
+    buffer: torch.Tensor | None = None
+
+
+def schedules(infos: list[StreamInfo], rank: torch.Tensor, channels: int, times: list[int], device) -> list[list[Region | None]]:
+    """For each stream, per event, the positions that become computable at it (in (previous event's time, its time])."""
+    event_times = torch.tensor(times, dtype=torch.long)
+    by_key: dict = {}
+    out = []
+    for info in infos:
+        key = (info.causal, info.channels if info.causal in (Causal.STRICT, Causal.INCLUSIVE) else 0, info.height, info.width)
+        if key not in by_key:
+            by_key[key] = _schedule(ready_times(info, rank, channels), event_times, device)
+        out.append(by_key[key])
+    return out
+
+
+def _schedule(ready: torch.Tensor, event_times: torch.Tensor, device) -> list[Region | None]:
+    groups, h, w = ready.shape
+    event = torch.searchsorted(event_times, ready.flatten(), side="left")  # first event at or after the ready time
+    position = torch.arange(h * w).repeat(groups)
+    keep = event < len(event_times)
+    key = torch.unique(event[keep] * (h * w) + position[keep])  # sorted by event, then position; each once per event
+    event, position = key // (h * w), key % (h * w)
+    counts = torch.bincount(event, minlength=len(event_times)).tolist()
+    regions: list[Region | None] = []
+    for chunk in torch.split(position, counts):
+        if len(chunk) == 0:
+            regions.append(None)
+            continue
+        rows, cols = chunk // w, chunk % w
+        region = Region.of(rows, cols, h, w)
+        regions.append(region.to(device))
+    return regions
+
+
+class CachedSampler:
+    """Draws images with one cached forward step per draw. See the module docstring."""
+
+    def __init__(self, model: ARModel, registry=None):
+        from .ordering import ordering_of
+        from .plugins import get_registry
+
+        registry = registry or get_registry()
+        self.model = model.eval()
+        self.joint = registry.heads[model.spec.head.type].cls.joint
+        self.rank = ordering_of(model.spec, registry).rank(model.image.height, model.image.width)
+        self.last_run: dict = {}
+
+    # -- plan -----------------------------------------------------------------------------------
+    def nodes(self) -> tuple[list[Node], dict[str, Node], list[tuple[Node, list[Node], dict[str, Node]]]]:
+        """The graph of the model's stream values: nodes in computation order, and each block's sources."""
+        model, image = self.model, self.model.image
+        x_info = StreamInfo(image.channels, image.height, image.width, Causal.INCLUSIVE)
+        nodes = [Node(IMAGE_STREAM, x_info)]
+        streams = {IMAGE_STREAM: nodes[0]}
+        for name, module in model.inputs.items():
+            streams[name] = Node(name, module.info)
+            nodes.append(streams[name])
+        stacks: dict[str, list[Node]] = defaultdict(list)
+
+        def source(ref):
+            return stacks[ref.name].pop() if ref.kind == "pop" else streams[ref.name]
+
+        wiring = []
+        for step in model.steps:
+            inputs = [source(ref) for ref in step.inputs]
+            aux = {}
+            for key, refs in step.aux.items():
+                parts = [source(ref) for ref in refs]
+                if len(parts) == 1:
+                    aux[key] = parts[0]
+                else:
+                    aux[key] = Node(f"{step.path}/{key}", step.aux_info[key], kind="concat")
+                    aux[key].compute = self._concat(parts)
+                    nodes.append(aux[key])
+            layer = model.layers[step.index]
+            node = Node(step.label, step.info, layer=layer, kind=incremental_kind(layer))
+            nodes.append(node)
+            wiring.append((node, inputs, aux))
+            streams[step.out] = node
+            if step.push:
+                stacks[step.push].append(node)
+        return nodes, streams, wiring
+
+    def _concat(self, parts: list[Node]):
+        groups = self.model.image.channels
+
+        def compute(region: Region):
+            strips = [region.strip(p.buffer) for p in parts]
+            return grouped_cat(strips, groups)[:, :, 0]
+
+        return compute
+
+    @staticmethod
+    def _layer(node: Node, inputs: list[Node], aux: dict[str, Node], cache):
+        layer, kind = node.layer, node.kind
+        reach = layer.reach() if kind == "window" else None
+
+        def compute(region: Region):
+            args = [n.buffer for n in inputs]
+            kwargs = {k: n.buffer for k, n in aux.items()}
+            if kind == "step":
+                return layer.forward_at(region, cache, *args, **kwargs)
+            if kind == "window":
+                return windowed_forward(layer, reach, region, args, kwargs)
+            return region.take(layer(*args, **kwargs))
+
+        return compute
+
+    # -- sampling -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, n, temperature=1.0, conditioning=None, known=None, known_mask=None, generator=None, progress=False, verify=True):
+        model, image = self.model, self.model.image
+        device = next(model.parameters()).device
+        dtype = next(model.parameters()).dtype
+        x = start_images(n, image, known, device)
+        events = events_of(model, self.rank, self.joint, known_mask)
+        nodes, streams, wiring = self.nodes()
+        # buffers: the image (floats in [-1, 1]), the inputs, every block's output
+        nodes[0].buffer = model.to_float(x)
+        for name, value in model.read_inputs(nodes[0].buffer, conditioning or {}).items():
+            streams[name].buffer = value
+        for node, inputs, aux in wiring:
+            node.compute = self._layer(node, inputs, aux, node.layer.new_cache(n, device, dtype))
+        computed = [node for node in nodes if node.compute is not None]
+        for node in computed:
+            info = node.info
+            node.buffer = torch.zeros(n, info.channels, info.height, info.width, device=device, dtype=dtype)
+        plans = schedules([node.info for node in computed], self.rank, image.channels, [e.time for e in events], device)
+        for node, plan in zip(computed, plans):
+            node.schedule = plan
+        head_in = streams[model.head_in]
+        record = Record(model, x) if verify else None
+        recomputed: dict[str, int] = defaultdict(int)
+
+        iterator = events
+        if progress:
+            from tqdm import tqdm
+
+            iterator = tqdm(events, unit="draw", dynamic_ncols=True)
+        with parametrize.cached():  # weight-normalized weights computed once, not at every step
+            for index, event in enumerate(iterator):
+                for node in computed:
+                    region = node.schedule[index]
+                    if region is None:
+                        continue
+                    node.buffer[:, :, region.rows, region.cols] = node.compute(region)
+                    if node.kind == "full" and not region.full:
+                        recomputed[node.name] += 1
+                r, c = event.row, event.col
+                params = model.head(head_in.buffer[:, :, r : r + 1, c : c + 1])
+                draw_at(model, params, x, nodes[0].buffer, event, index, generator, temperature)
+                if record is not None:
+                    record.add(params, event)
+            if record is not None:
+                record.verify(conditioning or {})
+        self.last_run = {"events": len(events), "fallback": dict(recomputed), "nodes": len(computed),
+                         "max_difference": record.max_difference if record is not None else None,
+                         "cache_bytes": sum(node.buffer.numel() * node.buffer.element_size() for node in computed)}
+        return x
+
+    def fallback_blocks(self) -> list[str]:
+        """Blocks that have neither an incremental step nor a reach (recomputed over the whole map at each step)."""
+        return [f"{step.label} ({step.type})" for step in self.model.steps if incremental_kind(self.model.layers[step.index]) == "full"]
+
+
+def start_images(n: int, image, known: torch.Tensor | None, device) -> torch.Tensor:
+    x = torch.zeros(n, image.channels, image.height, image.width, dtype=torch.long, device=device)
+    if known is not None:
+        x = known.to(device).long().expand(n, -1, -1, -1).clone()
+    return x
+
+
+def draw_at(model: ARModel, params: torch.Tensor, x: torch.Tensor, x_float: torch.Tensor | None, event: Event, index: int, generator, temperature: float) -> None:
+    """Draw the event's sub-pixel(s) from the head's parameters at its pixel ([..., 1, 1]) into ``x`` (and ``x_float``).
+    Both engines draw through here, so that one generator gives both the same images."""
+    if not torch.isfinite(params).all():
+        what = "every channel" if event.channel is None else f"channel {event.channel}"
+        raise SamplingError(
+            f"the model's distribution parameters are not finite at draw {index} (pixel row {event.row}, column {event.col}, {what}): "
+            "the weights or the conditioning hold NaN or infinite values"
+        )
+    draw = model.head.sample(params, generator=generator, temperature=temperature)[:, :, 0, 0]  # [B, C]
+    r, c, ch = event.row, event.col, event.channel
+    channels = slice(None) if ch is None else slice(ch, ch + 1)
+    x[:, channels, r, c] = draw[:, channels]
+    if x_float is not None:
+        levels = model.image.levels
+        x_float[:, channels, r, c] = x[:, channels, r, c].to(x_float.dtype) * (2.0 / (levels - 1)) - 1.0
+
+
+class Record:
+    """The parameters each draw used, to compare with one full forward pass over the finished images."""
+
+    def __init__(self, model: ARModel, x: torch.Tensor):
+        self.model, self.x = model, x
+        self.params: torch.Tensor | None = None
+        self.used: torch.Tensor | None = None
+
+    def add(self, params: torch.Tensor, event: Event) -> None:
+        per_dim = self.model.head.per_dimension(params)[..., 0, 0]  # [B, C', K]
+        if self.params is None:
+            b, c, k = per_dim.shape
+            h, w = self.x.shape[2:]
+            self.params = per_dim.new_zeros(b, c, k, h, w)
+            self.used = torch.zeros(c, h, w, dtype=torch.bool, device=per_dim.device)
+        channels = slice(None) if event.channel is None or per_dim.shape[1] == 1 else slice(event.channel, event.channel + 1)
+        self.params[:, channels, :, event.row, event.col] = per_dim[:, channels]
+        self.used[channels, event.row, event.col] = True
+
+    def difference(self, conditioning: dict) -> tuple[float, float]:
+        """(max abs difference, max abs value) between the recorded and the full forward's parameters."""
+        if self.params is None:
+            return 0.0, 0.0
+        full = self.model.head.per_dimension(self.model(self.x, **conditioning))
+        used = self.used[None, :, None].expand_as(full)
+        return float((full - self.params)[used].abs().max()), float(full[used].abs().max())
+
+    def verify(self, conditioning: dict) -> None:
+        diff, scale = self.difference(conditioning)
+        self.max_difference = diff
+        tolerance = TOLERANCE.get(self.params.dtype if self.params is not None else torch.float32, 5e-2) * max(1.0, scale)
+        if diff > tolerance:
+            raise SamplingError(
+                f"cached sampling disagrees with the model: the distribution parameters at some draw differ from a full forward pass "
+                f"by {diff:.3g} (tolerance {tolerance:.3g}); a block's incremental step (forward_at or reach) is wrong. "
+                "Sample with --engine naive, and report the block."
+            )
+
+
+#: largest difference allowed between a cached step's parameters and the full forward's, relative to their size
+TOLERANCE = {torch.float64: 1e-9, torch.float32: 1e-3}

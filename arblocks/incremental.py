@@ -1,0 +1,137 @@
+"""The incremental contract: how a block computes its output at a few positions during cached sampling.
+
+The cached sampler (:mod:`arblocks.cached`) keeps one buffer per stream, the size of one forward pass's activations,
+and at every generation step asks each block for its output at the positions that have just become computable
+(a :class:`Region`). A block answers in one of three ways, tried in this order:
+
+1. ``forward_at(region, cache, *inputs, **aux) -> [B, C_out, n]``: an explicit incremental step. ``inputs`` and
+   ``aux`` are the *full* buffers of the block's streams: every position the requested outputs may depend on holds its
+   final value, the others hold stale (finite) values that a causal block never reads. ``cache`` is what the block's
+   ``new_cache(batch, device, dtype)`` returned at the start of this sampling call (e.g. a key/value cache), or
+   ``None``. Caches live outside the module, so a model can sample while another process trains it.
+2. ``reach() -> Reach``: the block is *local*: translation-equivariant, zero-padded at the image's borders, and its
+   output at a position depends only on input positions within the reach. The sampler then runs the block's ordinary
+   ``forward`` on a small window of its inputs around the requested positions (:func:`windowed_forward`): no
+   incremental code at all.
+3. neither: the sampler runs the block's ``forward`` on the full buffers and keeps the requested positions. Exact,
+   and slow; ``arblocks sample`` names such blocks once.
+
+Whichever way is used, the sampler checks after the fact that the distribution parameters it used at every step equal
+those of one full forward pass over the finished images, so a wrong incremental step can never pass silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Reach:
+    """How far a local block's output at a position reads its inputs, in *input* coordinates around the input position
+    that corresponds to it (the same position at one resolution; ``i * stride`` when the block downsamples by
+    ``stride``; ``i // factor`` when it upsamples by ``factor``). Over-estimates are exact, only slower."""
+
+    top: int = 0
+    bottom: int = 0
+    left: int = 0
+    right: int = 0
+
+    def __add__(self, other: Reach) -> Reach:
+        """The reach of two same-resolution layers applied one after the other."""
+        return Reach(self.top + other.top, self.bottom + other.bottom, self.left + other.left, self.right + other.right)
+
+    @classmethod
+    def kernel(cls, height: int, width: int, rows_below: bool = True, centred: bool = True) -> Reach:
+        """The reach of a ``height x width`` kernel: centred on the position, or (``centred=False``) ending at it."""
+        if centred:
+            return cls(height // 2, height // 2 if rows_below else 0, width // 2, width // 2)
+        return cls(height - 1, 0, width - 1, 0)
+
+
+@dataclass
+class Region:
+    """Positions of one stream at which a block computes its output during one sampling step."""
+
+    rows: torch.Tensor  # [n] long
+    cols: torch.Tensor  # [n] long
+    height: int  # the stream's size
+    width: int
+    box: tuple[int, int, int, int]  # first row, last row, first column, last column (inclusive)
+
+    @classmethod
+    def of(cls, rows: torch.Tensor, cols: torch.Tensor, height: int, width: int) -> Region:
+        box = (int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max()))
+        return cls(rows, cols, height, width, box)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def flat(self) -> torch.Tensor:
+        """[n] raster index of every position."""
+        return self.rows * self.width + self.cols
+
+    @property
+    def full(self) -> bool:
+        return len(self.rows) == self.height * self.width
+
+    def to(self, device) -> Region:
+        return Region(self.rows.to(device), self.cols.to(device), self.height, self.width, self.box)
+
+    def take(self, t: torch.Tensor) -> torch.Tensor:
+        """The values of a map [B, C, H, W] at the region: [B, C, n]."""
+        return t[:, :, self.rows, self.cols]
+
+    def strip(self, t: torch.Tensor) -> torch.Tensor:
+        """The values at the region as a one-row map [B, C, 1, n], for layers that treat each position alone."""
+        return self.take(t)[:, :, None, :]
+
+
+def _window(first: int, last: int, size_in: int, size_out: int, before: int, after: int) -> tuple[int, int, int]:
+    """Along one axis: the input slice [a, b) that outputs first..last read, and the output index of the slice's start."""
+    if size_out <= size_in:
+        stride = -(-size_in // size_out)
+        a = max(0, first * stride - before) // stride * stride  # keep the stride's phase
+        b = min(size_in, last * stride + after + 1)
+        return a, b, a // stride
+    factor = size_out // size_in
+    a = max(0, first // factor - before)
+    b = min(size_in, last // factor + after + 1)
+    return a, b, a * factor
+
+
+def windowed_forward(block, reach: Reach, region: Region, inputs, aux) -> torch.Tensor:
+    """A local block's output at ``region`` from its ordinary forward on the window of its inputs the region reads."""
+    if region.full:
+        return region.take(block(*inputs, **aux))
+    r0, r1, c0, c1 = region.box
+    offset = None
+
+    def crop(t):
+        nonlocal offset
+        if not isinstance(t, torch.Tensor) or t.dim() != 4:
+            return t  # class labels and other per-image inputs
+        a, b, out_r = _window(r0, r1, t.shape[2], region.height, reach.top, reach.bottom)
+        c, d, out_c = _window(c0, c1, t.shape[3], region.width, reach.left, reach.right)
+        offset = (out_r, out_c)
+        return t[:, :, a:b, c:d]
+
+    window_inputs = [crop(t) for t in inputs]
+    window_aux = {k: crop(v) for k, v in aux.items()}
+    out = block(*window_inputs, **window_aux)
+    out_r, out_c = offset
+    return out[:, :, region.rows - out_r, region.cols - out_c]
+
+
+def incremental_kind(block) -> str:
+    """How the cached sampler computes a block: ``step`` (its own forward_at), ``window`` (local, via its reach) or
+    ``full`` (recomputed over the whole map: the fallback)."""
+    from .block import Block
+
+    if getattr(type(block), "forward_at", Block.forward_at) is not Block.forward_at:
+        return "step"
+    if getattr(block, "reach", None) is not None and block.reach() is not None:
+        return "window"
+    return "full"
