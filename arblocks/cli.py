@@ -100,6 +100,8 @@ def parser() -> argparse.ArgumentParser:
     sm.add_argument("--weights", choices=["ema", "raw"], default="ema")
     sm.add_argument("--device", default="auto")
     sm.add_argument("--no-progress", action="store_true")
+    sm.add_argument("--engine", choices=["cached", "naive"], default="cached",
+                    help="cached (default): compute only the positions each draw makes computable; naive: a full forward pass per draw")
     sm.set_defaults(run=cmd_sample)
 
     s = sub.add_parser("schema", help="print the JSON Schema of a spec, with every registered block")
@@ -252,7 +254,7 @@ def cmd_sample(args) -> int:
     import torch
 
     from .checkpoint import load_model
-    from .sample import NaiveSampler, load_image, save_grid
+    from .sample import CachedSampler, NaiveSampler, load_image, save_grid
     from .train import World, pick_device
 
     if args.n < 1 or args.temperature <= 0:
@@ -282,7 +284,15 @@ def cmd_sample(args) -> int:
         mask = torch.zeros(image.height, image.width, dtype=torch.bool)
         mask[: args.rows] = True
     generator = torch.Generator(device=device).manual_seed(args.seed)
-    samples = NaiveSampler(model).sample(args.n, args.temperature, conditioning, known, mask, generator, progress=not args.no_progress).cpu()
+    if args.engine == "naive":
+        samples = NaiveSampler(model).sample(args.n, args.temperature, conditioning, known, mask, generator, progress=not args.no_progress).cpu()
+    else:
+        sampler = CachedSampler(model)
+        samples = sampler.sample(args.n, args.temperature, conditioning, known, mask, generator, progress=not args.no_progress).cpu()
+        slow = sampler.last_run["fallback"]
+        if slow:
+            print(f"note: {len(slow)} block(s) have no incremental step and were recomputed over the whole map at every draw, "
+                  f"which slowed sampling down: {', '.join(slow)} (a block gains one with forward_at or reach: docs/plugins.md)", file=sys.stderr)
     if "palette" in state:  # tokens back to colours
         from .data.palette import colours
 

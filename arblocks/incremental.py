@@ -22,9 +22,11 @@ those of one full forward pass over the finished images, so a wrong incremental 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
+from einops import rearrange
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class Region:
     height: int  # the stream's size
     width: int
     box: tuple[int, int, int, int]  # first row, last row, first column, last column (inclusive)
+    #: gather indices shared by the layers that read the same patches at this region (see :func:`conv_at`)
+    memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def of(cls, rows: torch.Tensor, cols: torch.Tensor, height: int, width: int) -> Region:
@@ -135,3 +139,49 @@ def incremental_kind(block) -> str:
     if getattr(block, "reach", None) is not None and block.reach() is not None:
         return "window"
     return "full"
+
+
+def gather_patches(x: torch.Tensor, rr: torch.Tensor, cc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The values of ``x [B, C, H, W]`` at rows ``rr [n, kh]`` x columns ``cc [n, kw]`` (one patch per position):
+    ``[B, C, n, kh, kw]``, and ``[n, kh, kw]`` True where the tap lies inside the map (outside: zero padding)."""
+    height, width = x.shape[2:]
+    inside = ((rr >= 0) & (rr < height))[:, :, None] & ((cc >= 0) & (cc < width))[:, None, :]
+    flat = rr.clamp(0, height - 1)[:, :, None] * width + cc.clamp(0, width - 1)[:, None, :]  # [n, kh, kw]
+    patches = x.flatten(2).index_select(2, flat.flatten()).unflatten(2, flat.shape)  # [B, C, n, kh, kw]
+    return patches, inside
+
+
+def conv_at(layer, x: torch.Tensor, region: Region, top: int, left: int, stride: int = 1, transform=None) -> torch.Tensor:
+    """A :class:`~arblocks.layers.Conv` (not transposed) at the region: ``[B, C_out, n]``. Output ``(i, j)`` reads input
+    rows ``i * stride - top ...`` and columns ``j * stride - left ...`` (the kernel's top-left tap); taps outside
+    the input read zeros, after ``transform`` (a pointwise function, e.g. concat_elu) as with ``F.pad(transform(x))``."""
+    weight = layer.weight()  # [out, in, kh, kw]
+    kh, kw = weight.shape[2:]
+    key = ("conv", kh, kw, top, left, stride, *x.shape[2:])
+    if key not in region.memo:
+        device = x.device
+        rr = (region.rows * stride - top)[:, None] + torch.arange(kh, device=device)  # [n, kh]
+        cc = (region.cols * stride - left)[:, None] + torch.arange(kw, device=device)  # [n, kw]
+        height, width = x.shape[2:]
+        inside = ((rr >= 0) & (rr < height))[:, :, None] & ((cc >= 0) & (cc < width))[:, None, :]
+        flat = rr.clamp(0, height - 1)[:, :, None] * width + cc.clamp(0, width - 1)[:, None, :]  # [n, kh, kw]
+        region.memo[key] = (flat.flatten(), flat.shape, None if bool(inside.all()) else inside)
+    index, shape, inside = region.memo[key]
+    patches = x.flatten(2).index_select(2, index).unflatten(2, shape)  # [B, C, n, kh, kw]
+    if transform is not None:
+        patches = transform(patches)
+    if inside is not None:
+        patches = patches * inside.to(patches.dtype)
+    return patch_linear(patches, weight, layer.conv.bias)
+
+
+def patch_linear(patches: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``[B, C, n, kh, kw]`` patches times a ``[out, C, kh, kw]`` kernel: ``[B, out, n]`` (``F.linear``: the cheapest
+    call for a few positions)."""
+    rows = rearrange(patches, "b c n i j -> b n (c i j)")
+    return F.linear(rows, weight.flatten(1), bias).transpose(1, 2)
+
+
+def pointwise_at(layer, values: torch.Tensor) -> torch.Tensor:
+    """A 1x1 :class:`~arblocks.layers.Conv` on values ``[B, C, n]``: ``[B, out, n]``."""
+    return F.linear(values.transpose(1, 2), layer.weight().flatten(1), layer.conv.bias).transpose(1, 2)

@@ -13,7 +13,7 @@ from torch import nn
 from ..block import Block, require_map
 from ..errors import BlockError
 from ..hookspecs import hookimpl
-from ..incremental import Reach
+from ..incremental import Reach, conv_at, pointwise_at
 from ..layers import Conv
 from ..ops import ungrouped
 from ..spec import BlockConfig, StreamRefs, stream_field
@@ -146,6 +146,22 @@ class GatedResnet(Block):
             c2 = c2 + self.label(label)[:, :, None, None]
         a, b = c2.chunk(2, dim=1)
         return x + a * torch.sigmoid(b)
+
+    def new_cache(self, batch, device, dtype):
+        info = self.output_info  # f(first convolution) at every position computed so far: what the second one reads
+        return torch.zeros(batch, self.conv2.conv.in_channels, info.height, info.width, device=device, dtype=dtype)
+
+    def forward_at(self, region, cache, x, aux=None, label=None):
+        left, _, top, _ = self.padding
+        c1 = conv_at(self.conv1, x, region, top, left, transform=self.f)  # [B, F, n]
+        if self.nin_aux is not None:
+            c1 = c1 + pointwise_at(self.nin_aux, self.f(region.take(aux)))
+        cache[:, :, region.rows, region.cols] = self.f(c1)  # dropout is off when sampling
+        c2 = conv_at(self.conv2, cache, region, top, left)
+        if self.label is not None:
+            c2 = c2 + self.label(label)[:, :, None]
+        a, b = c2.chunk(2, dim=1)
+        return region.take(x) + a * torch.sigmoid(b)
 
     def reach(self):
         kh, kw = self.config.kernel_size or DEFAULT_KERNELS[self.config.conv]

@@ -24,7 +24,7 @@ from pydantic import Field
 from ..block import Block, require_map
 from ..errors import BlockError
 from ..hookspecs import hookimpl
-from ..incremental import Reach
+from ..incremental import Reach, conv_at, gather_patches, patch_linear
 from ..layers import Conv
 from ..ops import channel_groups
 from ..spec import BlockConfig
@@ -45,6 +45,15 @@ def shift_down(x):
 
 def shift_right(x):
     return F.pad(x, (1, 0))[:, :, :, :-1]
+
+
+def shifted_conv_at(conv, x, region, top: int, left: int, stride: int, down: int, right: int):
+    """A padded convolution (kernel's top-left tap at ``top, left`` before the position) at the region, its output
+    shifted ``down`` rows and ``right`` columns (zeros enter at the edge)."""
+    out = conv_at(conv, x, region, top + down * stride, left + right * stride, stride)
+    if down or right:
+        out = out * ((region.rows >= down) & (region.cols >= right)).to(out.dtype)
+    return out
 
 
 def _out_size(size: int, stride: int) -> int:
@@ -80,6 +89,10 @@ class DownShiftedConv(Block):
     def reach(self):
         kh, kw = self.config.kernel_size
         return Reach(kh - 1 + self.config.shift_down, 0, kw // 2, kw // 2)
+
+    def forward_at(self, region, cache, x):
+        kh, kw = self.config.kernel_size
+        return shifted_conv_at(self.conv, x, region, kh - 1, kw // 2, self.config.stride, int(self.config.shift_down), 0)
 
     def causality(self, inputs, aux):
         state = inputs[0]
@@ -135,6 +148,10 @@ class DownRightShiftedConv(Block):
     def reach(self):
         kh, kw = self.config.kernel_size
         return Reach(kh - 1, 0, kw - 1 + self.config.shift_right, 0)
+
+    def forward_at(self, region, cache, x):
+        kh, kw = self.config.kernel_size
+        return shifted_conv_at(self.conv, x, region, kh - 1, kw - 1, self.config.stride, 0, int(self.config.shift_right))
 
     def causality(self, inputs, aux):
         state = canonical(inputs[0], self.image.channels)
@@ -198,6 +215,18 @@ class ShiftedDeconv(Block):
     def reach(self):
         kh, kw = self.config.kernel_size  # in input rows and columns: a generous bound on the taps that reach an output
         return Reach(kh // 2 + 1, 0, kw // 2 + 1, kw // 2 + 1)
+
+    def forward_at(self, region, cache, x):
+        """Output (r, c) sums tap (dy, dx) of input (i, j) where s * i + dy = r and s * j + dx = c + left."""
+        weight = self.conv.weight()  # [in, out, kh, kw]
+        kh, kw = weight.shape[2:]
+        s, device = self.config.stride, x.device
+        left = (kw - 1) // 2 if self.centred else 0
+        rows = region.rows[:, None] - torch.arange(kh, device=device)  # [n, kh]: s * i for every tap
+        cols = region.cols[:, None] + left - torch.arange(kw, device=device)  # [n, kw]: s * j
+        patches, inside = gather_patches(x, rows.div(s, rounding_mode="floor"), cols.div(s, rounding_mode="floor"))  # [B, C, n, kh, kw]
+        hit = inside & (rows % s == 0)[:, :, None] & (cols % s == 0)[:, None, :]
+        return patch_linear(patches * hit.to(patches.dtype), weight.transpose(0, 1), self.conv.conv.bias)
 
     def causality(self, inputs, aux):
         state = inputs[0]

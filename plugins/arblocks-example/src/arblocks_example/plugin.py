@@ -50,6 +50,14 @@ class ChannelGate(Block):
         gate = torch.sigmoid(self.excite(torch.relu(self.squeeze(running_mean))))
         return x * gate
 
+    def forward_at(self, region, cache, x):
+        """Cached sampling: the output at a few positions, from the full buffer of the input. Every position up to
+        each requested one (in raster order) holds its final value there, which is all the running mean reads."""
+        flat = rearrange(x, "b c h w -> b c (h w)")
+        running_mean = torch.stack([flat[:, :, : i + 1].mean(-1) for i in region.flat.tolist()], dim=-1)  # [B, C, n]
+        gate = torch.sigmoid(self.excite(torch.relu(self.squeeze(running_mean[:, :, None]))))[:, :, 0]
+        return region.take(x) * gate
+
     def causality(self, inputs, aux):
         return inputs[0]  # running means over earlier positions and group-masked 1x1 layers keep the input's state
 

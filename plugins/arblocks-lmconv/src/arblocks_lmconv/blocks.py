@@ -14,6 +14,7 @@ from torch.nn.utils.parametrizations import weight_norm as apply_weight_norm
 from arblocks import Block, BlockConfig, Causal, ChannelMixing
 from arblocks.blocks.conv import ConvOutputConfig
 from arblocks.errors import BlockError
+from arblocks.incremental import gather_patches, patch_linear, pointwise_at
 from arblocks.layers import Conv
 from arblocks.spec import StreamRefs, stream_field
 from arblocks.streams import canonical, join
@@ -76,6 +77,16 @@ class LocallyMaskedConv(Block):
             y = y + self.conv.bias[None, :, None]
         return rearrange(y, "b o (h w) -> b o h w", h=x.shape[2])
 
+    def forward_at(self, region, cache, x, transform=None):
+        """The output at the region's locations (cached sampling): their patches, each with its own mask."""
+        k, d = self.config.kernel_size, self.config.dilation
+        offsets = (torch.arange(k, device=x.device) - k // 2) * d
+        patches, inside = gather_patches(x, region.rows[:, None] + offsets, region.cols[:, None] + offsets)  # [B, C, n, k, k]
+        if transform is not None:
+            patches = transform(patches)
+        masks = rearrange(self.masks[:, region.flat], "(i j) n -> n i j", i=k)  # taps outside the image are masked too
+        return patch_linear(patches * (masks * inside).to(patches.dtype), self.conv.weight, self.conv.bias)
+
     def causality(self, inputs, aux):
         state = canonical(inputs[0], self.image.channels)
         if state in (Causal.NONE, Causal.FUTURE):
@@ -83,6 +94,10 @@ class LocallyMaskedConv(Block):
         if self.config.mask == "B" and state > Causal.PAST:
             raise BlockError(f"mask B reads its own location, which is '{state.label}' here; use mask A on the image", field="mask")
         return Causal.PAST  # only earlier locations (and, for B, its own past-only features); channels mixed
+
+
+def concat_elu(t: torch.Tensor) -> torch.Tensor:
+    return F.elu(torch.cat([t, -t], 1))
 
 
 def pono(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -134,13 +149,24 @@ class LmGatedResnet(Block):
         return pono(x) if self.config.normalization == "pono" else x
 
     def forward(self, x, aux=None):
-        concat_elu = lambda t: F.elu(torch.cat([t, -t], 1))
         h = self.norm(self.conv_input(concat_elu(x)))
         if self.nin_skip is not None:
             h = h + self.nin_skip(concat_elu(aux))
         h = F.dropout2d(concat_elu(h), self.config.dropout, self.training)
         a, b = self.conv_out(h).chunk(2, 1)
         return x + self.norm(a) * torch.sigmoid(b)
+
+    def new_cache(self, batch, device, dtype):
+        info = self.output_info  # concat_elu of the first convolution's output, where the second one reads it
+        return torch.zeros(batch, 2 * info.channels, info.height, info.width, device=device, dtype=dtype)
+
+    def forward_at(self, region, cache, x, aux=None):
+        h = self.norm(self.conv_input.forward_at(region, None, x, transform=concat_elu)[:, :, None])[:, :, 0]  # [B, F, n]
+        if self.nin_skip is not None:
+            h = h + pointwise_at(self.nin_skip, concat_elu(region.take(aux)))
+        cache[:, :, region.rows, region.cols] = concat_elu(h)  # channel dropout is off when sampling
+        a, b = self.conv_out.forward_at(region, None, cache).chunk(2, 1)
+        return region.take(x) + self.norm(a[:, :, None])[:, :, 0] * torch.sigmoid(b)
 
     def causality(self, inputs, aux):
         state = canonical(inputs[0], self.image.channels)
