@@ -19,7 +19,7 @@ from torch import nn
 
 from .block import Block, BuildContext
 from .errors import BlockError, Problem, SpecError, did_you_mean
-from .incremental import Reach, incremental_kind
+from .incremental import Reach
 from .model import ARModel, Ref, Step
 from .ops import keeps_groups, ungrouped
 from .plugins import get_registry
@@ -64,7 +64,7 @@ class Chain(nn.Module):
         total = Reach()
         for layer in self.layers:
             same_size = (layer.output_info.height, layer.output_info.width) == (self.output_info.height, self.output_info.width)
-            if incremental_kind(layer) != "window" or not same_size:
+            if layer.reach() is None or not same_size:
                 return None
             total = total + layer.reach()
         return total

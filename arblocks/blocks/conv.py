@@ -10,7 +10,7 @@ from pydantic import Field, field_validator
 from ..block import Block, require_map
 from ..errors import BlockError
 from ..hookspecs import hookimpl
-from ..incremental import Reach
+from ..incremental import Reach, conv_at
 from ..layers import Conv as ConvLayer
 from ..ops import ungrouped
 from ..spec import BlockConfig
@@ -62,6 +62,9 @@ class Conv(Block):
 
     def reach(self):
         return Reach.kernel(self.config.kernel_size, self.config.kernel_size)
+
+    def forward_at(self, region, cache, x):
+        return conv_at(self.conv, x, region, self.padding, self.padding)
 
     def causality(self, inputs, aux):
         state = inputs[0]

@@ -11,7 +11,7 @@ from pydantic import Field
 from ..block import Block, require_map
 from ..errors import BlockError
 from ..hookspecs import hookimpl
-from ..incremental import Reach
+from ..incremental import Reach, conv_at
 from ..layers import Conv
 from ..ops import channel_groups
 from ..streams import Causal, canonical
@@ -61,6 +61,9 @@ class MaskedConv(Block):
     def reach(self):
         k = self.config.kernel_size
         return Reach.kernel(k, k, rows_below=False)  # the rows below are masked out
+
+    def forward_at(self, region, cache, x):
+        return conv_at(self.conv, x, region, self.padding, self.padding)
 
     def causality(self, inputs, aux):
         state = canonical(inputs[0], self.image.channels)
