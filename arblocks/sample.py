@@ -32,6 +32,8 @@ class NaiveSampler:
         from .ordering import ordering_of
 
         self.rank = ordering_of(model.spec, registry).rank(model.image.height, model.image.width)
+        #: the pixels (row, column) in generation order
+        self.positions = [divmod(int(i), model.image.width) for i in torch.argsort(self.rank.flatten())]
 
     @torch.no_grad()
     def sample(

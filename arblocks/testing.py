@@ -12,7 +12,10 @@ builds small models that compose the block with the built-in ones and checks wha
 * **batch-size independence**: an image's outputs do not change with the size of its batch or its neighbours;
 * **float32 and float64**: the model runs in both and agrees;
 * **devices**: the model moves to the ``meta`` device and runs there (no tensor is created on a fixed device inside
-  ``forward``), and to CUDA when there is one.
+  ``forward``), and to CUDA when there is one;
+* **incremental step**: in float64, the cached sampler (which uses the block's ``forward_at`` or ``reach``, see
+  :mod:`arblocks.incremental`) draws the naive sampler's images from one seed, and the parameters of every draw equal
+  the full forward pass's (to 1e-9). A block with neither is recomputed over the whole map: correct, and noted.
 
 A block or pattern class may give ``examples``: a list of config dicts (without ``type``) to test; otherwise its
 defaults are used.
@@ -200,9 +203,30 @@ def _run_checks(report, block, case, spec, model, registry):
                     return "CUDA and CPU disagree"
         return None
 
+    def incremental():
+        return incremental_step(_copy(model).double(), registry)
+
     for check, fn in (("causality", causality), ("state_dict round trip", round_trip), ("batch-size independence", batch_size),
-                      ("float32 and float64", precision), ("devices", devices)):
+                      ("float32 and float64", precision), ("devices", devices), ("incremental step", incremental)):
         _finding(report, block, case, check, fn)
+
+
+def incremental_step(model, registry=None) -> str | None:
+    """None when the cached sampler agrees exactly with the naive one on ``model`` (float64), else what differs."""
+    from .cached import CachedSampler, SamplingError
+    from .sample import NaiveSampler
+
+    conditioning = {k: model.inputs[k].example(2, torch.Generator().manual_seed(0)) for k in model.provided_inputs}
+    naive = NaiveSampler(model, registry).sample(2, conditioning=conditioning, generator=torch.Generator().manual_seed(2))
+    sampler = CachedSampler(model, registry)
+    try:
+        cached = sampler.sample(2, conditioning=conditioning, generator=torch.Generator().manual_seed(2))
+    except SamplingError as error:
+        return str(error)
+    if not torch.equal(naive, cached):
+        return "the cached sampler drew other images than the naive one from the same seed"
+    difference = sampler.last_run["max_difference"]
+    return None if difference <= 1e-9 else f"a draw's parameters differ from the full forward pass's by {difference:.3g}"
 
 
 def _copy(model):

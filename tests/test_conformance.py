@@ -14,8 +14,8 @@ def test_kit_catches_a_block_that_lies_about_its_causality(make_registry):
     report = check_block("peek_below", registry=registry)
     assert not report.ok
     failed = {f.check for f in report.failures()}
-    assert failed == {"causality"}, report.summary()
-    assert all("violation" in f.detail for f in report.failures())
+    assert "causality" in failed and failed <= {"causality", "incremental step"}, report.summary()
+    assert all("violation" in f.detail for f in report.failures() if f.check == "causality")
 
 
 def test_kit_catches_batchnorm_in_training_mode(make_registry):
@@ -32,3 +32,31 @@ def test_kit_passes_every_builtin_attention_pattern():
         report = check_pattern(name, size=4)
         assert report.ok, report.summary()
         assert sum(f.check == "causality" for f in report.findings) >= 4  # pixel and sub-pixel, one and two blocks
+
+
+def test_kit_catches_a_causal_block_whose_incremental_step_is_wrong(make_registry):
+    """Causal, but it reads its left neighbour while inheriting the pointwise reach of Elementwise: the cached sampler
+    would compute it wrongly, and the kit says so (and only that)."""
+    from typing import Literal
+
+    import torch.nn.functional as F
+
+    from arblocks import BlockConfig, Elementwise, hookimpl
+
+    class LeftSumConfig(BlockConfig):
+        type: Literal["left_sum"] = "left_sum"
+
+    class LeftSum(Elementwise):
+        Config = LeftSumConfig
+
+        def forward(self, x):
+            return x + F.pad(x, (1, 0))[:, :, :, :-1]
+
+    class Plugin:
+        @hookimpl
+        def arblocks_register_blocks(self, register):
+            register(LeftSum)
+
+    report = check_block("left_sum", registry=make_registry(("left", Plugin())))
+    assert {f.check for f in report.failures()} == {"incremental step"}, report.summary()
+    assert any("disagrees" in f.detail for f in report.failures())

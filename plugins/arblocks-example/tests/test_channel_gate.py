@@ -15,7 +15,7 @@ def test_registered_through_the_entry_point():
 def test_conformance_kit_passes():
     report = check_plugin("arblocks-example")
     assert report.ok, report.summary()
-    assert {f.check for f in report.findings} == {"causality", "state_dict round trip", "batch-size independence", "float32 and float64", "devices"}
+    assert {f.check for f in report.findings} == {"causality", "state_dict round trip", "batch-size independence", "float32 and float64", "devices", "incremental step"}
 
 
 def test_gate_uses_only_the_past():
