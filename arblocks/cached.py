@@ -186,9 +186,10 @@ class CachedSampler:
         # buffers: the image (floats in [-1, 1]), the inputs, every block's output
         nodes[0].buffer = model.to_float(x)
         for name, value in model.read_inputs(nodes[0].buffer, conditioning or {}).items():
-            streams[name].buffer = value
-        for node, inputs, aux in wiring:
-            node.compute = self._layer(node, inputs, aux, node.layer.new_cache(n, device, dtype))
+            streams[name].buffer = value.contiguous()
+        caches = [node.layer.new_cache(n, device, dtype) for node, _, _ in wiring]
+        for (node, inputs, aux), cache in zip(wiring, caches):
+            node.compute = self._layer(node, inputs, aux, cache)
         computed = [node for node in nodes if node.compute is not None]
         for node in computed:
             info = node.info
@@ -211,7 +212,7 @@ class CachedSampler:
                     region = node.schedule[index]
                     if region is None:
                         continue
-                    node.buffer[:, :, region.rows, region.cols] = node.compute(region)
+                    region.put(node.buffer, node.compute(region))
                     if node.kind == "full" and not region.full:
                         recomputed[node.name] += 1
                 r, c = event.row, event.col
@@ -221,14 +222,24 @@ class CachedSampler:
                     record.add(params, event)
             if record is not None:
                 record.verify(conditioning or {})
+        stream_bytes = sum(tensor_bytes(node.buffer) for node in computed)
         self.last_run = {"events": len(events), "fallback": dict(recomputed), "nodes": len(computed),
                          "max_difference": record.max_difference if record is not None else None,
-                         "cache_bytes": sum(node.buffer.numel() * node.buffer.element_size() for node in computed)}
+                         "stream_bytes": stream_bytes, "cache_bytes": stream_bytes + sum(tensor_bytes(c) for c in caches)}
         return x
 
     def fallback_blocks(self) -> list[str]:
         """Blocks that have neither an incremental step nor a reach (recomputed over the whole map at each step)."""
         return [f"{step.label} ({step.type})" for step in self.model.steps if incremental_kind(self.model.layers[step.index]) == "full"]
+
+
+def tensor_bytes(value) -> int:
+    """Bytes held by a tensor, or by the tensors of a dict, list or tuple (a block's cache)."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        value = list(value.values())
+    return sum(tensor_bytes(v) for v in value) if isinstance(value, (list, tuple)) else 0
 
 
 def start_images(n: int, image, known: torch.Tensor | None, device) -> torch.Tensor:

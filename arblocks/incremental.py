@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 
 
 @dataclass(frozen=True)
@@ -64,29 +63,31 @@ class Region:
     #: gather indices shared by the layers that read the same patches at this region (see :func:`conv_at`)
     memo: dict = field(default_factory=dict, repr=False, compare=False)
 
+    #: [n] raster index of every position
+    flat: torch.Tensor | None = None
+
     @classmethod
     def of(cls, rows: torch.Tensor, cols: torch.Tensor, height: int, width: int) -> Region:
         box = (int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max()))
-        return cls(rows, cols, height, width, box)
+        return cls(rows, cols, height, width, box, flat=rows * width + cols)
 
     def __len__(self) -> int:
         return len(self.rows)
-
-    @property
-    def flat(self) -> torch.Tensor:
-        """[n] raster index of every position."""
-        return self.rows * self.width + self.cols
 
     @property
     def full(self) -> bool:
         return len(self.rows) == self.height * self.width
 
     def to(self, device) -> Region:
-        return Region(self.rows.to(device), self.cols.to(device), self.height, self.width, self.box)
+        return Region(self.rows.to(device), self.cols.to(device), self.height, self.width, self.box, flat=self.flat.to(device))
 
     def take(self, t: torch.Tensor) -> torch.Tensor:
         """The values of a map [B, C, H, W] at the region: [B, C, n]."""
-        return t[:, :, self.rows, self.cols]
+        return t.flatten(2).index_select(2, self.flat)
+
+    def put(self, t: torch.Tensor, values: torch.Tensor) -> None:
+        """Write values [B, C, n] into the contiguous map ``t`` [B, C, H, W] at the region."""
+        t.view(*t.shape[:2], -1).index_copy_(2, self.flat, values.to(t.dtype))
 
     def strip(self, t: torch.Tensor) -> torch.Tensor:
         """The values at the region as a one-row map [B, C, 1, n], for layers that treat each position alone."""
@@ -178,10 +179,22 @@ def conv_at(layer, x: torch.Tensor, region: Region, top: int, left: int, stride:
 def patch_linear(patches: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """``[B, C, n, kh, kw]`` patches times a ``[out, C, kh, kw]`` kernel: ``[B, out, n]`` (``F.linear``: the cheapest
     call for a few positions)."""
-    rows = rearrange(patches, "b c n i j -> b n (c i j)")
+    b, c, n = patches.shape[:3]
+    rows = patches.transpose(1, 2).reshape(b, n, -1)  # [B, n, C * kh * kw]
     return F.linear(rows, weight.flatten(1), bias).transpose(1, 2)
 
 
 def pointwise_at(layer, values: torch.Tensor) -> torch.Tensor:
     """A 1x1 :class:`~arblocks.layers.Conv` on values ``[B, C, n]``: ``[B, out, n]``."""
     return F.linear(values.transpose(1, 2), layer.weight().flatten(1), layer.conv.bias).transpose(1, 2)
+
+
+def attend_at(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """Masked attention of a few queries ``q [B, H, m, c]`` over all keys ``k, v [B, H, N, c]``; ``allowed``
+    ``[1 or H, m, N]`` bool (True: attend; every row keeps at least one key). The result of
+    ``scaled_dot_product_attention`` with that mask, in fewer and cheaper calls for a handful of queries."""
+    b, h, m, c = q.shape
+    n = k.shape[2]
+    bias = torch.where(allowed, 0.0, float("-inf")).to(q.dtype).expand(b, h, m, n).reshape(b * h, m, n)
+    scores = torch.baddbmm(bias, q.reshape(b * h, m, c), k.reshape(b * h, n, c).transpose(1, 2), alpha=c**-0.5)
+    return torch.bmm(scores.softmax(-1), v.reshape(b * h, n, v.shape[-1])).view(b, h, m, v.shape[-1])

@@ -156,7 +156,7 @@ class GatedResnet(Block):
         c1 = conv_at(self.conv1, x, region, top, left, transform=self.f)  # [B, F, n]
         if self.nin_aux is not None:
             c1 = c1 + pointwise_at(self.nin_aux, self.f(region.take(aux)))
-        cache[:, :, region.rows, region.cols] = self.f(c1)  # dropout is off when sampling
+        region.put(cache, self.f(c1))  # dropout is off when sampling
         c2 = conv_at(self.conv2, cache, region, top, left)
         if self.label is not None:
             c2 = c2 + self.label(label)[:, :, None]

@@ -20,6 +20,7 @@ from ..attention_patterns import attention_mask, pattern_of
 from ..block import Block, ChannelMixing, require_map
 from ..errors import BlockError
 from ..hookspecs import hookimpl
+from ..incremental import attend_at
 from ..sequence import SUBPIXELS, SequencePositions, from_sequence, sequence_layout, to_sequence
 from ..spec import BlockConfig, typed_field
 from ..streams import Causal, canonical
@@ -160,7 +161,7 @@ class TransformerBlock(Block):
         q, k, v = self.qkv(seq).split([self.qk, self.qk, seq.shape[-1]], dim=-1)
         q, k, v = (t.unflatten(-1, (self.config.heads, -1)).transpose(1, 2) for t in (q, k, v))  # [B, heads, m, c]
         cache["k"][:, :, index], cache["v"][:, :, index] = k, v
-        mixed = F.scaled_dot_product_attention(q, cache["k"], cache["v"], attn_mask=self.attend.mask[:, index])
+        mixed = attend_at(q, cache["k"], cache["v"], self.attend.mask[:, index])
         return self.proj(mixed.transpose(1, 2).flatten(2))
 
     def branch(self, seq, layer, norm):

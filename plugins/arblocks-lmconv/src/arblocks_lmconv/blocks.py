@@ -164,7 +164,7 @@ class LmGatedResnet(Block):
         h = self.norm(self.conv_input.forward_at(region, None, x, transform=concat_elu)[:, :, None])[:, :, 0]  # [B, F, n]
         if self.nin_skip is not None:
             h = h + pointwise_at(self.nin_skip, concat_elu(region.take(aux)))
-        cache[:, :, region.rows, region.cols] = concat_elu(h)  # channel dropout is off when sampling
+        region.put(cache, concat_elu(h))  # channel dropout is off when sampling
         a, b = self.conv_out.forward_at(region, None, cache).chunk(2, 1)
         return region.take(x) + self.norm(a[:, :, None])[:, :, 0] * torch.sigmoid(b)
 
