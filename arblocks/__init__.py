@@ -10,6 +10,7 @@ from .inputs import InputType
 from .model import ARModel
 from .ordering import Ordering
 from .plugins import get_registry, load_registry
+from .sample import sample_images
 from .spec import BlockConfig, HeadConfig, ImageSpec, InputConfig, ModelSpec, stream_field
 from .streams import Causal, StreamInfo
 from .validate import load_spec, parse_spec
@@ -20,5 +21,5 @@ __all__ = [
     "ARModel", "ArblocksError", "AttentionPattern", "Block", "BlockConfig", "ChannelMixing", "BlockError", "BuildContext", "Causal", "Elementwise", "Head",
     "HeadConfig", "ImageSpec", "InputConfig", "InputType", "ModelSpec", "Ordering", "Problem", "RegistryError",
     "SpecError", "StreamInfo", "build_model", "get_registry", "hookimpl", "load_registry", "load_spec", "parse_spec",
-    "stream_field",
+    "sample_images", "stream_field",
 ]

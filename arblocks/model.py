@@ -117,5 +117,12 @@ class ARModel(nn.Module):
         """Mean negative log-likelihood in bits per dimension over the batch."""
         return self.nll(x, **conditioning).sum() / (x.shape[0] * self.image.dims * math.log(2))
 
+    def sample(self, n: int, **options) -> torch.Tensor:
+        """``n`` images drawn from the model: :func:`arblocks.sample.sample_images` (``engine``, ``temperature``,
+        ``conditioning``, ``known``/``known_mask``, ``generator``, ...)."""
+        from .sample import sample_images
+
+        return sample_images(self, n, **options)
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)

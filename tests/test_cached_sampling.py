@@ -224,3 +224,25 @@ def sequence_compositions(draw):
 def test_random_sequence_compositions_sample_exactly(data):
     torch.manual_seed(0)
     assert_engines_agree(build_model(parse_spec(data)))
+
+
+def test_cli_engines_write_the_same_grid_and_nan_weights_stop_with_a_clear_error(tmp_path, capsys):
+    from arblocks.checkpoint import load, save_atomic
+    from arblocks.cli import main
+
+    run = str(tmp_path / "run")
+    tiny = Path(__file__).parent / "specs" / "tiny_digits.json"
+    assert main(["train", str(tiny), "--data", "digits", "--out", run, "--steps", "2", "--batch-size", "8", "--no-progress"]) == 0
+    for engine in ("cached", "naive"):
+        assert main(["sample", f"{run}/checkpoint.pt", "-n", "3", "--seed", "4", "--engine", engine, "--out", str(tmp_path / f"{engine}.png"), "--no-progress"]) == 0
+    assert (tmp_path / "cached.png").read_bytes() == (tmp_path / "naive.png").read_bytes()
+    state = load(f"{run}/checkpoint.pt")
+    for weights in (state["ema"], state["model"]):
+        for name, tensor in weights.items():
+            if tensor.is_floating_point():
+                tensor.fill_(float("nan"))
+    save_atomic(state, tmp_path / "nan.pt")
+    capsys.readouterr()
+    assert main(["sample", str(tmp_path / "nan.pt"), "-n", "2", "--out", str(tmp_path / "x.png"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "not finite at draw 0 (pixel row 0, column 0" in err and "Traceback" not in err

@@ -64,3 +64,24 @@ def test_the_pattern_plugin_example_in_plugins_md_passes_the_kit():
     registry = load_registry(entry_points=False, extra_plugins=[("window", module)])
     report = check_plugin("window", registry=registry, size=3)
     assert report.ok, report.summary()
+
+
+def test_the_local_block_example_in_plugins_md_samples_exactly_and_passes_the_kit():
+    import types
+
+    from arblocks.cached import CachedSampler
+    from arblocks.plugins import load_registry
+    from arblocks.testing import check_plugin
+
+    text = (DOCS / "plugins.md").read_text()
+    code = text.split("A local block needs only its reach", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    module = types.ModuleType("blur_plugin")
+    exec(compile(code, "plugins.md", "exec"), module.__dict__)
+    registry = load_registry(entry_points=False, extra_plugins=[("blur", module)])
+    report = check_plugin("blur", registry=registry, size=4)
+    assert report.ok, report.summary()
+    assert {f.check for f in report.findings} >= {"causality", "incremental step"}
+    from tests.helpers import build
+
+    model = build([{"type": "masked_conv", "mask": "A", "channels": 6}, {"type": "above_blur"}], registry=registry, size=5)
+    assert CachedSampler(model, registry).fallback_blocks() == []
