@@ -36,6 +36,17 @@ def _bounds(schema: dict) -> str:
     return ", ".join(parts)
 
 
+def sampling_kind(cls) -> str:
+    """How the cached sampler computes a block type (see arblocks.incremental)."""
+    from .block import Block
+
+    if getattr(cls, "forward_at", Block.forward_at) is not Block.forward_at:
+        return "an incremental step (`forward_at`)"
+    if getattr(cls, "reach", Block.reach) is not Block.reach:
+        return "local, a window of its forward (`reach`)"
+    return "recomputed over the whole map at each draw (no incremental step)"
+
+
 def render_catalogue(registry: Registry | None = None) -> str:
     registry = registry or get_registry()
     out = [
@@ -57,6 +68,8 @@ def render_catalogue(registry: Registry | None = None) -> str:
             rest = (entry.config.__doc__ or "").strip().splitlines()[1:]
             if any(line.strip() for line in rest):
                 out += [" ".join(line.strip() for line in rest if line.strip()), ""]
+            if kind == "block" and not getattr(entry.cls, "structural", False):
+                out += [f"Cached sampling: {sampling_kind(entry.cls)}.", ""]
             hidden = HIDDEN | (set(COMMON) if issubclass(entry.config, BlockConfig) else set())
             fields = {k: v for k, v in schema.get("properties", {}).items() if k not in hidden}
             if fields:

@@ -40,6 +40,9 @@ class Embedding(Block):
     def forward(self, labels):
         return repeat(self.table(labels), "b c -> b c h w", h=self.size[0], w=self.size[1])
 
+    def forward_at(self, region, cache, labels):
+        return repeat(self.table(labels), "b c -> b c n", n=len(region))
+
     def causality(self, inputs, aux):
         if inputs[0] != Causal.NONE:
             raise BlockError("embedding must read a stream that is independent of the image", field="in")
