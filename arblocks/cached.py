@@ -26,7 +26,7 @@ from .errors import ArblocksError
 from .incremental import Region, incremental_kind, windowed_forward
 from .model import ARModel
 from .ops import grouped_cat
-from .readiness import ready_times
+from .readiness import ready_times, stream_groups
 from .spec import IMAGE_STREAM
 from .streams import Causal, StreamInfo
 
@@ -76,26 +76,36 @@ def schedules(infos: list[StreamInfo], rank: torch.Tensor, channels: int, times:
     for info in infos:
         key = (info.causal, info.channels if info.causal in (Causal.STRICT, Causal.INCLUSIVE) else 0, info.height, info.width)
         if key not in by_key:
-            by_key[key] = _schedule(ready_times(info, rank, channels), event_times, device)
+            grouped = channels > 1 and len(stream_groups(info, channels)) == channels
+            by_key[key] = _schedule(ready_times(info, rank, channels), event_times, device, grouped)
         out.append(by_key[key])
     return out
 
 
-def _schedule(ready: torch.Tensor, event_times: torch.Tensor, device) -> list[Region | None]:
+def _schedule(ready: torch.Tensor, event_times: torch.Tensor, device, grouped: bool) -> list[Region | None]:
+    """Per event, the region of positions with some channel group ready in (previous event, event]; with ``grouped``
+    (a stream whose channel groups become final at different times) and one group for the whole region, that group
+    (``Region.groups``): only its channels are written, the others are final already or not yet."""
     groups, h, w = ready.shape
     event = torch.searchsorted(event_times, ready.flatten(), side="left")  # first event at or after the ready time
     position = torch.arange(h * w).repeat(groups)
+    group = torch.arange(groups).repeat_interleave(h * w)
     keep = event < len(event_times)
-    key = torch.unique(event[keep] * (h * w) + position[keep])  # sorted by event, then position; each once per event
-    event, position = key // (h * w), key % (h * w)
-    counts = torch.bincount(event, minlength=len(event_times)).tolist()
+    event, position, group = event[keep], position[keep], group[keep]
+    key = torch.unique(event * (h * w) + position)  # sorted by event, then position; each once per event
+    counts = torch.bincount(key // (h * w), minlength=len(event_times)).tolist()
+    # the one group each event readies, or -1 when it readies several
+    low = torch.full((len(event_times),), groups, dtype=torch.long).scatter_reduce(0, event, group, "amin")
+    high = torch.full((len(event_times),), -1, dtype=torch.long).scatter_reduce(0, event, group, "amax")
+    single = torch.where(low == high, low, -1).tolist()
     regions: list[Region | None] = []
-    for chunk in torch.split(position, counts):
+    for index, chunk in enumerate(torch.split(key % (h * w), counts)):
         if len(chunk) == 0:
             regions.append(None)
             continue
-        rows, cols = chunk // w, chunk % w
-        region = Region.of(rows, cols, h, w)
+        region = Region.of(chunk // w, chunk % w, h, w)
+        if grouped and single[index] >= 0:
+            region.groups = (single[index], groups)
         regions.append(region.to(device))
     return regions
 

@@ -65,6 +65,9 @@ class Region:
 
     #: [n] raster index of every position
     flat: torch.Tensor | None = None
+    #: ``(g, G)`` when only channel group g of the stream's G sub-pixel groups becomes final at these positions (the
+    #: others are final already, or not yet): only its channels are kept, and a block may compute only those
+    groups: tuple[int, int] | None = None
 
     @classmethod
     def of(cls, rows: torch.Tensor, cols: torch.Tensor, height: int, width: int) -> Region:
@@ -79,15 +82,24 @@ class Region:
         return len(self.rows) == self.height * self.width
 
     def to(self, device) -> Region:
-        return Region(self.rows.to(device), self.cols.to(device), self.height, self.width, self.box, flat=self.flat.to(device))
+        return Region(self.rows.to(device), self.cols.to(device), self.height, self.width, self.box, flat=self.flat.to(device), groups=self.groups)
 
     def take(self, t: torch.Tensor) -> torch.Tensor:
         """The values of a map [B, C, H, W] at the region: [B, C, n]."""
         return t.flatten(2).index_select(2, self.flat)
 
     def put(self, t: torch.Tensor, values: torch.Tensor) -> None:
-        """Write values [B, C, n] into the contiguous map ``t`` [B, C, H, W] at the region."""
-        t.view(*t.shape[:2], -1).index_copy_(2, self.flat, values.to(t.dtype))
+        """Write values [B, C, n] into the contiguous map ``t`` [B, C, H, W] at the region (only the channels of
+        ``groups`` when it is set)."""
+        if self.groups is not None:
+            lo, hi = self.channel_range(t.shape[1])
+            t, values = t[:, lo:hi], values[:, lo:hi]
+        t.flatten(2).index_copy_(2, self.flat, values.to(t.dtype))
+
+    def channel_range(self, channels: int) -> tuple[int, int]:
+        """The channels ``[lo, hi)`` of ``groups``' group in a map of ``channels`` channels (group of channel i: i * G // channels)."""
+        g, count = self.groups
+        return -(-g * channels // count), -(-(g + 1) * channels // count)
 
     def strip(self, t: torch.Tensor) -> torch.Tensor:
         """The values at the region as a one-row map [B, C, 1, n], for layers that treat each position alone."""

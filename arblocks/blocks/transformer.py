@@ -151,11 +151,18 @@ class TransformerBlock(Block):
 
     def forward_at(self, region, cache, x):
         p = self.per_pixel
-        index = (region.flat[:, None] * p + torch.arange(p, device=x.device)).flatten()  # sequence positions of the pixels
-        seq = rearrange(region.take(x), "b (p d) n -> b (n p) d", p=p)
+        subs = torch.arange(p, device=x.device)
+        values = rearrange(region.take(x), "b (p d) n -> b n p d", p=p)
+        if p > 1 and region.groups is not None:  # one sub-pixel becomes final: compute only its sequence position
+            subs = subs[region.groups[0] : region.groups[0] + 1]
+            values = values[:, :, subs]
+        index = (region.flat[:, None] * p + subs).flatten()  # [m] sequence positions
+        seq = values.flatten(1, 2)  # [B, m, D]
         attend = lambda s: self.cached_attention(s, index, cache)  # noqa: E731
         seq = self.branch(self.branch(seq, attend, self.ln1), self.mlp, self.ln2)
-        return rearrange(seq, "b (n p) d -> b (p d) n", p=p)
+        out = seq.new_zeros(values.shape[0], len(region), p, seq.shape[-1])
+        out[:, :, subs] = seq.unflatten(1, (len(region), len(subs)))
+        return rearrange(out, "b n p d -> b (p d) n")
 
     def cached_attention(self, seq, index, cache):
         q, k, v = self.qkv(seq).split([self.qk, self.qk, seq.shape[-1]], dim=-1)
