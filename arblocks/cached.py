@@ -22,39 +22,13 @@ from typing import Any
 import torch
 from torch.nn.utils import parametrize
 
-from .errors import ArblocksError
+from .draws import Event, Sampler, SamplingError, draw_at, events_of, start_images  # noqa: F401 - re-exported
 from .incremental import Region, incremental_kind, windowed_forward
 from .model import ARModel
 from .ops import grouped_cat
 from .readiness import ready_times, stream_groups
 from .spec import IMAGE_STREAM
 from .streams import Causal, StreamInfo
-
-
-class SamplingError(ArblocksError):
-    """Sampling cannot go on: non-finite distribution parameters, or a cached step that disagrees with the model."""
-
-
-@dataclass
-class Event:
-    """One draw: the sub-pixel ``channel`` (None: every channel, for joint heads) of the pixel at ``row, col``."""
-
-    time: int
-    row: int
-    col: int
-    channel: int | None
-
-
-def events_of(model: ARModel, rank: torch.Tensor, joint: bool, known_mask: torch.Tensor | None) -> list[Event]:
-    C, width = model.image.channels, model.image.width
-    events = []
-    for pixel in torch.argsort(rank.flatten()).tolist():
-        r, c = divmod(pixel, width)
-        if known_mask is not None and bool(known_mask[r, c]):
-            continue
-        base = int(rank[r, c]) * C
-        events.extend([Event(base, r, c, None)] if joint else [Event(base + ch, r, c, ch) for ch in range(C)])
-    return events
 
 
 @dataclass
@@ -110,18 +84,10 @@ def _schedule(ready: torch.Tensor, event_times: torch.Tensor, device, grouped: b
     return regions
 
 
-class CachedSampler:
+class CachedSampler(Sampler):
     """Draws images with one cached forward step per draw. See the module docstring."""
 
-    def __init__(self, model: ARModel, registry=None):
-        from .ordering import ordering_of
-        from .plugins import get_registry
-
-        registry = registry or get_registry()
-        self.model = model.eval()
-        self.joint = registry.heads[model.spec.head.type].cls.joint
-        self.rank = ordering_of(model.spec, registry).rank(model.image.height, model.image.width)
-        self.last_run: dict = {}
+    last_run: dict = {}
 
     # -- plan -----------------------------------------------------------------------------------
     def nodes(self) -> tuple[list[Node], dict[str, Node], list[tuple[Node, list[Node], dict[str, Node]]]]:
@@ -191,7 +157,7 @@ class CachedSampler:
         device = next(model.parameters()).device
         dtype = next(model.parameters()).dtype
         x = start_images(n, image, known, device)
-        events = events_of(model, self.rank, self.joint, known_mask)
+        events, iterator = self.draws(known_mask, progress)
         nodes, streams, wiring = self.nodes()
         # buffers: the image (floats in [-1, 1]), the inputs, every block's output
         nodes[0].buffer = model.to_float(x)
@@ -211,11 +177,6 @@ class CachedSampler:
         record = Record(model, x) if verify else None
         recomputed: dict[str, int] = defaultdict(int)
 
-        iterator = events
-        if progress:
-            from tqdm import tqdm
-
-            iterator = tqdm(events, unit="draw", dynamic_ncols=True)
         with parametrize.cached():  # weight-normalized weights computed once, not at every step
             for index, event in enumerate(iterator):
                 for node in computed:
@@ -250,31 +211,6 @@ def tensor_bytes(value) -> int:
     if isinstance(value, dict):
         value = list(value.values())
     return sum(tensor_bytes(v) for v in value) if isinstance(value, (list, tuple)) else 0
-
-
-def start_images(n: int, image, known: torch.Tensor | None, device) -> torch.Tensor:
-    x = torch.zeros(n, image.channels, image.height, image.width, dtype=torch.long, device=device)
-    if known is not None:
-        x = known.to(device).long().expand(n, -1, -1, -1).clone()
-    return x
-
-
-def draw_at(model: ARModel, params: torch.Tensor, x: torch.Tensor, x_float: torch.Tensor | None, event: Event, index: int, generator, temperature: float) -> None:
-    """Draw the event's sub-pixel(s) from the head's parameters at its pixel ([..., 1, 1]) into ``x`` (and ``x_float``).
-    Both engines draw through here, so that one generator gives both the same images."""
-    if not torch.isfinite(params).all():
-        what = "every channel" if event.channel is None else f"channel {event.channel}"
-        raise SamplingError(
-            f"the model's distribution parameters are not finite at draw {index} (pixel row {event.row}, column {event.col}, {what}): "
-            "the weights or the conditioning hold NaN or infinite values"
-        )
-    draw = model.head.sample(params, generator=generator, temperature=temperature)[:, :, 0, 0]  # [B, C]
-    r, c, ch = event.row, event.col, event.channel
-    channels = slice(None) if ch is None else slice(ch, ch + 1)
-    x[:, channels, r, c] = draw[:, channels]
-    if x_float is not None:
-        levels = model.image.levels
-        x_float[:, channels, r, c] = x[:, channels, r, c].to(x_float.dtype) * (2.0 / (levels - 1)) - 1.0
 
 
 class Record:

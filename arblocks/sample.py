@@ -17,23 +17,15 @@ from pathlib import Path
 import torch
 from torch.nn.utils import parametrize
 
-from .cached import CachedSampler, SamplingError, draw_at, events_of, start_images
+from .cached import CachedSampler
+from .draws import Sampler, SamplingError, draw_at, start_images
 from .model import ARModel
-from .plugins import get_registry
 
 ENGINES = ("cached", "naive")
 
 
-class NaiveSampler:
-    def __init__(self, model: ARModel, registry=None):
-        registry = registry or get_registry()
-        self.model = model.eval()
-        self.joint = registry.heads[model.spec.head.type].cls.joint
-        from .ordering import ordering_of
-
-        self.rank = ordering_of(model.spec, registry).rank(model.image.height, model.image.width)
-        #: the pixels (row, column) in generation order
-        self.positions = [divmod(int(i), model.image.width) for i in torch.argsort(self.rank.flatten())]
+class NaiveSampler(Sampler):
+    """One full forward pass per draw: the reference the cached engine is tested against."""
 
     @torch.no_grad()
     def sample(
@@ -51,12 +43,7 @@ class NaiveSampler:
         model = self.model
         device = next(model.parameters()).device
         x = start_images(n, model.image, known, device)
-        events = events_of(model, self.rank, self.joint, known_mask)
-        iterator = events
-        if progress:
-            from tqdm import tqdm
-
-            iterator = tqdm(events, unit="draw", dynamic_ncols=True)
+        _, iterator = self.draws(known_mask, progress)
         with parametrize.cached():
             for index, event in enumerate(iterator):
                 r, c = event.row, event.col

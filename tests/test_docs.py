@@ -52,32 +52,18 @@ def test_parameter_counts_in_models_md_are_the_built_ones():
 
 
 def test_the_pattern_plugin_example_in_plugins_md_passes_the_kit():
-    import types
-
-    from arblocks.plugins import load_registry
     from arblocks.testing import check_plugin
 
-    text = (DOCS / "plugins.md").read_text()
-    code = text.split("A minimal pattern plugin", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
-    module = types.ModuleType("window_plugin")
-    exec(compile(code, "plugins.md", "exec"), module.__dict__)
-    registry = load_registry(entry_points=False, extra_plugins=[("window", module)])
+    registry = registry_with_plugin_from_docs("A minimal pattern plugin", "window")
     report = check_plugin("window", registry=registry, size=3)
     assert report.ok, report.summary()
 
 
 def test_the_local_block_example_in_plugins_md_samples_exactly_and_passes_the_kit():
-    import types
-
     from arblocks.cached import CachedSampler
-    from arblocks.plugins import load_registry
     from arblocks.testing import check_plugin
 
-    text = (DOCS / "plugins.md").read_text()
-    code = text.split("A local block needs only its reach", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
-    module = types.ModuleType("blur_plugin")
-    exec(compile(code, "plugins.md", "exec"), module.__dict__)
-    registry = load_registry(entry_points=False, extra_plugins=[("blur", module)])
+    registry = registry_with_plugin_from_docs("A local block needs only its reach", "blur")
     report = check_plugin("blur", registry=registry, size=4)
     assert report.ok, report.summary()
     assert {f.check for f in report.findings} >= {"causality", "incremental step"}
@@ -85,3 +71,16 @@ def test_the_local_block_example_in_plugins_md_samples_exactly_and_passes_the_ki
 
     model = build([{"type": "masked_conv", "mask": "A", "channels": 6}, {"type": "above_blur"}], registry=registry, size=5)
     assert CachedSampler(model, registry).fallback_blocks() == []
+
+
+def registry_with_plugin_from_docs(marker: str, name: str):
+    """A registry with the plugin whose code is the first Python block after ``marker`` in docs/plugins.md."""
+    import types
+
+    from arblocks.plugins import load_registry
+
+    text = (DOCS / "plugins.md").read_text()
+    code = text.split(marker, 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    module = types.ModuleType(f"{name}_plugin")
+    exec(compile(code, "plugins.md", "exec"), module.__dict__)
+    return load_registry(entry_points=False, extra_plugins=[(name, module)])
