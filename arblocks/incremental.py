@@ -123,6 +123,10 @@ def windowed_forward(block, reach: Reach, region: Region, inputs, aux) -> torch.
     """A local block's output at ``region`` from its ordinary forward on the window of its inputs the region reads."""
     if region.full:
         return region.take(block(*inputs, **aux))
+    maps = [t for t in [*inputs, *aux.values()] if isinstance(t, torch.Tensor) and t.dim() == 4]
+    if reach == Reach() and all(t.shape[2:] == (region.height, region.width) for t in maps):  # pointwise: the positions alone
+        strip = lambda t: region.strip(t) if isinstance(t, torch.Tensor) and t.dim() == 4 else t  # noqa: E731
+        return block(*map(strip, inputs), **{k: strip(v) for k, v in aux.items()})[:, :, 0]
     r0, r1, c0, c1 = region.box
     offset = None
 
@@ -154,16 +158,6 @@ def incremental_kind(block) -> str:
     return "full"
 
 
-def gather_patches(x: torch.Tensor, rr: torch.Tensor, cc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The values of ``x [B, C, H, W]`` at rows ``rr [n, kh]`` x columns ``cc [n, kw]`` (one patch per position):
-    ``[B, C, n, kh, kw]``, and ``[n, kh, kw]`` True where the tap lies inside the map (outside: zero padding)."""
-    height, width = x.shape[2:]
-    inside = ((rr >= 0) & (rr < height))[:, :, None] & ((cc >= 0) & (cc < width))[:, None, :]
-    flat = rr.clamp(0, height - 1)[:, :, None] * width + cc.clamp(0, width - 1)[:, None, :]  # [n, kh, kw]
-    patches = x.flatten(2).index_select(2, flat.flatten()).unflatten(2, flat.shape)  # [B, C, n, kh, kw]
-    return patches, inside
-
-
 def conv_at(layer, x: torch.Tensor, region: Region, top: int, left: int, stride: int = 1, transform=None) -> torch.Tensor:
     """A :class:`~arblocks.layers.Conv` (not transposed) at the region: ``[B, C_out, n]``. Output ``(i, j)`` reads input
     rows ``i * stride - top ...`` and columns ``j * stride - left ...`` (the kernel's top-left tap); taps outside
@@ -172,20 +166,42 @@ def conv_at(layer, x: torch.Tensor, region: Region, top: int, left: int, stride:
     kh, kw = weight.shape[2:]
     key = ("conv", kh, kw, top, left, stride, *x.shape[2:])
     if key not in region.memo:
-        device = x.device
-        rr = (region.rows * stride - top)[:, None] + torch.arange(kh, device=device)  # [n, kh]
-        cc = (region.cols * stride - left)[:, None] + torch.arange(kw, device=device)  # [n, kw]
-        height, width = x.shape[2:]
-        inside = ((rr >= 0) & (rr < height))[:, :, None] & ((cc >= 0) & (cc < width))[:, None, :]
-        flat = rr.clamp(0, height - 1)[:, :, None] * width + cc.clamp(0, width - 1)[:, None, :]  # [n, kh, kw]
-        region.memo[key] = (flat.flatten(), flat.shape, None if bool(inside.all()) else inside)
-    index, shape, inside = region.memo[key]
-    patches = x.flatten(2).index_select(2, index).unflatten(2, shape)  # [B, C, n, kh, kw]
+        if len(region) == 1:  # the common case, built in Python: far fewer calls than the tensor form
+            r, c = region.box[0] * stride - top, region.box[2] * stride - left
+            region.memo[key] = single_patch(list(range(r, r + kh)), list(range(c, c + kw)), *x.shape[2:], x.device)
+        else:
+            device = x.device
+            rr = (region.rows * stride - top)[:, None] + torch.arange(kh, device=device)  # [n, kh]
+            cc = (region.cols * stride - left)[:, None] + torch.arange(kw, device=device)  # [n, kw]
+            region.memo[key] = patch_index(rr, cc, None, *x.shape[2:])
+    return patch_linear(read_patches(x, *region.memo[key], transform), weight, layer.conv.bias)
+
+
+def patch_index(rr: torch.Tensor, cc: torch.Tensor, keep: torch.Tensor | None, height: int, width: int):
+    """(flat index, patch shape [n, kh, kw], mask or None) of patches at rows ``rr [n, kh]`` x columns ``cc [n, kw]``;
+    taps outside the map, or where ``keep [n, kh, kw]`` is False, read zeros."""
+    inside = ((rr >= 0) & (rr < height))[:, :, None] & ((cc >= 0) & (cc < width))[:, None, :]
+    if keep is not None:
+        inside = inside & keep
+    flat = rr.clamp(0, height - 1)[:, :, None] * width + cc.clamp(0, width - 1)[:, None, :]  # [n, kh, kw]
+    return flat.flatten(), flat.shape, None if bool(inside.all()) else inside
+
+
+def single_patch(rows: list, cols: list, height: int, width: int, device):
+    """:func:`patch_index` of one position's patch from Python lists of rows and columns (None: a tap that reads zero)."""
+    inside = [r is not None and c is not None and 0 <= r < height and 0 <= c < width for r in rows for c in cols]
+    flat = [min(max(r or 0, 0), height - 1) * width + min(max(c or 0, 0), width - 1) for r in rows for c in cols]
+    shape = (1, len(rows), len(cols))
+    mask = None if all(inside) else torch.tensor(inside, device=device).view(shape)
+    return torch.tensor(flat, device=device), shape, mask
+
+
+def read_patches(x: torch.Tensor, index: torch.Tensor, shape, inside: torch.Tensor | None, transform=None) -> torch.Tensor:
+    """The patches of :func:`patch_index` from ``x [B, C, H, W]``: ``[B, C, n, kh, kw]``, zero where masked (after ``transform``)."""
+    patches = x.flatten(2).index_select(2, index).unflatten(2, shape)
     if transform is not None:
         patches = transform(patches)
-    if inside is not None:
-        patches = patches * inside.to(patches.dtype)
-    return patch_linear(patches, weight, layer.conv.bias)
+    return patches if inside is None else patches * inside.to(patches.dtype)
 
 
 def patch_linear(patches: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

@@ -24,7 +24,7 @@ from pydantic import Field
 from ..block import Block, require_map
 from ..errors import BlockError
 from ..hookspecs import hookimpl
-from ..incremental import Reach, conv_at, gather_patches, patch_linear
+from ..incremental import Reach, conv_at, patch_index, patch_linear, read_patches, single_patch
 from ..layers import Conv
 from ..ops import channel_groups
 from ..spec import BlockConfig
@@ -220,13 +220,21 @@ class ShiftedDeconv(Block):
         """Output (r, c) sums tap (dy, dx) of input (i, j) where s * i + dy = r and s * j + dx = c + left."""
         weight = self.conv.weight()  # [in, out, kh, kw]
         kh, kw = weight.shape[2:]
-        s, device = self.config.stride, x.device
+        s = self.config.stride
         left = (kw - 1) // 2 if self.centred else 0
-        rows = region.rows[:, None] - torch.arange(kh, device=device)  # [n, kh]: s * i for every tap
-        cols = region.cols[:, None] + left - torch.arange(kw, device=device)  # [n, kw]: s * j
-        patches, inside = gather_patches(x, rows.div(s, rounding_mode="floor"), cols.div(s, rounding_mode="floor"))  # [B, C, n, kh, kw]
-        hit = inside & (rows % s == 0)[:, :, None] & (cols % s == 0)[:, None, :]
-        return patch_linear(patches * hit.to(patches.dtype), weight.transpose(0, 1), self.conv.conv.bias)
+        key = ("deconv", kh, kw, left, s, *x.shape[2:])
+        if key not in region.memo:
+            if len(region) == 1:
+                r, c = region.box[0], region.box[2] + left
+                rows = [(r - dy) // s if (r - dy) % s == 0 else None for dy in range(kh)]
+                cols = [(c - dx) // s if (c - dx) % s == 0 else None for dx in range(kw)]
+                region.memo[key] = single_patch(rows, cols, *x.shape[2:], x.device)
+            else:
+                rows = region.rows[:, None] - torch.arange(kh, device=x.device)  # [n, kh]: s * i for every tap
+                cols = region.cols[:, None] + left - torch.arange(kw, device=x.device)  # [n, kw]: s * j
+                hit = (rows % s == 0)[:, :, None] & (cols % s == 0)[:, None, :]
+                region.memo[key] = patch_index(rows.div(s, rounding_mode="floor"), cols.div(s, rounding_mode="floor"), hit, *x.shape[2:])
+        return patch_linear(read_patches(x, *region.memo[key]), weight.transpose(0, 1), self.conv.conv.bias)
 
     def causality(self, inputs, aux):
         state = inputs[0]

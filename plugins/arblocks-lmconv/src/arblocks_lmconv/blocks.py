@@ -14,7 +14,7 @@ from torch.nn.utils.parametrizations import weight_norm as apply_weight_norm
 from arblocks import Block, BlockConfig, Causal, ChannelMixing
 from arblocks.blocks.conv import ConvOutputConfig
 from arblocks.errors import BlockError
-from arblocks.incremental import gather_patches, patch_linear, pointwise_at
+from arblocks.incremental import patch_index, patch_linear, pointwise_at, read_patches
 from arblocks.layers import Conv
 from arblocks.spec import StreamRefs, stream_field
 from arblocks.streams import canonical, join
@@ -80,12 +80,13 @@ class LocallyMaskedConv(Block):
     def forward_at(self, region, cache, x, transform=None):
         """The output at the region's locations (cached sampling): their patches, each with its own mask."""
         k, d = self.config.kernel_size, self.config.dilation
-        offsets = (torch.arange(k, device=x.device) - k // 2) * d
-        patches, inside = gather_patches(x, region.rows[:, None] + offsets, region.cols[:, None] + offsets)  # [B, C, n, k, k]
-        if transform is not None:
-            patches = transform(patches)
+        key = ("lmconv", k, d, *x.shape[2:])
+        if key not in region.memo:  # shared by the layers that read the same patches at this region
+            offsets = (torch.arange(k, device=x.device) - k // 2) * d
+            region.memo[key] = patch_index(region.rows[:, None] + offsets, region.cols[:, None] + offsets, None, *x.shape[2:])
+        patches = read_patches(x, *region.memo[key], transform)  # [B, C, n, k, k]
         masks = rearrange(self.masks[:, region.flat], "(i j) n -> n i j", i=k)  # taps outside the image are masked too
-        return patch_linear(patches * (masks * inside).to(patches.dtype), self.conv.weight, self.conv.bias)
+        return patch_linear(patches * masks.to(patches.dtype), self.conv.weight, self.conv.bias)
 
     def causality(self, inputs, aux):
         state = canonical(inputs[0], self.image.channels)
