@@ -246,3 +246,18 @@ def test_cli_engines_write_the_same_grid_and_nan_weights_stop_with_a_clear_error
     assert main(["sample", str(tmp_path / "nan.pt"), "-n", "2", "--out", str(tmp_path / "x.png"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "not finite at draw 0 (pixel row 0, column 0" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("ordering", [{"type": "hilbert"}, {"type": "s_curve", "reflect_rows": True}])
+def test_attention_with_background_keys_under_another_ordering(ordering):
+    """PixelSNAIL-style attention (keys from the features and a positional map) over a locally masked stream, in a
+    non-raster order: the mask, the key/value buffers and the draws all follow the order."""
+    body = [{"type": "locally_masked_conv", "in": "x", "out": "h", "channels": 6, "mask": "A"},
+            {"type": "concat", "in": ["h", "grid"], "out": "keys"},
+            {"type": "conv", "in": "keys", "out": "keys", "channels": 6},
+            {"type": "causal_attention", "in": "h", "key": "keys", "value": "h", "heads": 2, "out": "att"},
+            {"type": "lm_gated_resnet", "in": "h", "aux": "att"}]
+    data = spec_dict(body, {"type": "logistic_mixture", "components": 2, "in": "h"}, channels=1, size=4, ordering=ordering,
+                     inputs={"grid": {"type": "positional_grid"}})
+    torch.manual_seed(0)
+    assert_engines_agree(build_model(parse_spec(data)))
