@@ -183,7 +183,7 @@ class CachedSampler(Sampler):
                     region = node.schedule[index]
                     if region is None:
                         continue
-                    region.put(node.buffer, node.compute(region))
+                    region.put(node.buffer, node.compute(region), only_groups=True)
                     if node.kind == "full" and not region.full:
                         recomputed[node.name] += 1
                 r, c = event.row, event.col

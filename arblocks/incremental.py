@@ -88,10 +88,10 @@ class Region:
         """The values of a map [B, C, H, W] at the region: [B, C, n]."""
         return t.flatten(2).index_select(2, self.flat)
 
-    def put(self, t: torch.Tensor, values: torch.Tensor) -> None:
-        """Write values [B, C, n] into the contiguous map ``t`` [B, C, H, W] at the region (only the channels of
-        ``groups`` when it is set)."""
-        if self.groups is not None:
+    def put(self, t: torch.Tensor, values: torch.Tensor, only_groups: bool = False) -> None:
+        """Write values [B, C, n] into the contiguous map ``t`` [B, C, H, W] at the region (with ``only_groups``, only
+        the channels of ``groups`` when it is set: how the sampler writes a stream)."""
+        if only_groups and self.groups is not None:
             lo, hi = self.channel_range(t.shape[1])
             t, values = t[:, lo:hi], values[:, lo:hi]
         t.flatten(2).index_copy_(2, self.flat, values.to(t.dtype))
