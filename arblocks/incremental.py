@@ -217,12 +217,17 @@ def pointwise_at(layer, values: torch.Tensor) -> torch.Tensor:
     return F.linear(values.transpose(1, 2), layer.weight().flatten(1), layer.conv.bias).transpose(1, 2)
 
 
-def attend_at(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-    """Masked attention of a few queries ``q [B, H, m, c]`` over all keys ``k, v [B, H, N, c]``; ``allowed``
-    ``[1 or H, m, N]`` bool (True: attend; every row keeps at least one key). The result of
+def attention_bias(allowed: torch.Tensor, batch: int, heads: int, dtype) -> torch.Tensor:
+    """The additive mask ``[B * H, m, N]`` (0 or -inf) of a bool ``allowed [1 or H, m, N]`` (True: attend), for :func:`attend_at`."""
+    m, n = allowed.shape[-2:]
+    return torch.where(allowed, 0.0, float("-inf")).to(dtype).expand(batch, heads, m, n).reshape(batch * heads, m, n)
+
+
+def attend_at(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Masked attention of a few queries ``q [B, H, m, c]`` over all keys ``k, v [B, H, N, c]`` with the additive mask
+    ``bias`` of :func:`attention_bias` (every row keeps at least one key). The result of
     ``scaled_dot_product_attention`` with that mask, in fewer and cheaper calls for a handful of queries."""
     b, h, m, c = q.shape
     n = k.shape[2]
-    bias = torch.where(allowed, 0.0, float("-inf")).to(q.dtype).expand(b, h, m, n).reshape(b * h, m, n)
     scores = torch.baddbmm(bias, q.reshape(b * h, m, c), k.reshape(b * h, n, c).transpose(1, 2), alpha=c**-0.5)
     return torch.bmm(scores.softmax(-1), v.reshape(b * h, n, v.shape[-1])).view(b, h, m, v.shape[-1])

@@ -20,7 +20,7 @@ from pydantic import Field
 from ..block import Block, require_map
 from ..errors import BlockError
 from ..hookspecs import hookimpl
-from ..incremental import attend_at
+from ..incremental import attend_at, attention_bias
 from ..spec import BlockConfig, StreamRefs, stream_field
 from ..streams import Causal, canonical, join
 
@@ -85,7 +85,8 @@ class CausalAttention(Block):
         q = rearrange(region.take(query), "b (heads c) n -> b heads n c", heads=heads)
         k, v = (rearrange(t, "b (heads c) h w -> b heads (h w) c", heads=heads) for t in (key, value))
         flat = region.flat
-        mixed = attend_at(q, k, v, self.attend[flat][None]) * self.has_past[flat].to(q.dtype)
+        bias = attention_bias(self.attend[flat][None], q.shape[0], heads, q.dtype)
+        mixed = attend_at(q, k, v, bias) * self.has_past[flat].to(q.dtype)
         return rearrange(mixed, "b heads n c -> b (heads c) n")
 
     def causality(self, inputs, aux):

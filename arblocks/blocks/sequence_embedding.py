@@ -137,7 +137,12 @@ class PositionEmbedding(Elementwise):
         return x + self.positions().to(x.dtype)
 
     def forward_at(self, region, cache, x):
-        return region.take(x) + self.positions().to(x.dtype)[:, region.rows, region.cols]
+        if self.config.kind != "factorized":
+            return region.take(x) + self.table[:, region.rows, region.cols].to(x.dtype)
+        grid = self.rows[:, region.rows] + self.cols[:, region.cols]  # [D, n]: only the region's vectors
+        if self.subs is not None:
+            grid = (grid[None] + self.subs.T[:, :, None]).flatten(0, 1)  # [(p d), n]
+        return region.take(x) + grid.to(x.dtype)
 
 
 def sinusoid(length: int, width: int, per_pixel: int, height: int, image_width: int) -> torch.Tensor:

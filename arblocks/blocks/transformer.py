@@ -13,14 +13,13 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
-from einops import rearrange
 from torch.utils.checkpoint import checkpoint
 
 from ..attention_patterns import attention_mask, pattern_of
 from ..block import Block, ChannelMixing, require_map
 from ..errors import BlockError
 from ..hookspecs import hookimpl
-from ..incremental import attend_at
+from ..incremental import attend_at, attention_bias
 from ..sequence import SUBPIXELS, SequencePositions, from_sequence, sequence_layout, to_sequence
 from ..spec import BlockConfig, typed_field
 from ..streams import Causal, canonical
@@ -150,25 +149,34 @@ class TransformerBlock(Block):
                 "v": torch.zeros(batch, heads, n, width // heads, device=device, dtype=dtype)}
 
     def forward_at(self, region, cache, x):
-        p = self.per_pixel
-        subs = torch.arange(p, device=x.device)
-        values = rearrange(region.take(x), "b (p d) n -> b n p d", p=p)
-        if p > 1 and region.groups is not None:  # one sub-pixel becomes final: compute only its sequence position
-            subs = subs[region.groups[0] : region.groups[0] + 1]
-            values = values[:, :, subs]
-        index = (region.flat[:, None] * p + subs).flatten()  # [m] sequence positions
-        seq = values.flatten(1, 2)  # [B, m, D]
-        attend = lambda s: self.cached_attention(s, index, cache)  # noqa: E731
+        p, n, b = self.per_pixel, len(region), x.shape[0]
+        key = ("sequence", p, region.groups)  # shared by the blocks of the model at this region
+        if key not in region.memo:
+            subs = torch.arange(p, device=x.device)
+            if p > 1 and region.groups is not None:  # one sub-pixel becomes final: compute only its sequence position
+                subs = subs[region.groups[0] : region.groups[0] + 1]
+            region.memo[key] = (subs, (region.flat[:, None] * p + subs).flatten())  # [m] sequence positions
+        subs, index = region.memo[key]
+        values = region.take(x).view(b, p, -1, n).permute(0, 3, 1, 2)  # [B, n, p, D]
+        seq = values[:, :, subs].flatten(1, 2) if len(subs) < p else values.flatten(1, 2)  # [B, m, D]
+        bias_key = ("bias", id(self.attend), key, b, x.dtype)
+        if bias_key not in region.memo:
+            region.memo[bias_key] = attention_bias(self.attend.mask[:, index], b, self.config.heads, x.dtype)
+        attend = lambda s: self.cached_attention(s, index, cache, region.memo[bias_key])  # noqa: E731
         seq = self.branch(self.branch(seq, attend, self.ln1), self.mlp, self.ln2)
-        out = seq.new_zeros(values.shape[0], len(region), p, seq.shape[-1])
-        out[:, :, subs] = seq.unflatten(1, (len(region), len(subs)))
-        return rearrange(out, "b n p d -> b (p d) n")
+        if len(subs) < p:
+            out = seq.new_zeros(b, n, p, seq.shape[-1])
+            out[:, :, subs] = seq.unflatten(1, (n, len(subs)))
+        else:
+            out = seq.view(b, n, p, -1)
+        return out.permute(0, 2, 3, 1).reshape(b, -1, n)  # [B, p * D, n]
 
-    def cached_attention(self, seq, index, cache):
+    def cached_attention(self, seq, index, cache, bias):
         q, k, v = self.qkv(seq).split([self.qk, self.qk, seq.shape[-1]], dim=-1)
         q, k, v = (t.unflatten(-1, (self.config.heads, -1)).transpose(1, 2) for t in (q, k, v))  # [B, heads, m, c]
-        cache["k"][:, :, index], cache["v"][:, :, index] = k, v
-        mixed = attend_at(q, cache["k"], cache["v"], self.attend.mask[:, index])
+        cache["k"].index_copy_(2, index, k)
+        cache["v"].index_copy_(2, index, v)
+        mixed = attend_at(q, cache["k"], cache["v"], bias)
         return self.proj(mixed.transpose(1, 2).flatten(2))
 
     def branch(self, seq, layer, norm):
