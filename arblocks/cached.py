@@ -151,52 +151,51 @@ class CachedSampler(Sampler):
         return compute
 
     # -- sampling -------------------------------------------------------------------------------
-    @torch.no_grad()
-    def sample(self, n, temperature=1.0, conditioning=None, known=None, known_mask=None, generator=None, progress=False, verify=True):
-        model, image = self.model, self.model.image
-        device = next(model.parameters()).device
-        dtype = next(model.parameters()).dtype
-        x = start_images(n, image, known, device)
-        events, iterator = self.draws(known_mask, progress)
+    def plan(self, x: torch.Tensor, conditioning: dict, events: list[Event]) -> tuple[list[Node], Node, list]:
+        """The nodes to compute (with their buffers and schedules), the head's input and the blocks' caches."""
+        model, n = self.model, x.shape[0]
+        device, dtype = x.device, next(model.parameters()).dtype
         nodes, streams, wiring = self.nodes()
-        # buffers: the image (floats in [-1, 1]), the inputs, every block's output
-        nodes[0].buffer = model.to_float(x)
-        for name, value in model.read_inputs(nodes[0].buffer, conditioning or {}).items():
+        nodes[0].buffer = model.to_float(x)  # the image, as floats in [-1, 1]
+        for name, value in model.read_inputs(nodes[0].buffer, conditioning).items():
             streams[name].buffer = value.contiguous()
         caches = [node.layer.new_cache(n, device, dtype) for node, _, _ in wiring]
         for (node, inputs, aux), cache in zip(wiring, caches):
             node.compute = self._layer(node, inputs, aux, cache)
         computed = [node for node in nodes if node.compute is not None]
-        for node in computed:
-            info = node.info
-            node.buffer = torch.zeros(n, info.channels, info.height, info.width, device=device, dtype=dtype)
-        plans = schedules([node.info for node in computed], self.rank, image.channels, [e.time for e in events], device)
+        plans = schedules([node.info for node in computed], self.rank, model.image.channels, [e.time for e in events], device)
         for node, plan in zip(computed, plans):
+            node.buffer = torch.zeros(n, *node.info.shape, device=device, dtype=dtype)
             node.schedule = plan
-        head_in = streams[model.head_in]
+        return [nodes[0], *computed], streams[model.head_in], caches
+
+    @torch.no_grad()
+    def sample(self, n, temperature=1.0, conditioning=None, known=None, known_mask=None, generator=None, progress=False, verify=True):
+        """Like :meth:`arblocks.sample.NaiveSampler.sample`; ``verify`` compares every draw's parameters with a full
+        forward pass at the end. ``last_run`` then holds the fallback blocks, the cache's size and the difference."""
+        model, conditioning = self.model, conditioning or {}
+        x = start_images(n, model.image, known, next(model.parameters()).device)
+        events, iterator = self.draws(known_mask, progress)
+        (image, *computed), head_in, caches = self.plan(x, conditioning, events)
         record = Record(model, x) if verify else None
         recomputed: dict[str, int] = defaultdict(int)
-
         with parametrize.cached():  # weight-normalized weights computed once, not at every step
             for index, event in enumerate(iterator):
                 for node in computed:
                     region = node.schedule[index]
-                    if region is None:
-                        continue
-                    region.put(node.buffer, node.compute(region), only_groups=True)
-                    if node.kind == "full" and not region.full:
-                        recomputed[node.name] += 1
-                r, c = event.row, event.col
-                params = model.head(head_in.buffer[:, :, r : r + 1, c : c + 1])
-                draw_at(model, params, x, nodes[0].buffer, event, index, generator, temperature)
+                    if region is not None:
+                        region.put(node.buffer, node.compute(region), only_groups=True)
+                        recomputed[node.name] += node.kind == "full" and not region.full
+                params = model.head(head_in.buffer[:, :, event.row : event.row + 1, event.col : event.col + 1])
+                draw_at(model, params, x, image.buffer, event, index, generator, temperature)
                 if record is not None:
                     record.add(params, event)
             if record is not None:
-                record.verify(conditioning or {})
-        stream_bytes = sum(tensor_bytes(node.buffer) for node in computed)
-        self.last_run = {"events": len(events), "fallback": dict(recomputed), "nodes": len(computed),
+                record.verify(conditioning)
+        streams = sum(tensor_bytes(node.buffer) for node in computed)
+        self.last_run = {"events": len(events), "fallback": {k: v for k, v in recomputed.items() if v}, "nodes": len(computed),
                          "max_difference": record.max_difference if record is not None else None,
-                         "stream_bytes": stream_bytes, "cache_bytes": stream_bytes + sum(tensor_bytes(c) for c in caches)}
+                         "stream_bytes": streams, "cache_bytes": streams + sum(tensor_bytes(c) for c in caches)}
         return x
 
     def fallback_blocks(self) -> list[str]:
