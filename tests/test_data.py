@@ -108,3 +108,53 @@ def test_shared_data_when_present():
         pytest.skip("../shared/data is not here")
     data = load_data(f"npz:{path}", "test", ImageSpec(channels=3, height=32, width=32, bits=8))
     assert data.images.shape == (256, 3, 32, 32)
+
+
+def bad_inputs(tmp_path):
+    """(source, what the message must say) for each malformed dataset a user may hand over."""
+    (tmp_path / "notzip.npz").write_bytes(b"hello, not a zip")
+    np.savez(tmp_path / "objects.npz", x_train=np.array([np.zeros((8, 8)), None], dtype=object))
+    np.savez(tmp_path / "wide.npz", x_train=np.full((2, 8, 8), 300, dtype=np.int16))
+    np.savez(tmp_path / "floats.npz", x_train=np.zeros((2, 8, 8), dtype=np.float32))
+    np.savez(tmp_path / "zeros.npz", x_train=np.zeros((2, 9, 9), dtype=np.uint8))
+    np.savez(tmp_path / "fourbit.npz", x_train=np.full((2, 8, 8), 15, dtype=np.uint8))
+    (tmp_path / "junk" / "train").mkdir(parents=True)
+    (tmp_path / "junk" / "train" / "a.png").write_text("not an image")
+    (tmp_path / "torn" / "train").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(tmp_path / "whole.png")
+    whole = (tmp_path / "whole.png").read_bytes()
+    (tmp_path / "torn" / "train" / "t.png").write_bytes(whole[: len(whole) // 2])
+    return [
+        (f"npz:{tmp_path}/notzip.npz", "is not a NumPy .npz file"),
+        (f"npz:{tmp_path}/objects.npz", "holds Python objects"),
+        (f"npz:{tmp_path}/wide.npz", "int16 values from 300 to 300 are not 8-bit levels"),
+        (f"npz:{tmp_path}/floats.npz", "expected integer images"),
+        (f"npz:{tmp_path}/zeros.npz", "the data's images are 1x9x9"),
+        (f"npz:{tmp_path}/fourbit.npz", "looks like 4-bit levels already"),
+        (f"folder:{tmp_path}/junk", "a.png is not a readable PNG image"),
+        (f"folder:{tmp_path}/torn", "t.png is not a readable PNG image"),
+    ]
+
+
+def test_malformed_data_gets_a_clear_error_naming_the_file(tmp_path):
+    for source, message in bad_inputs(tmp_path):
+        with pytest.raises(DataError, match=message):
+            load_data(source, "train", ImageSpec(channels=1, height=8, width=8, bits=4))
+
+
+def test_cli_exits_2_on_malformed_data(tmp_path, capsys):
+    from pathlib import Path
+
+    from arblocks.cli import main
+
+    tiny = Path(__file__).parent / "specs" / "tiny_digits.json"
+    for i, (source, message) in enumerate(bad_inputs(tmp_path)):
+        assert main(["train", str(tiny), "--data", source, "--out", str(tmp_path / f"run{i}"), "--steps", "1", "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "internal error" not in err and "Traceback" not in err
+
+
+def test_other_integer_types_holding_8_bit_levels_are_read_as_such(tmp_path):
+    np.savez(tmp_path / "int16.npz", x_train=np.arange(2 * 64, dtype=np.int16).reshape(2, 8, 8) % 256)
+    data = load_data(f"npz:{tmp_path}/int16.npz", "train", GREY8)
+    assert data.images.dtype == torch.uint8 and int(data.images.max()) == 127

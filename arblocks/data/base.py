@@ -72,11 +72,13 @@ def to_nchw(array, source: str) -> torch.Tensor:
     import numpy as np
 
     array = np.asarray(array)
-    if array.dtype != np.uint8:
-        if np.issubdtype(array.dtype, np.integer) and array.size and array.min() >= 0 and array.max() <= 255:
-            array = array.astype(np.uint8)
-        else:
-            raise DataError(f"{source}: expected uint8 images, got {array.dtype}")
+    if array.dtype != np.uint8:  # other integer types are read as 8-bit levels when every value is one (docs/training.md)
+        if not np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_:
+            raise DataError(f"{source}: expected integer images (uint8 levels), got {array.dtype}")
+        low, high = (int(array.min()), int(array.max())) if array.size else (0, 0)
+        if low < 0 or high > 255:
+            raise DataError(f"{source}: {array.dtype} values from {low} to {high} are not 8-bit levels (0..255); rescale them to uint8")
+        array = array.astype(np.uint8)
     array = np.ascontiguousarray(array)
     images = torch.from_numpy(array if array.flags.writeable else array.copy())
     if images.dim() == 3:
@@ -95,20 +97,27 @@ def bits_of(images: torch.Tensor) -> int:
 def prepare(data: ImageData, image: ImageSpec, binarize: bool = False) -> ImageData:
     """Fit the data to the spec's image: binarize or reduce the bit depth, and check the shape."""
     images, bits = data.images, data.bits
-    if binarize and bits > 1:
-        images, bits = (images >= 2 ** (bits - 1)).to(torch.uint8), 1
-    if image.bits < bits:
-        images = images >> (bits - image.bits)
-    elif image.bits > bits:
-        raise DataError(f"the data has {bits}-bit values but the spec models {image.bits}-bit images; set image.bits to {bits} in the spec")
     expected = (image.channels, image.height, image.width)
     if tuple(images.shape[1:]) != expected and tuple(images.permute(0, 3, 1, 2).shape[1:]) == expected:
         images = images.permute(0, 3, 1, 2).contiguous()  # tiny channels-last images (4x4x3) read as channels-first
-    if tuple(images.shape[1:]) != expected:
+    if tuple(images.shape[1:]) != expected:  # the shape first: it is the likelier mistake
         raise DataError(
             f"the data's images are {'x'.join(map(str, images.shape[1:]))} (channels x height x width), "
             f"but the spec's image is {'x'.join(map(str, expected))}"
         )
+    if binarize and bits > 1:
+        images, bits = (images >= 2 ** (bits - 1)).to(torch.uint8), 1
+    if image.bits < bits:
+        high = int(images.max()) if images.numel() else 0
+        if 1 < high < 2**image.bits and image.bits > 1:
+            raise DataError(
+                f"the data's values lie in 0..{high}, which looks like {image.bits}-bit levels already, but 8-bit data is reduced "
+                f"to the spec's {image.bits} bits by keeping its high bits, which would turn it into zeros; store the images "
+                f"scaled to 0..255 (e.g. levels * {255 // (2**image.bits - 1)})"
+            )
+        images = images >> (bits - image.bits)
+    elif image.bits > bits:
+        raise DataError(f"the data has {bits}-bit values but the spec models {image.bits}-bit images; set image.bits to {bits} in the spec")
     return ImageData(images, data.labels, image.bits)
 
 

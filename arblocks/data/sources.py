@@ -60,6 +60,9 @@ class Npz(DatasetType):
         path = Path(self.config.path)
         if not path.is_file():
             raise DataError(f"npz: no such file: {path}")
+        with path.open("rb") as head:
+            if head.read(4) != b"PK\x03\x04":
+                raise DataError(f"npz: {path} is not a NumPy .npz file (a zip archive of .npy arrays, as numpy.savez writes)")
         try:
             f = np.load(path, allow_pickle=False)
         except (ValueError, OSError) as error:
@@ -71,9 +74,17 @@ class Npz(DatasetType):
             if key is None:
                 raise DataError(f"npz: {path} has no array {' or '.join(names)} (it has {', '.join(f.files)}); choose one with --data-key")
             label_key = key.replace("x", "y", 1) if key.startswith("x") else None
-            images = to_nchw(f[key], f"npz:{path}")
-            labels = _labels(f[label_key]) if label_key in f.files else None
+            images = to_nchw(_array(f, key, path), f"npz:{path}")
+            labels = _labels(_array(f, label_key, path)) if label_key in f.files else None
         return ImageData(images, labels, bits_of(images))
+
+
+def _array(f, key: str, path: Path) -> np.ndarray:
+    try:
+        return f[key]
+    except (ValueError, OSError) as error:  # object arrays need pickle, which could run code; truncated members
+        reason = "it holds Python objects, which are not loaded (unpickling could run code)" if "allow_pickle" in str(error) else str(error)[:160]
+        raise DataError(f"npz: cannot read array '{key}' of {path}: {reason}; save the images as a uint8 array") from None
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -182,8 +193,11 @@ class Folder(DatasetType):
         classes = sorted({f.parent.relative_to(base).as_posix() for f in files})
         arrays, labels = [], []
         for f in files:
-            with Image.open(f) as im:
-                arrays.append(np.asarray(im.convert("L" if im.mode in ("L", "1", "P", "I;16") else "RGB")))
+            try:
+                with Image.open(f) as im:
+                    arrays.append(np.asarray(im.convert("L" if im.mode in ("L", "1", "P", "I;16") else "RGB")))
+            except (OSError, ValueError, SyntaxError) as error:  # not an image, truncated, or corrupt
+                raise DataError(f"folder: {f} is not a readable PNG image ({type(error).__name__}: {str(error)[:120]}); remove or replace it") from None
             labels.append(classes.index(f.parent.relative_to(base).as_posix()))
         if len({a.shape for a in arrays}) != 1:
             raise DataError(f"folder: the images under {base} do not all have one size")
