@@ -95,8 +95,15 @@ def load_model(path: str | Path, weights: str = "ema"):
     model = build_model(spec)
     if weights not in ("ema", "raw"):
         raise CheckpointError(f"weights must be 'ema' or 'raw', got {weights!r}")
+    tensors = state["ema" if weights == "ema" else "model"]
+    for name, tensor in tensors.items() if isinstance(tensors, dict) else ():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(
+                f"{path}: the {weights} weights hold NaN or infinite values in '{name}' (the run diverged); "
+                "evaluate or sample an earlier checkpoint, or retrain with a lower learning rate"
+            )
     try:
-        model.load_state_dict(state["ema" if weights == "ema" else "model"])
+        model.load_state_dict(tensors)
     except RuntimeError as error:
         raise CheckpointError(f"{path}: the weights do not fit the spec's model: {str(error).splitlines()[0]}") from None
     return model.eval(), state

@@ -226,7 +226,7 @@ def test_random_sequence_compositions_sample_exactly(data):
     assert_engines_agree(build_model(parse_spec(data)))
 
 
-def test_cli_engines_write_the_same_grid_and_nan_weights_stop_with_a_clear_error(tmp_path, capsys):
+def test_cli_engines_write_the_same_grid_and_nan_weights_are_refused(tmp_path, capsys):
     from arblocks.checkpoint import load, save_atomic
     from arblocks.cli import main
 
@@ -243,9 +243,11 @@ def test_cli_engines_write_the_same_grid_and_nan_weights_stop_with_a_clear_error
                 tensor.fill_(float("nan"))
     save_atomic(state, tmp_path / "nan.pt")
     capsys.readouterr()
-    assert main(["sample", str(tmp_path / "nan.pt"), "-n", "2", "--out", str(tmp_path / "x.png"), "--no-progress"]) == 2
-    err = capsys.readouterr().err
-    assert "not finite at draw 0 (pixel row 0, column 0" in err and "Traceback" not in err
+    for command in (["sample", str(tmp_path / "nan.pt"), "-n", "2", "--out", str(tmp_path / "x.png"), "--no-progress"],
+                    ["eval", str(tmp_path / "nan.pt"), "--data", "digits"]):
+        assert main(command) == 2  # refused at load time, naming the tensor
+        err = capsys.readouterr().err
+        assert "weights hold NaN or infinite values in '" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("ordering", [{"type": "hilbert"}, {"type": "s_curve", "reflect_rows": True}])
