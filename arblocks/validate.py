@@ -18,6 +18,7 @@ from .errors import Problem, SpecError, did_you_mean, json_path
 from .plugins import get_registry
 from .registry import Registry
 from .spec import BLOCKS_MARK, TYPED_MARK, ModelSpec
+from .spec_size import MAX_DEPTH, check_size
 
 KIND_WORDS = {"block": "block", "head": "head", "input": "input", "ordering": "ordering", "attention": "attention pattern"}
 LIST_COMMANDS = {
@@ -43,6 +44,11 @@ def read_spec_file(path: str | Path) -> Any:
     except json.JSONDecodeError as error:
         message = f"malformed JSON at line {error.lineno}, column {error.colno}: {error.msg}"
         raise SpecError([Problem("", "json_invalid", message)], source=str(path)) from None
+    except RecursionError:
+        message = f"the JSON nests too deep to read; a spec may nest at most {MAX_DEPTH} levels of objects and arrays"
+        raise SpecError([Problem("", "too_deep", message)], source=str(path)) from None
+    except MemoryError:
+        raise SpecError([Problem("", "too_large", f"the file ({len(text):,} characters) is too large to read")], source=str(path)) from None
 
 
 def load_spec(path: str | Path, registry: Registry | None = None) -> ModelSpec:
@@ -55,6 +61,7 @@ def parse_spec(data: Any, registry: Registry | None = None, source: str | None =
     problems: list[Problem] = []
     if not isinstance(data, dict):
         raise SpecError([Problem("", "type_error", f"a spec must be a JSON object, got {type(data).__name__}")], source)
+    check_size(data, source)
     try:
         spec = ModelSpec.model_validate(data)
     except ValidationError as error:

@@ -129,3 +129,39 @@ def test_model_rejects_bad_tensors():
         model(torch.full((1, 3, 4, 4), 256))
     with pytest.raises(ValueError, match=r"shape \[B, 3, 4, 4\]"):
         model(torch.zeros(1, 1, 4, 4, dtype=torch.long))
+
+
+def test_size_limits_are_checked_before_anything_is_built(tmp_path, monkeypatch):
+    """A billion layers from three nested repeats, nesting past the depth limit (also past what the JSON reader can
+    parse): clear problems with JSON paths, at once."""
+    import json
+    import time
+
+    from arblocks import parse_spec
+    from arblocks.errors import SpecError
+    from arblocks.validate import load_spec
+
+    repeat = {"type": "relu"}
+    for _ in range(3):
+        repeat = {"type": "repeat", "times": 1000, "body": [repeat]}
+    bomb = {"name": "x", "image": {"channels": 1, "height": 4, "width": 4, "bits": 1},
+            "body": [{"type": "masked_conv", "mask": "A", "channels": 4}, repeat], "head": {"type": "bernoulli"}}
+    start = time.perf_counter()
+    with pytest.raises(SpecError, match=r"1,000,000,001 blocks .* limit of 100,000") as caught:
+        parse_spec(bomb)
+    assert time.perf_counter() - start < 1.0 and caught.value.problems[0].path == "/body"
+    monkeypatch.setenv("ARBLOCKS_MAX_LAYERS", str(2 * 10**9))
+    small = json.loads(json.dumps(bomb).replace('"times": 1000', '"times": 2'))
+    assert parse_spec(small)  # 9 blocks: well under any limit
+    monkeypatch.delenv("ARBLOCKS_MAX_LAYERS")
+
+    nested = {"type": "masked_conv", "mask": "A", "channels": 4}
+    for _ in range(40):
+        nested = {"type": "residual", "body": [nested]}
+    with pytest.raises(SpecError, match="nests more than 64 levels") as caught:
+        parse_spec({**bomb, "body": [nested]})
+    assert caught.value.problems[0].path.startswith("/body/0/body/0/body/0")
+
+    (tmp_path / "brackets.json").write_text('{"body": ' + "[" * 200_000 + "]" * 200_000 + "}")
+    with pytest.raises(SpecError, match="nests too deep to read"):
+        load_spec(tmp_path / "brackets.json")
