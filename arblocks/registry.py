@@ -70,10 +70,20 @@ class Registry:
         return [p for p in self.plugins if p.error]
 
     def add(self, kind: str, cls: type, plugin: str, distribution: str) -> None:
-        name = type_name(cls)
+        base = base_class(kind)
+        structural = kind == "block" and getattr(cls, "structural", False)  # `repeat`: unrolled by the builder, no module
+        if not isinstance(cls, type) or not (structural or issubclass(cls, base)):
+            raise RegistryError(f"plugin '{plugin}' ({distribution}) registers {cls!r} as a {kind} type, but it is not a subclass of {base.__module__}.{base.__name__}")
+        try:
+            name = type_name(cls)
+        except RegistryError as error:
+            raise RegistryError(f"plugin '{plugin}' ({distribution}): {error}") from None
         table = self.entries[kind]
         if name in table:
             first = table[name]
+            if first.plugin == plugin:
+                what = "the same class twice" if first.cls is cls else f"two classes ({first.cls.__name__} and {cls.__name__})"
+                raise RegistryError(f"plugin '{plugin}' ({distribution}) registers {what} as {kind} type '{name}'; call register once per type")
             raise RegistryError(
                 f"{kind} type '{name}' is provided by two plugins: '{first.plugin}' ({first.distribution}) "
                 f"and '{plugin}' ({distribution}); uninstall or disable one (ARBLOCKS_DISABLE_PLUGINS=name)"
@@ -87,6 +97,18 @@ class Registry:
                 if pattern is None or fnmatch.fnmatchcase(name, pattern) or pattern in name:
                     out.append(entry)
         return out
+
+
+def base_class(kind: str) -> type:
+    """The class every registered type of a kind derives from."""
+    from .attention_patterns import AttentionPattern
+    from .block import Block
+    from .data.base import DatasetType
+    from .head import Head
+    from .inputs import InputType
+    from .ordering import Ordering
+
+    return {"block": Block, "head": Head, "input": InputType, "ordering": Ordering, "attention": AttentionPattern, "dataset": DatasetType}[kind]
 
 
 def type_name(cls: Any) -> str:

@@ -128,3 +128,47 @@ def test_cli_lists_plugin_blocks_and_schema_includes_them(installed_plugins):
     text = subprocess.run([sys.executable, "-m", "arblocks", "blocks"], capture_output=True, text=True, env=env)
     assert "brokenplug" in text.stderr and "Traceback" not in text.stderr
     assert textwrap.dedent("scale").strip() in text.stdout
+
+
+def test_registration_mistakes_name_the_plugin(make_registry):
+    from typing import Literal
+
+    from pydantic import BaseModel
+
+    from arblocks import BlockConfig, Elementwise, hookimpl
+    from arblocks.errors import RegistryError
+
+    class ScaleConfig(BlockConfig):
+        type: Literal["scale"] = "scale"
+
+    class Scale(Elementwise):
+        Config = ScaleConfig
+
+    class NotABlock:
+        Config = ScaleConfig
+
+    class Twice:
+        @hookimpl
+        def arblocks_register_blocks(self, register):
+            register(Scale)
+            register(Scale)
+
+    class Stray:
+        @hookimpl
+        def arblocks_register_blocks(self, register):
+            register(NotABlock)
+
+    class Untyped(Elementwise):
+        Config = BaseModel
+
+    class NoType:
+        @hookimpl
+        def arblocks_register_blocks(self, register):
+            register(Untyped)
+
+    cases = [(Twice(), "plugin 'twice' (.*) registers the same class twice as block type 'scale'"),
+             (Stray(), "plugin 'stray' (.*) registers .*NotABlock.* as a block type, but it is not a subclass of arblocks.block.Block"),
+             (NoType(), "plugin 'notype' (.*): .*Untyped.* has no Config with a `type` field")]
+    for plugin, message in cases:
+        with pytest.raises(RegistryError, match=message):
+            make_registry((type(plugin).__name__.lower(), plugin))
