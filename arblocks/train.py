@@ -31,7 +31,7 @@ from .spec import ModelSpec
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.csv"
 PLOT = "bits_per_dim.png"
-FIELDS = ["step", "split", "bits_per_dim", "nats_per_image", "images_per_s", "lr", "skipped_steps"]
+FIELDS = ["step", "split", "bits_per_dim", "nats_per_image", "images_per_s", "lr", "skipped_steps", "weights"]
 
 
 class TrainingError(ArblocksError):
@@ -114,17 +114,22 @@ def evaluate(model: ARModel, data: ImageData, batch_size: int, device, world: Wo
 
 
 class EMA:
-    """Polyak averages of the parameters (and copies of the buffers)."""
+    """Polyak averages of the parameters (and copies of the buffers), with a warm-up: the decay at step t is
+    min(decay, (1 + t) / (10 + t)), so that early averages follow the weights instead of the initialization."""
 
     def __init__(self, model: torch.nn.Module, decay: float):
         self.decay = decay
         self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
+    def decay_at(self, step: int) -> float:
+        return min(self.decay, (1 + step) / (10 + step))
+
     @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        decay = self.decay_at(step)
         for k, v in model.state_dict().items():
             if v.is_floating_point():
-                self.state[k].lerp_(v, 1 - self.decay)
+                self.state[k].lerp_(v, 1 - decay)
             else:
                 self.state[k].copy_(v)
 
@@ -240,7 +245,7 @@ def _run(spec, data_source, test_source, run_dir: Path, config: TrainConfig, sta
         bad_in_a_row = 0
         optimizer.step()
         schedule.step()
-        ema.update(model)
+        ema.update(model, step)
         window_loss += loss_value
         window_count += 1
         window_images += config.batch_size
@@ -329,7 +334,17 @@ def _write_metrics(world: World, run_dir: Path, step, split, bpd, nats, rate, lr
         if new:
             writer.writeheader()
         writer.writerow({"step": step, "split": split, "bits_per_dim": f"{bpd:.6f}", "nats_per_image": "" if nats is None else f"{nats:.4f}",
-                         "images_per_s": "" if rate is None else f"{rate:.2f}", "lr": f"{lr:.6g}", "skipped_steps": skipped})
+                         "images_per_s": "" if rate is None else f"{rate:.2f}", "lr": f"{lr:.6g}", "skipped_steps": skipped,
+                         "weights": "raw" if split == "train" else "ema"})  # train rows: the steps' own weights; test rows: the averages
+
+
+def _complete_row(row: dict) -> bool:
+    """A metrics row written whole (a process killed mid-write leaves a torn last line)."""
+    try:
+        int(row["step"]), float(row["bits_per_dim"])
+    except (TypeError, ValueError, KeyError):
+        return False
+    return row.get("split") in ("train", "test") and row.get("skipped_steps") not in (None, "")
 
 
 def _trim_metrics(path: Path, step: int) -> None:
@@ -337,7 +352,7 @@ def _trim_metrics(path: Path, step: int) -> None:
     if not path.exists():
         return
     with path.open(newline="") as f:
-        rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
+        rows = [r for r in csv.DictReader(f) if _complete_row(r) and int(r["step"]) <= step]
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, FIELDS)
         writer.writeheader()

@@ -176,3 +176,33 @@ def test_completion_keeps_the_given_rows(tmp_path):
     assert samples.shape == (4, 1, 8, 8) and samples.min() >= 0 and samples.max() <= 15
     assert torch.equal(samples[:, :, :3], known[:, :, :3].expand(4, -1, -1, -1))
     assert not torch.equal(samples[0, :, 3:], samples[1, :, 3:])  # the rest is sampled
+
+
+def test_ema_warms_up_and_metrics_say_which_weights(tmp_path):
+    from arblocks.train import EMA
+
+    layer = torch.nn.Linear(2, 2)
+    ema = EMA(layer, 0.9995)
+    start = layer.weight.detach().clone()
+    with torch.no_grad():
+        layer.weight.add_(1.0)
+    ema.update(layer, step=0)  # decay 1/10 at the first step, not 0.9995
+    assert torch.allclose(ema.state["weight"], start + 0.9)
+    assert ema.decay_at(10**6) == 0.9995
+    train(load_spec(TINY), "digits", tmp_path / "run", TrainConfig(steps=6, **FAST), progress=False)
+    rows = list(csv.DictReader((tmp_path / "run/metrics.csv").open()))
+    assert {(r["split"], r["weights"]) for r in rows} == {("train", "raw"), ("test", "ema")}
+
+
+def test_resume_drops_a_row_torn_by_a_killed_process(tmp_path):
+    spec = load_spec(TINY)
+    straight = tmp_path / "straight"
+    train(spec, "digits", straight, TrainConfig(steps=12, **FAST), progress=False)
+    train(spec, "digits", tmp_path / "split", TrainConfig(steps=6, **FAST), progress=False)
+    with (tmp_path / "split/metrics.csv").open("a") as f:
+        f.write("10,train,2.9")  # the start of a row, cut by kill -9
+    train(spec, "digits", tmp_path / "split", TrainConfig(steps=12, **FAST), resume=True, progress=False)
+    rows = list(csv.DictReader((tmp_path / "split/metrics.csv").open()))
+    assert [(r["step"], r["split"]) for r in rows] == [("5", "train"), ("6", "train"), ("6", "test"), ("10", "train"), ("12", "train"), ("12", "test")]
+    same_steps = {(r["step"], r["split"]): r["bits_per_dim"] for r in csv.DictReader((straight / "metrics.csv").open())}
+    assert all(same_steps[(r["step"], r["split"])] == r["bits_per_dim"] for r in rows if (r["step"], r["split"]) in (("5", "train"), ("12", "test")))
