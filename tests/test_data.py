@@ -158,3 +158,8 @@ def test_other_integer_types_holding_8_bit_levels_are_read_as_such(tmp_path):
     np.savez(tmp_path / "int16.npz", x_train=np.arange(2 * 64, dtype=np.int16).reshape(2, 8, 8) % 256)
     data = load_data(f"npz:{tmp_path}/int16.npz", "train", GREY8)
     assert data.images.dtype == torch.uint8 and int(data.images.max()) == 127
+
+
+def test_a_palette_spec_on_pixel_data_points_to_the_palette_option():
+    with pytest.raises(DataError, match="train it with --palette 512"):
+        load_data("digits", "train", ImageSpec(channels=1, height=8, width=8, bits=9))

@@ -117,6 +117,9 @@ def prepare(data: ImageData, image: ImageSpec, binarize: bool = False) -> ImageD
             )
         images = images >> (bits - image.bits)
     elif image.bits > bits:
+        if image.bits > 8:  # more levels than any pixel value: the spec models palette tokens (Image GPT)
+            raise DataError(f"the spec models {image.bits}-bit tokens, more levels than 8-bit pixels have: it is a palette model; "
+                            f"train it with --palette {2**image.bits} (k-means colours fitted on the training pixels)")
         raise DataError(f"the data has {bits}-bit values but the spec models {image.bits}-bit images; set image.bits to {bits} in the spec")
     return ImageData(images, data.labels, image.bits)
 
