@@ -45,79 +45,79 @@ def parser() -> argparse.ArgumentParser:
     b.set_defaults(run=cmd_build)
 
     c = sub.add_parser("check", help="the full dependency map of a spec: violations, batch independence, coverage, blind spot")
-    c.add_argument("spec")
+    c.add_argument("spec", help="path of a JSON spec")
     c.add_argument("--size", type=int, default=None, metavar="N", help="check on an N x N image (default: the spec's own size where feasible, else the largest that fits a few seconds)")
-    c.add_argument("--mode", choices=["both", "train", "eval"], default="both")
+    c.add_argument("--mode", choices=["both", "train", "eval"], default="both", help="the model's mode(s) to check (default both)")
     c.add_argument("--samples", type=int, default=1, help="random images whose dependencies are combined (default 1)")
     c.add_argument("--method", choices=["auto", "gradient", "perturbation"], default="auto",
                    help="gradient (exact), perturbation (for token inputs), auto: gradient where a gradient path exists")
     c.add_argument("--max-listed", type=int, default=50, help="violations and unseen inputs listed in the text report")
-    c.add_argument("--json", action="store_true")
+    c.add_argument("--json", action="store_true", help="print the report as JSON")
     c.set_defaults(run=cmd_check)
 
     rf = sub.add_parser("receptive-field", help="draw what one output pixel depends on, for one or several specs")
-    rf.add_argument("spec")
+    rf.add_argument("spec", help="path of a JSON spec")
     rf.add_argument("--pixel", required=True, metavar="ROW,COL", help="the predicted pixel")
     rf.add_argument("--out", required=True, help="PNG file to write")
     rf.add_argument("--compare", nargs="+", default=[], metavar="SPEC", help="more specs, drawn side by side")
     rf.add_argument("--size", type=int, default=None, metavar="N", help="image size (default: the spec's, at most 16)")
-    rf.add_argument("--samples", type=int, default=1)
+    rf.add_argument("--samples", type=int, default=1, help="random images whose dependencies are combined (default 1)")
     rf.add_argument("--json", action="store_true", help="also print coverage and leaks as JSON")
     rf.set_defaults(run=cmd_receptive_field)
 
     t = sub.add_parser("train", help="train a spec's model on a dataset (single process, or torchrun for DDP)")
-    t.add_argument("spec")
+    t.add_argument("spec", help="path of a JSON spec")
     t.add_argument("--data", required=True, help="data source: digits, npz:PATH, mnist:PATH, cifar10:PATH, folder:PATH")
     t.add_argument("--test-data", default=None, help="source of the test split (default: the --data source)")
     t.add_argument("--out", required=True, help="run folder (checkpoint.pt, metrics.csv, bits_per_dim.png)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
-    t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
     for name, field in TRAIN_FLAGS:
-        t.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, **field)
+        t.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, help=train_help(name), **field)
     t.set_defaults(run=cmd_train)
 
     e = sub.add_parser("eval", help="exact bits/dim (and nats per image) of a checkpoint on a dataset")
-    e.add_argument("checkpoint")
-    e.add_argument("--data", required=True)
-    e.add_argument("--split", default="test")
-    e.add_argument("--batch-size", type=int, default=64)
-    e.add_argument("--weights", choices=["ema", "raw"], default="ema")
-    e.add_argument("--binarize", action="store_true")
-    e.add_argument("--data-key", default=None)
-    e.add_argument("--device", default="auto")
-    e.add_argument("--json", action="store_true")
+    e.add_argument("checkpoint", help="checkpoint.pt of a run")
+    e.add_argument("--data", required=True, help="data source: digits, npz:PATH, mnist:PATH, cifar10:PATH, folder:PATH")
+    e.add_argument("--split", default="test", help="the split to evaluate: test (default), train or valid")
+    e.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
+    e.add_argument("--weights", choices=["ema", "raw"], default="ema", help="the averaged weights (default) or the last step's")
+    e.add_argument("--binarize", action="store_true", help="binarize the images (threshold at half the range), as in training")
+    e.add_argument("--data-key", default=None, help="array name inside an npz file")
+    e.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    e.add_argument("--json", action="store_true", help="print the result as JSON")
     e.set_defaults(run=cmd_eval)
 
     sm = sub.add_parser("sample", help="a PNG grid of samples from a checkpoint (or completions of an image)")
-    sm.add_argument("checkpoint")
+    sm.add_argument("checkpoint", help="checkpoint.pt of a run")
     sm.add_argument("-n", type=int, default=16, help="number of samples")
     sm.add_argument("--out", required=True, help="PNG file")
-    sm.add_argument("--temperature", type=float, default=1.0)
+    sm.add_argument("--temperature", type=float, default=1.0, help="below 1 sharpens every distribution, above 1 flattens it (default 1)")
     sm.add_argument("--label", type=int, default=None, help="class label, for class-conditional specs")
     sm.add_argument("--complete", default=None, metavar="IMAGE.png", help="keep the first --rows rows of this image and sample the rest")
-    sm.add_argument("--rows", type=int, default=None)
-    sm.add_argument("--seed", type=int, default=0)
-    sm.add_argument("--weights", choices=["ema", "raw"], default="ema")
-    sm.add_argument("--device", default="auto")
-    sm.add_argument("--no-progress", action="store_true")
+    sm.add_argument("--rows", type=int, default=None, help="with --complete: how many rows of the image to keep")
+    sm.add_argument("--seed", type=int, default=0, help="seed of the draws: one seed, one grid, whichever engine (default 0)")
+    sm.add_argument("--weights", choices=["ema", "raw"], default="ema", help="the averaged weights (default) or the last step's")
+    sm.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    sm.add_argument("--no-progress", action="store_true", help="no progress bar")
     sm.add_argument("--engine", choices=["cached", "naive"], default="cached",
                     help="cached (default): compute only the positions each draw makes computable; naive: a full forward pass per draw")
     sm.set_defaults(run=cmd_sample)
 
     s = sub.add_parser("schema", help="print the JSON Schema of a spec, with every registered block")
-    s.add_argument("--indent", type=int, default=2)
+    s.add_argument("--indent", type=int, default=2, help="spaces per indentation level (default 2)")
     s.set_defaults(run=cmd_schema)
 
     bl = sub.add_parser("blocks", help="list the registered block types (and heads, inputs, orderings)")
     bl.add_argument("pattern", nargs="?", help="glob or substring of the type name")
-    bl.add_argument("--kind", choices=["block", "head", "input", "ordering", "attention", "dataset", "all"], default="all")
-    bl.add_argument("--json", action="store_true")
+    bl.add_argument("--kind", choices=["block", "head", "input", "ordering", "attention", "dataset", "all"], default="all", help="list only this kind of registered type (default all)")
+    bl.add_argument("--json", action="store_true", help="print the list as JSON")
     bl.add_argument("--markdown", action="store_true", help="print the full catalogue with every field, in Markdown (docs/blocks.md)")
     bl.add_argument("--no-plugins", action="store_true", help="only the built-in types (no entry points)")
     bl.set_defaults(run=cmd_blocks)
 
     pl = sub.add_parser("plugins", help="the loaded plugins, what each provides, and the errors of those that failed")
-    pl.add_argument("--json", action="store_true")
+    pl.add_argument("--json", action="store_true", help="print the plugins as JSON")
     pl.set_defaults(run=cmd_plugins)
     return p
 
@@ -208,6 +208,17 @@ TRAIN_FLAGS = [
     ("binarize", {"action": "store_const", "const": True}), ("no_init", {"action": "store_const", "const": True}),
     ("palette", {"type": int}),
 ]
+
+
+def train_help(name: str) -> str:
+    """The help of a train flag: the option's description in TrainConfig, with its default."""
+    from .train import TrainConfig
+
+    field = TrainConfig.model_fields["init" if name == "no_init" else name]
+    if name == "no_init":
+        return "skip the data-dependent initialization of weight-normalized layers"
+    default = "" if field.default is None or field.default is False else f" (default {field.default})"
+    return (field.description or name).rstrip(".") + default
 
 
 def cmd_train(args) -> int:

@@ -51,7 +51,7 @@ class TrainConfig(BaseModel):
     ema_decay: float = Field(0.9995, ge=0, lt=1, description="Polyak averaging of the weights, used for evaluation and sampling.")
     seed: int = Field(0, ge=0, description="Seed of the data order, the initialization and every step's randomness.")
     eval_every: int = Field(500, gt=0, description="Evaluate test bits/dim with the EMA weights every N steps (and at the end).")
-    eval_batch_size: int = Field(64, gt=0)
+    eval_batch_size: int = Field(64, gt=0, description="Images per forward pass when evaluating the test split.")
     checkpoint_every: int = Field(100, gt=0, description="Write the checkpoint every N steps (and at the end).")
     log_every: int = Field(10, gt=0, description="Write a train row to metrics.csv every N steps.")
     max_bad_steps: int = Field(10, gt=0, description="Stop after this many consecutive steps with a non-finite loss or gradient.")

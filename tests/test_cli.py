@@ -93,3 +93,12 @@ def test_the_command_the_project_is_known_by():
     assert out.returncode == 0, out.stderr
     assert "total trainable parameters: 46,021,908" in out.stdout
     assert "PASSED" in out.stdout and "coverage of the allowed past: min 1.000" in out.stdout
+
+
+def test_every_option_of_every_verb_is_described():
+    from arblocks.cli import parser
+
+    verbs = next(a for a in parser()._actions if a.dest == "command").choices
+    missing = [f"{verb} {a.option_strings or a.dest}" for verb, sub in verbs.items() for a in sub._actions
+               if a.dest != "help" and not (a.help or "").strip()]
+    assert not missing, missing
