@@ -38,6 +38,7 @@ def parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("build", help="validate and build a spec, print its blocks and check its causality")
     b.add_argument("spec", help="path of a JSON spec")
+    b.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
     b.add_argument("--json", action="store_true", help="print a JSON report instead of a table")
     b.add_argument("--check-size", type=int, default=None, metavar="N",
                    help="check causality on an N x N image at most (default: the largest size whose check fits about a second per mode)")
@@ -46,6 +47,7 @@ def parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check", help="the full dependency map of a spec: violations, batch independence, coverage, blind spot")
     c.add_argument("spec", help="path of a JSON spec")
+    c.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
     c.add_argument("--size", type=int, default=None, metavar="N", help="check on an N x N image (default: the spec's own size where feasible, else the largest that fits a few seconds)")
     c.add_argument("--mode", choices=["both", "train", "eval"], default="both", help="the model's mode(s) to check (default both)")
     c.add_argument("--samples", type=int, default=1, help="random images whose dependencies are combined (default 1)")
@@ -67,6 +69,7 @@ def parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a spec's model on a dataset (single process, or torchrun for DDP)")
     t.add_argument("spec", help="path of a JSON spec")
+    t.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
     t.add_argument("--data", required=True, help="data source: digits, npz:PATH, mnist:PATH, cifar10:PATH, folder:PATH")
     t.add_argument("--test-data", default=None, help="source of the test split (default: the --data source)")
     t.add_argument("--out", required=True, help="run folder (checkpoint.pt, metrics.csv, bits_per_dim.png)")
@@ -140,7 +143,7 @@ def cmd_build(args) -> int:
 
     if args.check_size is not None and args.check_size < 1:
         raise UsageError("--check-size must be at least 1")
-    spec = load_spec(args.spec)
+    spec = load_spec_with(args.spec, args.set)
     with spec_source(args.spec):
         model = build_model(spec)
         causality = None if args.no_check else check_spec(spec, size=args.check_size or "auto", parameters=model.num_parameters())
@@ -157,7 +160,7 @@ def cmd_check(args) -> int:
 
     if args.size is not None and args.size < 1 or args.samples < 1:
         raise UsageError("--size and --samples must be at least 1")
-    spec = load_spec(args.spec)
+    spec = load_spec_with(args.spec, args.set)
     modes = ("train", "eval") if args.mode == "both" else (args.mode,)
     with spec_source(args.spec):
         parameters = build_model(spec, device="meta").num_parameters() if args.size is None else None
@@ -210,6 +213,21 @@ TRAIN_FLAGS = [
 ]
 
 
+SET_HELP = ("override a spec field, e.g. --set image.height=16 --set defaults.gated_resnet.dropout=0.1 (a dotted path, numbers "
+            "index lists; a JSON value); validated like the spec, repeatable")
+
+
+def load_spec_with(path: str, overrides: list[str]):
+    """The spec of a file with ``--set`` overrides applied, validated (problems name the file or the override's path)."""
+    from .edit import apply_overrides
+    from .validate import parse_spec, read_spec_file
+
+    data = read_spec_file(path)
+    if overrides and isinstance(data, dict):
+        data = apply_overrides(data, overrides)
+    return parse_spec(data, source=f"{path} with --set" if overrides else str(path))
+
+
 def train_help(name: str) -> str:
     """The help of a train flag: the option's description in TrainConfig, with its default."""
     from .train import TrainConfig
@@ -227,7 +245,7 @@ def cmd_train(args) -> int:
     from .train import TrainConfig, train
     from .validate import load_spec
 
-    spec = load_spec(args.spec)
+    spec = load_spec_with(args.spec, args.set)
     values = {name: getattr(args, name) for name, _ in TRAIN_FLAGS if getattr(args, name) is not None}
     if values.pop("no_init", None):
         values["init"] = False

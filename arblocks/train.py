@@ -213,6 +213,7 @@ def _run(spec, data_source, test_source, run_dir: Path, config: TrainConfig, sta
         for stale in run_dir.glob(f".{CHECKPOINT}.*.tmp"):  # left by a process killed between write and rename
             stale.unlink()
         _trim_metrics(run_dir / METRICS, start)
+        (run_dir / "spec.json").write_text(json.dumps(json.loads(ckpt.spec_json(spec)), indent=2) + "\n")  # the effective spec (after --set)
         (run_dir / "run.json").write_text(json.dumps({"spec": json.loads(ckpt.spec_json(spec)), "data": data_source, "config": config.model_dump(mode="json")}, indent=2))
     bar = _progress(progress and world.main, config.steps, start)
     window_loss, window_count, window_images, window_start = 0.0, 0, 0, time.perf_counter()

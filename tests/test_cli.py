@@ -102,3 +102,22 @@ def test_every_option_of_every_verb_is_described():
     missing = [f"{verb} {a.option_strings or a.dest}" for verb, sub in verbs.items() for a in sub._actions
                if a.dest != "help" and not (a.help or "").strip()]
     assert not missing, missing
+
+
+def test_set_overrides_are_validated_like_the_spec_and_saved_with_the_run(tmp_path, capsys):
+    import json
+
+    tiny = ROOT / "tests/specs/tiny_digits.json"
+    run = tmp_path / "run"
+    assert main(["train", str(tiny), "--data", "digits", "--out", str(run), "--steps", "2", "--no-progress",
+                 "--set", "body.1.times=1", "--set", "defaults.masked_conv.bias=false", "--set", "name=tiny-set"]) == 0
+    saved = json.loads((run / "spec.json").read_text())
+    assert saved["name"] == "tiny-set" and saved["body"][1]["times"] == 1
+    assert all(b.get("bias", True) is False for b in saved["body"] if b["type"] == "masked_conv")
+    capsys.readouterr()
+    assert main(["build", str(tiny), "--no-check", "--set", "image.height=-1"]) == 2
+    assert "/image/height" in capsys.readouterr().err
+    assert main(["build", str(tiny), "--no-check", "--set", "body.9.channels=3"]) == 2
+    assert "/body/9/channels: '9' is not an index of the list at /body (3 items)" in capsys.readouterr().err
+    assert main(["check", str(tiny), "--set", "height16"]) == 2
+    assert "--set expects PATH=VALUE" in capsys.readouterr().err
