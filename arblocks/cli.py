@@ -89,6 +89,9 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--data-key", default=None, help="array name inside an npz file")
     e.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
+    e.add_argument("--orders", type=int, default=1, metavar="K",
+                   help="average the likelihood over K of the 8 transposed/reflected forms of the spec's ordering (a mixture, as in "
+                        "locally masked convolutions); needs blocks that work under every order (default 1)")
     e.set_defaults(run=cmd_eval)
 
     sm = sub.add_parser("sample", help="a PNG grid of samples from a checkpoint (or completions of an image)")
@@ -270,12 +273,25 @@ def cmd_eval(args) -> int:
     model, state = load_model(args.checkpoint, args.weights)
     device = pick_device(args.device, World())
     data = load_data(args.data, args.split, model.image, args.binarize, args.data_key, palette=state.get("palette"))
-    bpd, nats = evaluate(model.to(device), data, args.batch_size, device)
+    per_order = None
+    if args.orders != 1:
+        from .order_average import evaluate_orders, ordering_variants
+
+        try:
+            models = ordering_variants(model.to(device), args.orders)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        bpd, nats, per_order = evaluate_orders(models, data, args.batch_size, device)
+    else:
+        bpd, nats = evaluate(model.to(device), data, args.batch_size, device)
     if args.json:
-        print(json.dumps({"checkpoint": args.checkpoint, "step": state["step"], "split": args.split, "images": len(data), "bits_per_dim": bpd, "nats_per_image": nats, "weights": args.weights}))
+        print(json.dumps({"checkpoint": args.checkpoint, "step": state["step"], "split": args.split, "images": len(data), "bits_per_dim": bpd,
+                          "nats_per_image": nats, "weights": args.weights, "orders": args.orders, "bits_per_dim_per_order": per_order}))
     else:
         print(f"{args.checkpoint} (step {state['step']}, {args.weights} weights) on {args.data} {args.split} ({len(data)} images): "
               f"{bpd:.4f} bits/dim, {nats:.2f} nats per image")
+        if per_order is not None:
+            print(f"averaged over {args.orders} orders; each order alone: {', '.join(f'{v:.4f}' for v in per_order)} bits/dim")
     return EXIT_OK
 
 

@@ -1,6 +1,7 @@
 """The `arblocks` command as a user runs it."""
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -121,3 +122,25 @@ def test_set_overrides_are_validated_like_the_spec_and_saved_with_the_run(tmp_pa
     assert "/body/9/channels: '9' is not an index of the list at /body (3 items)" in capsys.readouterr().err
     assert main(["check", str(tiny), "--set", "height16"]) == 2
     assert "--set expects PATH=VALUE" in capsys.readouterr().err
+
+
+def test_eval_averages_over_orders_for_order_agnostic_specs_only(tmp_path, capsys):
+    import json
+
+    run = tmp_path / "lm"
+    assert main(["train", str(ROOT / "specs/lmconv_small.json"), "--data", "digits", "--out", str(run), "--steps", "2", "--batch-size", "8",
+                 "--no-progress", "--set", "image.height=8", "--set", "image.width=8"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run / "checkpoint.pt"), "--data", "digits", "--orders", "3", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    per_order, mixed = report["bits_per_dim_per_order"], report["bits_per_dim"]
+    assert report["orders"] == 3 and len(per_order) == 3
+    assert min(per_order) - math.log2(3) / report["images"] / 64 - 1e-9 <= mixed <= sum(per_order) / 3 + 1e-9  # a mixture's bounds
+    assert main(["eval", str(run / "checkpoint.pt"), "--data", "digits", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["bits_per_dim"] == pytest.approx(per_order[0], rel=1e-9)  # the spec's own order
+
+    tiny = tmp_path / "tiny"
+    assert main(["train", str(ROOT / "tests/specs/tiny_digits.json"), "--data", "digits", "--out", str(tiny), "--steps", "1", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(tiny / "checkpoint.pt"), "--data", "digits", "--orders", "2"]) == 2
+    assert "averaging over orders needs blocks that work under every order" in capsys.readouterr().err
