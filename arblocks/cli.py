@@ -212,7 +212,7 @@ TRAIN_FLAGS = [
     ("eval_batch_size", {"type": int}), ("checkpoint_every", {"type": int}), ("log_every", {"type": int}),
     ("max_bad_steps", {"type": int}), ("data_key", {}), ("device", {}), ("dtype", {"choices": ["fp32", "bf16"]}),
     ("binarize", {"action": "store_const", "const": True}), ("no_init", {"action": "store_const", "const": True}),
-    ("palette", {"type": int}),
+    ("palette", {"type": int}), ("tensorboard", {"action": "store_const", "const": True}), ("tensorboard_samples", {"type": int}),
 ]
 
 

@@ -88,6 +88,17 @@ def save_grid(images: torch.Tensor, path: str | Path, levels: int, columns: int 
     """A PNG grid of integer-level images [N, C, H, W] (grey for C = 1, RGB for C = 3)."""
     from PIL import Image
 
+    canvas = grid_image(images, levels, columns, pad, scale)
+    c = canvas.shape[0]
+    array = canvas.permute(1, 2, 0).numpy()
+    picture = Image.fromarray(array[:, :, 0] if c == 1 else array, mode="L" if c == 1 else "RGB")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    picture.save(path)
+    return picture.size
+
+
+def grid_image(images: torch.Tensor, levels: int, columns: int | None = None, pad: int = 2, scale: int | None = None) -> torch.Tensor:
+    """Integer-level images [N, C, H, W] laid out as one uint8 picture [C, H', W'] on white (C = 1 or 3)."""
     n, c, h, w = images.shape
     if c not in (1, 3):
         raise ValueError(f"a grid shows 1- or 3-channel images, got {c} channels")
@@ -101,11 +112,7 @@ def save_grid(images: torch.Tensor, path: str | Path, levels: int, columns: int 
     for i in range(n):
         r, col = divmod(i, columns)
         canvas[:, pad + r * cell_h : pad + r * cell_h + h * scale, pad + col * cell_w : pad + col * cell_w + w * scale] = pixels[i]
-    array = canvas.permute(1, 2, 0).numpy()
-    picture = Image.fromarray(array[:, :, 0] if c == 1 else array, mode="L" if c == 1 else "RGB")
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    picture.save(path)
-    return picture.size
+    return canvas
 
 
 def load_image(path: str | Path, channels: int, height: int, width: int, bits: int) -> torch.Tensor:

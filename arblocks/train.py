@@ -60,6 +60,8 @@ class TrainConfig(BaseModel):
     data_key: str | None = Field(None, description="Array name for npz sources.")
     device: str = Field("auto", description="cpu, cuda, cuda:N or auto.")
     dtype: Literal["fp32", "bf16"] = Field("fp32", description="bf16 runs the model under autocast; the loss stays float32.")
+    tensorboard: bool = Field(False, description="Also write TensorBoard event files to RUN_DIR/tensorboard: train and test bits/dim, nats, learning rate, images/s, skipped steps, and a grid of samples at every evaluation (needs the tensorboard package).")
+    tensorboard_samples: int = Field(4, ge=0, le=64, description="Images sampled (cached engine, averaged weights) for TensorBoard at every evaluation; 0: none.")
     palette: int | None = Field(
         None, gt=1, le=65536, description="Quantize RGB data to this many k-means colours fitted on the training pixels, one token per pixel (Image GPT)."
     )
@@ -216,6 +218,7 @@ def _run(spec, data_source, test_source, run_dir: Path, config: TrainConfig, sta
         (run_dir / "spec.json").write_text(json.dumps(json.loads(ckpt.spec_json(spec)), indent=2) + "\n")  # the effective spec (after --set)
         (run_dir / "run.json").write_text(json.dumps({"spec": json.loads(ckpt.spec_json(spec)), "data": data_source, "config": config.model_dump(mode="json")}, indent=2))
     bar = _progress(progress and world.main, config.steps, start)
+    board = Board(run_dir, start) if config.tensorboard and world.main else None
     window_loss, window_count, window_images, window_start = 0.0, 0, 0, time.perf_counter()
     bad_in_a_row = 0
     last = {"train": float("nan"), "test": None, "nats": None}
@@ -256,18 +259,25 @@ def _run(spec, data_source, test_source, run_dir: Path, config: TrainConfig, sta
             last["train"] = total / max(count, 1)
             rate = window_images / elapsed if elapsed > 0 else float("nan")
             _write_metrics(world, run_dir, step, "train", last["train"], None, rate, schedule.get_last_lr()[0], skipped)
+            if board is not None:
+                board.train(step, last["train"], rate, schedule.get_last_lr()[0], skipped)
             if bar is not None:
                 bar.set_postfix(bpd=f"{last['train']:.3f}", img_s=f"{rate:.1f}", skipped=skipped)
             window_loss, window_count, window_images, window_start = 0.0, 0, 0, time.perf_counter()
         if step % config.eval_every == 0 or step == config.steps:
-            last["test"], last["nats"] = _evaluate_ema(spec, ema, test_data, config, device, world)
+            averaged = _ema_model(spec, ema, device)
+            last["test"], last["nats"] = evaluate(averaged, test_data, config.eval_batch_size, device, world, config.dtype)
             _write_metrics(world, run_dir, step, "test", last["test"], last["nats"], None, schedule.get_last_lr()[0], skipped)
+            if board is not None:
+                board.test(step, last["test"], last["nats"], averaged, config.tensorboard_samples, config.seed, palette)
         if step % config.checkpoint_every == 0 or step == config.steps:
             _save(world, run_dir, spec, model, ema, optimizer, schedule, step, skipped, config, palette)
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
+    if board is not None:
+        board.close()
     if world.main:
         plot_metrics(run_dir / METRICS, run_dir / PLOT, spec.name)
     barrier(world)
@@ -291,10 +301,10 @@ def _gradient_norm(model: torch.nn.Module, clip: float | None) -> float:
     return float(torch.nn.utils.clip_grad_norm_(params, clip))
 
 
-def _evaluate_ema(spec: ModelSpec, ema: EMA, data: ImageData, config: TrainConfig, device, world: World):
+def _ema_model(spec: ModelSpec, ema: EMA, device) -> ARModel:
     model = build_model(spec).to(device)
     model.load_state_dict(ema.state)
-    return evaluate(model, data, config.eval_batch_size, device, world, config.dtype)
+    return model
 
 
 def _save(world: World, run_dir: Path, spec, model, ema: EMA, optimizer, schedule, step: int, skipped: int, config: TrainConfig, palette=None) -> None:
@@ -323,6 +333,41 @@ def _progress(enabled: bool, total: int, initial: int):
     from tqdm import tqdm
 
     return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
+
+
+class Board:
+    """TensorBoard event files in RUN_DIR/tensorboard (events after the checkpoint's step are dropped on resume)."""
+
+    def __init__(self, run_dir: Path, start: int):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as error:
+            raise TrainingError(f"--tensorboard needs the tensorboard package ({error}): pip install tensorboard") from None
+        self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start + 1 if start else None)
+
+    def train(self, step: int, bpd: float, rate: float, lr: float, skipped: int) -> None:
+        for name, value in (("train/bits_per_dim", bpd), ("train/images_per_s", rate), ("train/lr", lr), ("train/skipped_steps", skipped)):
+            self.writer.add_scalar(name, value, step)
+
+    def test(self, step: int, bpd: float, nats: float, model: ARModel, samples: int, seed: int, palette) -> None:
+        self.writer.add_scalar("test/bits_per_dim", bpd, step)
+        self.writer.add_scalar("test/nats_per_image", nats, step)
+        if samples:
+            from .sample import grid_image, sample_images
+
+            device = next(model.parameters()).device
+            conditioning = {k: model.inputs[k].example(samples, torch.Generator().manual_seed(seed)).to(device) for k in model.provided_inputs}
+            images = sample_images(model, samples, conditioning=conditioning, generator=torch.Generator(device).manual_seed(seed)).cpu()
+            levels = model.image.levels
+            if palette is not None:
+                from .data.palette import colours
+
+                images, levels = colours(images, palette), 256
+            self.writer.add_image("samples", grid_image(images, levels), step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 def _write_metrics(world: World, run_dir: Path, step, split, bpd, nats, rate, lr, skipped) -> None:

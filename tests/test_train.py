@@ -206,3 +206,21 @@ def test_resume_drops_a_row_torn_by_a_killed_process(tmp_path):
     assert [(r["step"], r["split"]) for r in rows] == [("5", "train"), ("6", "train"), ("6", "test"), ("10", "train"), ("12", "train"), ("12", "test")]
     same_steps = {(r["step"], r["split"]): r["bits_per_dim"] for r in csv.DictReader((straight / "metrics.csv").open())}
     assert all(same_steps[(r["step"], r["split"])] == r["bits_per_dim"] for r in rows if (r["step"], r["split"]) in (("5", "train"), ("12", "test")))
+
+
+def test_tensorboard_event_files_hold_the_metrics_and_sample_grids(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from arblocks.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", str(TINY), "--data", "digits", "--out", str(run), "--steps", "4", "--eval-every", "2", "--log-every", "2",
+                 "--batch-size", "8", "--tensorboard", "--tensorboard-samples", "2", "--no-progress"]) == 0
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    tags = events.Tags()
+    assert {"train/bits_per_dim", "train/lr", "train/images_per_s", "test/bits_per_dim", "test/nats_per_image"} <= set(tags["scalars"])
+    assert [e.step for e in events.Scalars("test/bits_per_dim")] == [2, 4]
+    rows = [r for r in csv.DictReader((run / "metrics.csv").open()) if r["split"] == "test"]
+    assert [round(e.value, 5) for e in events.Scalars("test/bits_per_dim")] == [round(float(r["bits_per_dim"]), 5) for r in rows]
+    assert tags["images"] == ["samples"] and len(events.Images("samples")) == 2
