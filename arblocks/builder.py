@@ -20,6 +20,7 @@ from torch import nn
 from .block import Block, BuildContext
 from .errors import BlockError, Problem, SpecError, did_you_mean
 from .incremental import Reach
+from .spec_size import max_parameters
 from .model import ARModel, Ref, Step
 from .ops import keeps_groups, ungrouped
 from .plugins import get_registry
@@ -106,6 +107,7 @@ class Builder:
         self.layers: list[nn.Module] = []
         self.steps: list[Step] = []
         self.rows: list[Row] = []
+        self.parameters = 0  # built so far, against spec_size.max_parameters()
 
     # -- problems -------------------------------------------------------------------------------
     def problem(self, path: str, kind: str, message: str) -> None:
@@ -193,7 +195,12 @@ class Builder:
             state.stacks.setdefault(config.push, []).append((info, path))
         self.steps.append(Step(len(self.layers), label, path, config.type, refs, aux_refs, out, config.push, info, aux))
         self.layers.append(block)
-        self.rows.append(Row(label, config.type, info.describe(), count_params(block), 0, out_state.label))
+        params = count_params(block)
+        self.rows.append(Row(label, config.type, info.describe(), params, 0, out_state.label))
+        self.parameters += params
+        if self.parameters > max_parameters():
+            self.fail(path, "too_large", f"the model reaches {self.parameters:,} parameters at this block, more than the limit of {max_parameters():,}; "
+                      "narrow the layers, or raise the limit with ARBLOCKS_MAX_PARAMETERS if you mean it")
         if isinstance(getattr(block, "body", None), Chain):
             self.rows.extend(Row(r.label, r.type, r.shape, r.params, r.depth + 1, r.causal) for r in block.body.rows)
 

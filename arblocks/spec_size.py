@@ -19,9 +19,18 @@ MAX_DEPTH = 64
 MAX_LAYERS = 100_000
 
 
+#: trainable parameters, checked block by block while building, unless ARBLOCKS_MAX_PARAMETERS says otherwise
+MAX_PARAMETERS = 2_000_000_000
+
+
 def max_layers() -> int:
     value = os.environ.get("ARBLOCKS_MAX_LAYERS", "")
     return int(value) if value.isdigit() else MAX_LAYERS
+
+
+def max_parameters() -> int:
+    value = os.environ.get("ARBLOCKS_MAX_PARAMETERS", "")
+    return int(value) if value.isdigit() else MAX_PARAMETERS
 
 
 class _TooDeep(Exception):

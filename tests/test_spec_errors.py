@@ -165,3 +165,15 @@ def test_size_limits_are_checked_before_anything_is_built(tmp_path, monkeypatch)
     (tmp_path / "brackets.json").write_text('{"body": ' + "[" * 200_000 + "]" * 200_000 + "}")
     with pytest.raises(SpecError, match="nests too deep to read"):
         load_spec(tmp_path / "brackets.json")
+
+
+def test_building_stops_at_the_block_that_passes_the_parameter_limit(monkeypatch):
+    from arblocks import build_model
+    from arblocks.errors import SpecError
+
+    monkeypatch.setenv("ARBLOCKS_MAX_PARAMETERS", "2000")
+    spec = parse_spec(spec_dict([{"type": "masked_conv", "mask": "A", "channels": 8}, {"type": "masked_conv", "channels": 16},
+                                 {"type": "masked_conv", "channels": 16}], channels=1))
+    with pytest.raises(SpecError, match="more than the limit of 2,000") as caught:
+        build_model(spec)
+    assert caught.value.problems[0].path == "/body/2"  # 80 + 1,168 + 2,320 parameters: the third block passes 2,000
