@@ -246,8 +246,8 @@ class Record:
         if diff > tolerance:
             raise SamplingError(
                 f"cached sampling disagrees with the model: the distribution parameters at some draw differ from a full forward pass "
-                f"by {diff:.3g} (tolerance {tolerance:.3g}); a block's incremental step (forward_at or reach) is wrong. "
-                "Sample with --engine naive, and report the block."
+                f"by {diff:.3g} (tolerance {tolerance:.3g}): a block's incremental step (forward_at or reach) is wrong, or the model "
+                "is not causal (`arblocks check` tells which). Sample with --engine naive, and report the block."
             )
 
 

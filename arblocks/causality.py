@@ -24,6 +24,7 @@ import torch
 
 from .model import ARModel
 from .plugins import get_registry
+from .errors import ArblocksError
 from .registry import Registry
 from .spec import ImageSpec, ModelSpec
 
@@ -402,3 +403,21 @@ def check_spec(
     sizes, budget = ((max(spec.image.height, spec.image.width), *CHECK_SIZES), CHECK_BUDGET) if thorough else (AUTO_SIZES, AUTO_BUDGET)
     model = build_for_check(spec, size, registry, static_causality, parameters, sizes, budget)
     return check_model(model, modes=modes, samples=samples, seed=seed, registry=registry, method=method)
+
+
+class CausalityError(ArblocksError):
+    """A spec failed the causality check where one was required (train, eval, sample)."""
+
+
+def require_causal(spec: ModelSpec, action: str, registry: Registry | None = None) -> str:
+    """Run the check of `arblocks build` on ``spec``; raise :class:`CausalityError` if it fails, else say what was checked."""
+    report = check_spec(spec, size="auto", registry=registry)
+    where = "x".join(map(str, report.image))
+    if not report.ok:
+        leaks = sum(len(m.violations) for m in report.modes.values())
+        raise CausalityError(
+            f"'{spec.name}' fails the causality check on a {where} image ({leaks} violation(s)): its outputs see pixels they must not, "
+            f"so its {action} would be meaningless. `arblocks check SPEC` shows where; pass --no-check to {action} anyway"
+        )
+    return f"passed on a {where} image ({', '.join(report.modes)} mode)"
+

@@ -89,6 +89,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--data-key", default=None, help="array name inside an npz file")
     e.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
+    e.add_argument("--no-check", action="store_true", help="evaluate without checking the checkpoint's spec for causality first")
     e.add_argument("--orders", type=int, default=1, metavar="K",
                    help="average the likelihood over K of the 8 transposed/reflected forms of the spec's ordering (a mixture, as in "
                         "locally masked convolutions); needs blocks that work under every order (default 1)")
@@ -106,6 +107,7 @@ def parser() -> argparse.ArgumentParser:
     sm.add_argument("--weights", choices=["ema", "raw"], default="ema", help="the averaged weights (default) or the last step's")
     sm.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     sm.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sm.add_argument("--no-check", action="store_true", help="sample without checking the checkpoint's spec for causality first")
     sm.add_argument("--engine", choices=["cached", "naive"], default="cached",
                     help="cached (default): compute only the positions each draw makes computable; naive: a full forward pass per draw")
     sm.set_defaults(run=cmd_sample)
@@ -213,6 +215,7 @@ TRAIN_FLAGS = [
     ("max_bad_steps", {"type": int}), ("data_key", {}), ("device", {}), ("dtype", {"choices": ["fp32", "bf16"]}),
     ("binarize", {"action": "store_const", "const": True}), ("no_init", {"action": "store_const", "const": True}),
     ("palette", {"type": int}), ("tensorboard", {"action": "store_const", "const": True}), ("tensorboard_samples", {"type": int}),
+    ("no_check", {"action": "store_const", "const": True}),
 ]
 
 
@@ -235,9 +238,11 @@ def train_help(name: str) -> str:
     """The help of a train flag: the option's description in TrainConfig, with its default."""
     from .train import TrainConfig
 
-    field = TrainConfig.model_fields["init" if name == "no_init" else name]
     if name == "no_init":
         return "skip the data-dependent initialization of weight-normalized layers"
+    if name == "no_check":
+        return "train without checking the spec's causality first (run.json says so); only for debugging a leak"
+    field = TrainConfig.model_fields[name]
     default = "" if field.default is None or field.default is False else f" (default {field.default})"
     return (field.description or name).rstrip(".") + default
 
@@ -252,6 +257,8 @@ def cmd_train(args) -> int:
     values = {name: getattr(args, name) for name, _ in TRAIN_FLAGS if getattr(args, name) is not None}
     if values.pop("no_init", None):
         values["init"] = False
+    if values.pop("no_check", None):
+        values["check"] = False
     try:
         config = TrainConfig(**values)
     except ValidationError as error:
@@ -266,11 +273,14 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    from .causality import require_causal
     from .checkpoint import load_model
     from .data import load_data
     from .train import World, evaluate, pick_device
 
     model, state = load_model(args.checkpoint, args.weights)
+    if not args.no_check:
+        require_causal(model.spec, "evaluation")
     device = pick_device(args.device, World())
     data = load_data(args.data, args.split, model.image, args.binarize, args.data_key, palette=state.get("palette"))
     per_order = None
@@ -298,6 +308,7 @@ def cmd_eval(args) -> int:
 def cmd_sample(args) -> int:
     import torch
 
+    from .causality import require_causal
     from .checkpoint import load_model
     from .sample import CachedSampler, NaiveSampler, load_image, save_grid
     from .train import World, pick_device
@@ -305,6 +316,8 @@ def cmd_sample(args) -> int:
     if args.n < 1 or args.temperature <= 0:
         raise UsageError("-n must be at least 1 and --temperature positive")
     model, state = load_model(args.checkpoint, args.weights)
+    if not args.no_check:
+        require_causal(model.spec, "sampling")
     device = pick_device(args.device, World())
     model = model.to(device)
     image = model.image

@@ -60,6 +60,7 @@ class TrainConfig(BaseModel):
     data_key: str | None = Field(None, description="Array name for npz sources.")
     device: str = Field("auto", description="cpu, cuda, cuda:N or auto.")
     dtype: Literal["fp32", "bf16"] = Field("fp32", description="bf16 runs the model under autocast; the loss stays float32.")
+    check: bool = Field(True, description="Check the spec's causality before training, as `arblocks build` does (run.json says how it went); off: --no-check.")
     tensorboard: bool = Field(False, description="Also write TensorBoard event files to RUN_DIR/tensorboard: train and test bits/dim, nats, learning rate, images/s, skipped steps, and a grid of samples at every evaluation (needs the tensorboard package).")
     tensorboard_samples: int = Field(4, ge=0, le=64, description="Images sampled (cached engine, averaged weights) for TensorBoard at every evaluation; 0: none.")
     palette: int | None = Field(
@@ -171,6 +172,11 @@ def train(
 
 
 def _run(spec, data_source, test_source, run_dir: Path, config: TrainConfig, state, world: World, device, progress: bool) -> RunResult:
+    causality = "skipped (--no-check): the spec was not checked for causality, so its figures may come from a leaking model"
+    if config.check:
+        from .causality import require_causal
+
+        causality = require_causal(spec, "training")
     if config.batch_size % world.size:
         raise TrainingError(f"the batch size {config.batch_size} does not split evenly over {world.size} processes")
     palette = None
@@ -216,7 +222,8 @@ def _run(spec, data_source, test_source, run_dir: Path, config: TrainConfig, sta
             stale.unlink()
         _trim_metrics(run_dir / METRICS, start)
         (run_dir / "spec.json").write_text(json.dumps(json.loads(ckpt.spec_json(spec)), indent=2) + "\n")  # the effective spec (after --set)
-        (run_dir / "run.json").write_text(json.dumps({"spec": json.loads(ckpt.spec_json(spec)), "data": data_source, "config": config.model_dump(mode="json")}, indent=2))
+        (run_dir / "run.json").write_text(json.dumps({"spec": json.loads(ckpt.spec_json(spec)), "data": data_source, "config": config.model_dump(mode="json"),
+                                                      "causality_check": causality}, indent=2))
     bar = _progress(progress and world.main, config.steps, start)
     board = Board(run_dir, start) if config.tensorboard and world.main else None
     window_loss, window_count, window_images, window_start = 0.0, 0, 0, time.perf_counter()

@@ -32,9 +32,19 @@ def fit(model, x, steps: int, lr: float) -> tuple[float, float]:
 
 
 def run_with_leaky_plugin_installed(tmp_path, size: int, *args: str):
-    """Run ``python -m arblocks ARGS SPEC`` with tests/leaky_blocks.py installed as an entry point (a fake dist-info on
-    PYTHONPATH), on a spec that puts its leaking ``peek_below`` block after a mask-A convolution."""
+    """Run ``python -m arblocks ARGS[0] SPEC ARGS[1:]`` with tests/leaky_blocks.py installed as an entry point, on a spec
+    that puts its leaking ``peek_below`` block after a mask-A convolution."""
     import json
+
+    spec = {"name": "peek", "image": {"channels": 1, "height": size, "width": size, "bits": 8},
+            "body": [{"type": "masked_conv", "mask": "A", "channels": 4}, {"type": "peek_below"}], "head": {"type": "categorical"}}
+    path = tmp_path / "peek.json"
+    path.write_text(json.dumps(spec))
+    return run_cli_with_leaky_plugin(tmp_path, args[0], str(path), *args[1:])
+
+
+def run_cli_with_leaky_plugin(tmp_path, *args: str):
+    """``python -m arblocks ARGS`` with tests/leaky_blocks.py installed as an entry point (a fake dist-info on PYTHONPATH)."""
     import os
     import subprocess
     import sys
@@ -42,15 +52,11 @@ def run_with_leaky_plugin_installed(tmp_path, size: int, *args: str):
 
     root = Path(__file__).parent.parent
     info = tmp_path / "leakyplug-0.1.dist-info"
-    info.mkdir()
+    info.mkdir(exist_ok=True)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: leakyplug\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text("[arblocks]\nleaky = tests.leaky_blocks:plugin\n")
-    spec = {"name": "peek", "image": {"channels": 1, "height": size, "width": size, "bits": 8},
-            "body": [{"type": "masked_conv", "mask": "A", "channels": 4}, {"type": "peek_below"}], "head": {"type": "categorical"}}
-    path = tmp_path / "peek.json"
-    path.write_text(json.dumps(spec))
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{root}"}
-    return subprocess.run([sys.executable, "-m", "arblocks", args[0], str(path), *args[1:]], capture_output=True, text=True, cwd=root, env=env)
+    return subprocess.run([sys.executable, "-m", "arblocks", *args], capture_output=True, text=True, cwd=root, env=env)
 
 
 def build(body: list[dict], registry: Registry | None = None, static_causality: bool = True, **kwargs):

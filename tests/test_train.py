@@ -224,3 +224,25 @@ def test_tensorboard_event_files_hold_the_metrics_and_sample_grids(tmp_path):
     rows = [r for r in csv.DictReader((run / "metrics.csv").open()) if r["split"] == "test"]
     assert [round(e.value, 5) for e in events.Scalars("test/bits_per_dim")] == [round(float(r["bits_per_dim"]), 5) for r in rows]
     assert tags["images"] == ["samples"] and len(events.Images("samples")) == 2
+
+
+def test_training_refuses_a_leaking_spec_unless_told_and_says_so(tmp_path):
+    from tests.helpers import run_cli_with_leaky_plugin, run_with_leaky_plugin_installed
+
+    out = tmp_path / "run"
+    refused = run_with_leaky_plugin_installed(tmp_path, 8, "train", "--data", "digits", "--out", str(out), "--steps", "2", "--no-progress")
+    assert refused.returncode == 2 and "fails the causality check" in refused.stderr and "--no-check" in refused.stderr
+    assert not (out / "checkpoint.pt").exists()
+    forced = run_with_leaky_plugin_installed(tmp_path, 8, "train", "--data", "digits", "--out", str(out), "--steps", "2", "--no-progress", "--no-check")
+    assert forced.returncode == 0, forced.stderr[-2000:]
+    assert json.loads((out / "run.json").read_text())["causality_check"].startswith("skipped (--no-check)")
+    for verb, extra in (("eval", ["--data", "digits"]), ("sample", ["--out", str(tmp_path / "s.png"), "-n", "1", "--no-progress", "--engine", "naive"])):
+        env_args = [verb, str(out / "checkpoint.pt"), *extra]
+        refused = run_cli_with_leaky_plugin(tmp_path, *env_args)
+        assert refused.returncode == 2 and "fails the causality check" in refused.stderr, refused.stderr[-2000:]
+        assert run_cli_with_leaky_plugin(tmp_path, *env_args, "--no-check").returncode == 0
+
+
+def test_a_clean_run_records_its_passed_check(tmp_path):
+    train(load_spec(TINY), "digits", tmp_path / "run", TrainConfig(steps=1, **FAST), progress=False)
+    assert json.loads((tmp_path / "run/run.json").read_text())["causality_check"].startswith("passed on a 1x")
