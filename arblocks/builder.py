@@ -20,12 +20,12 @@ from torch import nn
 from .block import Block, BuildContext
 from .errors import BlockError, Problem, SpecError, did_you_mean
 from .incremental import Reach
-from .spec_size import max_parameters
 from .model import ARModel, Ref, Step
 from .ops import keeps_groups, ungrouped
 from .plugins import get_registry
 from .registry import Registry
 from .spec import IMAGE_STREAM, STREAM_MARK, BlockConfig, ImageSpec, ModelSpec, PopRef
+from .spec_size import max_parameters
 from .streams import Causal, StreamInfo, canonical, join
 
 
@@ -64,10 +64,11 @@ class Chain(nn.Module):
         """The reach of the whole chain when every layer is local (see arblocks.incremental), else None."""
         total = Reach()
         for layer in self.layers:
+            reach = layer.reach()
             same_size = (layer.output_info.height, layer.output_info.width) == (self.output_info.height, self.output_info.width)
-            if layer.reach() is None or not same_size:
+            if reach is None or not same_size:
                 return None
-            total = total + layer.reach()
+            total = total + reach
         return total
 
     def causality(self, state: Causal) -> Causal:
@@ -107,7 +108,8 @@ class Builder:
         self.layers: list[nn.Module] = []
         self.steps: list[Step] = []
         self.rows: list[Row] = []
-        self.parameters = 0  # built so far, against spec_size.max_parameters()
+        self.parameters = 0  # built so far, against the limit
+        self.max_parameters = max_parameters()
 
     # -- problems -------------------------------------------------------------------------------
     def problem(self, path: str, kind: str, message: str) -> None:
@@ -198,8 +200,8 @@ class Builder:
         params = count_params(block)
         self.rows.append(Row(label, config.type, info.describe(), params, 0, out_state.label))
         self.parameters += params
-        if self.parameters > max_parameters():
-            self.fail(path, "too_large", f"the model reaches {self.parameters:,} parameters at this block, more than the limit of {max_parameters():,}; "
+        if self.parameters > self.max_parameters:
+            self.fail(path, "too_large", f"the model reaches {self.parameters:,} parameters at this block, more than the limit of {self.max_parameters:,}; "
                       "narrow the layers, or raise the limit with ARBLOCKS_MAX_PARAMETERS if you mean it")
         if isinstance(getattr(block, "body", None), Chain):
             self.rows.extend(Row(r.label, r.type, r.shape, r.params, r.depth + 1, r.causal) for r in block.body.rows)

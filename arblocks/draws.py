@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from .errors import ArblocksError
-from .model import ARModel
+from .model import ARModel, levels_to_float
 
 
 class SamplingError(ArblocksError):
@@ -57,8 +57,7 @@ def draw_at(model: ARModel, params: torch.Tensor, x: torch.Tensor, x_float: torc
     channels = slice(None) if ch is None else slice(ch, ch + 1)
     x[:, channels, r, c] = draw[:, channels]
     if x_float is not None:
-        levels = model.image.levels
-        x_float[:, channels, r, c] = x[:, channels, r, c].to(x_float.dtype) * (2.0 / (levels - 1)) - 1.0
+        x_float[:, channels, r, c] = levels_to_float(x[:, channels, r, c], model.image.levels, x_float.dtype)
 
 
 class Sampler:

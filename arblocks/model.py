@@ -37,6 +37,16 @@ class Step:
     aux_info: dict[str, StreamInfo] = field(default_factory=dict)
 
 
+def levels_to_float(x: torch.Tensor, levels: int, dtype) -> torch.Tensor:
+    """Integer levels in [0, levels) -> floats in [-1, 1] (what every block sees of the image)."""
+    return x.to(dtype) * (2.0 / (levels - 1)) - 1.0
+
+
+def float_to_levels(x: torch.Tensor, levels: int) -> torch.Tensor:
+    """The inverse of :func:`levels_to_float`: floats in [-1, 1] -> integer levels."""
+    return ((x + 1) * (levels - 1) / 2).round().long().clamp(0, levels - 1)
+
+
 class ARModel(nn.Module):
     """An autoregressive image model built from a spec.
 
@@ -73,7 +83,7 @@ class ARModel(nn.Module):
         if low < 0 or high >= image.levels:
             raise ValueError(f"levels must lie in [0, {image.levels - 1}] for a {image.bits}-bit image, got [{low}, {high}]")
         dtype = next((p.dtype for p in self.parameters()), torch.get_default_dtype())
-        return x.to(dtype) * (2.0 / (image.levels - 1)) - 1.0
+        return levels_to_float(x, image.levels, dtype)
 
     def read_inputs(self, like: torch.Tensor, conditioning: dict) -> dict[str, torch.Tensor]:
         unknown = set(conditioning) - set(self.inputs)

@@ -21,6 +21,8 @@ from .cached import CachedSampler
 from .draws import Sampler, SamplingError, draw_at, start_images
 from .model import ARModel
 
+__all__ = ["CachedSampler", "NaiveSampler", "SamplingError", "grid_image", "load_image", "sample_images", "save_grid"]
+
 ENGINES = ("cached", "naive")
 
 
@@ -79,9 +81,6 @@ def sample_images(
     if engine == "naive":
         return NaiveSampler(model, registry).sample(n, temperature, conditioning, known, known_mask, generator, progress)
     return CachedSampler(model, registry).sample(n, temperature, conditioning, known, known_mask, generator, progress, verify)
-
-
-__all__ = ["CachedSampler", "NaiveSampler", "SamplingError", "load_image", "sample_images", "save_grid"]
 
 
 def save_grid(images: torch.Tensor, path: str | Path, levels: int, columns: int | None = None, pad: int = 2, scale: int | None = None) -> tuple[int, int]:

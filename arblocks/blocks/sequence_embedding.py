@@ -14,6 +14,7 @@ from torch import nn
 from ..block import Block, Elementwise, require_map
 from ..errors import BlockError
 from ..hookspecs import hookimpl
+from ..model import float_to_levels
 from ..ops import ungrouped
 from ..sequence import SUBPIXELS, SequencePositions, from_sequence, previous_position, sequence_layout, to_sequence
 from ..spec import BlockConfig
@@ -61,7 +62,7 @@ class TokenEmbedding(Block):
 
     def forward(self, x):
         h, w = x.shape[2:]
-        tokens = ((x + 1) * (self.levels - 1) / 2).round().long().clamp(0, self.levels - 1)  # [B, P, H, W] from [-1, 1]
+        tokens = float_to_levels(x, self.levels)  # [B, P, H, W] from [-1, 1]
         embedded = self.table(to_sequence(tokens, self.per_pixel)[..., 0] + self.offset)  # [B, N, D]
         if self.config.scale:
             embedded = embedded * math.sqrt(self.config.channels)
@@ -77,7 +78,7 @@ class TokenEmbedding(Block):
         read = self.previous[index] if self.config.shift else index  # the position whose token each one embeds
         pixel, sub = read // p, read % p
         values = x[:, sub, pixel // x.shape[3], pixel % x.shape[3]]  # [B, m]
-        tokens = ((values + 1) * (self.levels - 1) / 2).round().long().clamp(0, self.levels - 1)
+        tokens = float_to_levels(values, self.levels)
         embedded = self.table(tokens + self.offset[read])
         if self.config.scale:
             embedded = embedded * math.sqrt(self.config.channels)
