@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .model import ARModel
-from .plugins import get_registry
 from .errors import ArblocksError
+from .model import ARModel
+from .perturbation import WALK, find_changes, groups_in_order, output_group, walk
+from .plugins import get_registry
+from .purity import PurityProblem, purity_problems
 from .registry import Registry
 from .spec import ImageSpec, ModelSpec
 
@@ -33,18 +35,25 @@ DEFAULT_CHUNK = 512
 
 @dataclass(frozen=True)
 class Violation:
-    """Output ``(channel, row, col)`` depends on input ``(channel, row, col)``, which it must not see."""
+    """Output ``(channel, row, col)`` depends on input ``(channel, row, col)``, which it must not see.
+
+    ``found_by`` names the method(s) that saw it: ``gradient``, ``perturbation`` or both. An input channel of
+    None means the whole pixel (the perturbation pass changes a pixel at once for heads that predict it jointly).
+    """
 
     output: tuple[int, int, int]
-    input: tuple[int, int, int]
+    input: tuple[int | None, int, int]
     magnitude: float
+    found_by: str = "gradient"
 
     def __str__(self) -> str:
         (oc, orow, ocol), (ic, irow, icol) = self.output, self.input
-        return f"output (row {orow}, col {ocol}, channel {oc}) <- input (row {irow}, col {icol}, channel {ic}) |grad|={self.magnitude:.3g}"
+        channel = "any" if ic is None else ic
+        size = "|grad|" if self.found_by == "gradient" else "|change|"
+        return f"output (row {orow}, col {ocol}, channel {oc}) <- input (row {irow}, col {icol}, channel {channel}) {size}={self.magnitude:.3g} [{self.found_by}]"
 
     def to_dict(self) -> dict:
-        return {"output": list(self.output), "input": list(self.input), "magnitude": self.magnitude}
+        return {"output": list(self.output), "input": list(self.input), "magnitude": self.magnitude, "found_by": self.found_by}
 
 
 @dataclass
@@ -54,9 +63,16 @@ class ModeReport:
     mode: str
     dependency: torch.Tensor  # [C', H, W, C, H, W] max |gradient| over the samples
     allowed: torch.Tensor  # same shape, bool
-    batch_independent: bool
     violations: list[Violation] = field(default_factory=list)
     method: str = "gradient"  # or "perturbation", for models without a gradient path from the image
+    #: stateful or batch-dependent forward (see arblocks.purity)
+    problems: list[PurityProblem] = field(default_factory=list)
+    #: image changes the value-perturbation pass compared (0: not run)
+    perturbations: int = 0
+
+    @property
+    def batch_independent(self) -> bool:
+        return not any(p.kind in ("neighbours", "batch size") for p in self.problems)
 
     @property
     def seen(self) -> torch.Tensor:
@@ -71,7 +87,7 @@ class ModeReport:
 
     @property
     def ok(self) -> bool:
-        return not self.violations and self.batch_independent
+        return not self.violations and not self.problems
 
 
 @dataclass
@@ -259,29 +275,27 @@ def perturbation_map(model: ARModel, samples: int = 2, seed: int = 0) -> torch.T
     return result
 
 
-def batch_independent(model: ARModel, seed: int = 0) -> bool:
-    """Whether the outputs of each image of a batch of two depend on that image alone."""
-    generator = torch.Generator().manual_seed(seed + 1)
-    x, cond = _random_inputs(model, 2, generator)
-    xf = model.to_float(x).double().requires_grad_(True)
-    out, _ = _reduced_outputs(model, xf, cond, None, generator)
-    for own in (0, 1):
-        (g,) = torch.autograd.grad(out[own].sum(), xf, retain_graph=True)
-        if bool((g[1 - own] != 0).any()):
-            return False
-    return True
-
-
 def check_model(
-    model: ARModel, modes=("train", "eval"), samples: int = 1, seed: int = 0, registry: Registry | None = None, method: str = "auto"
+    model: ARModel,
+    modes=("train", "eval"),
+    samples: int = 1,
+    seed: int = 0,
+    registry: Registry | None = None,
+    method: str = "auto",
+    values: tuple[str, ...] = WALK,
+    train_values: tuple[str, ...] | None = None,
+    private: bool = False,
 ) -> CausalityReport:
-    """Check a built model (a float64 copy is made; the model itself is left untouched).
+    """Check a built model (a float64 copy is made and the model left untouched, unless ``private``: the caller's
+    throwaway model is then checked in place).
 
-    ``method``: ``gradient`` (exact), ``perturbation`` (for token inputs), or ``auto`` (gradient where a gradient
-    path exists).
+    In each mode: the dependency map (``method``: ``gradient``, exact; ``perturbation``, for token inputs; ``auto``,
+    gradient where a gradient path exists), the state checks of :mod:`arblocks.purity`, and the value-perturbation
+    walk of :mod:`arblocks.perturbation` through the targets ``values`` (``()`` skips it; ``train_values``, if
+    given, in training mode).
     """
     registry = registry or get_registry()
-    probe = copy.deepcopy(model).double()
+    probe = (model if private else copy.deepcopy(model)).double()
     for p in probe.parameters():
         p.requires_grad_(False)
     image = probe.image
@@ -290,17 +304,72 @@ def check_model(
     ordering = ordering_of(probe.spec, registry)
     rank = ordering.rank(image.height, image.width)
     reports = {}
-    for mode in modes:
-        probe.train(mode == "train")
-        with torch.random.fork_rng(devices=[]):  # dropout draws from the global generator: make it repeatable, leave the caller's alone
-            torch.manual_seed(seed)
-            dep, used = _map(probe, method, samples, seed)
-            independent = batch_independent(probe, seed) if used == "gradient" else _perturbation_batch_independent(probe, seed)
-        allowed = allowed_inputs(rank, dep.shape[0], image.channels)
-        bad = (dep != 0) & ~allowed
-        violations = [Violation(tuple(i[:3]), tuple(i[3:]), float(dep[tuple(i)])) for i in bad.nonzero().tolist()]
-        reports[mode] = ModeReport(mode, dep, allowed, independent, violations, used)
+    # weight-normalized weights are computed once for the whole check, not on every call
+    with torch.nn.utils.parametrize.cached():
+        for mode in modes:
+            probe.train(mode == "train")
+            with torch.random.fork_rng(devices=[]):  # dropout draws from the global generator: make it repeatable, leave the caller's alone
+                torch.manual_seed(seed)
+                dep, used = _map(probe, method, samples, seed)
+                problems = _purity(probe, seed)
+                stateful = any(p.kind in ("buffers", "repeat") for p in problems)
+                targets = train_values if mode == "train" and train_values is not None else values
+                changes, groups, steps = ([], [], 0) if not targets or stateful else _value_changes(probe, rank, targets, seed)
+            allowed = allowed_inputs(rank, dep.shape[0], image.channels)
+            violations = _merge(dep, allowed, changes, groups)
+            reports[mode] = ModeReport(mode, dep, allowed, violations, used, problems, steps)
     return CausalityReport((image.channels, image.height, image.width), ordering.key, reports)
+
+
+def _purity(model: ARModel, seed: int) -> list[PurityProblem]:
+    generator = torch.Generator().manual_seed(seed + 1)
+    x, cond = _random_inputs(model, 3, generator)
+    other = torch.stack([torch.zeros_like(x[1]), torch.full_like(x[2], model.image.levels - 1)])  # the extremes for images 1 and 2
+    return purity_problems(model, x, cond, other, seed)
+
+
+def _value_changes(model: ARModel, rank: torch.Tensor, values, seed: int):
+    """The (flat output, input group, magnitude) triples the value-perturbation walk found, the groups (masks) and
+    the walk's length."""
+    image = model.image
+    joint = model.head.joint
+    generator = torch.Generator().manual_seed(seed + 2)
+    base, cond = _random_inputs(model, 1, generator)
+    groups = groups_in_order(rank, image.channels, joint)
+    images, changed = walk(base[0], groups, image.levels, values)
+    own = output_group(rank, image.channels, 1 if joint else image.channels)
+    draw = int(torch.randint(2**31, (1,), generator=generator))
+
+    def run(batch):
+        return _seeded_view(model, batch, {k: v.expand(len(batch), *v.shape[1:]) for k, v in cond.items()}, draw)
+
+    rows = max(8, min(128, 65536 // (image.height * image.width)))
+    with torch.no_grad():
+        found = find_changes(run, images, changed, own, rows)
+    return [(c.output, c.group, c.magnitude) for c in found], groups, len(changed)
+
+
+def _merge(dep, allowed, changes, groups) -> list[Violation]:
+    """Violations of the gradient map and of the perturbation walk, each once, naming the method(s) that found it."""
+    outputs = dep.shape[:3]
+    by_gradient = {}
+    for i in ((dep != 0) & ~allowed).nonzero().tolist():
+        by_gradient[(tuple(i[:3]), tuple(i[3:]))] = float(dep[tuple(i)])
+    members = [[tuple(i) for i in g.nonzero().tolist()] for g in groups]
+    both, extra = set(), {}
+    for output, group, magnitude in changes:
+        oc, rest = divmod(output, outputs[1] * outputs[2])
+        out = (oc, *divmod(rest, outputs[2]))
+        inputs = members[group]
+        seen = [(out, i) for i in inputs if (out, i) in by_gradient]
+        if seen:
+            both.update(seen)
+            continue
+        key = (out, inputs[0] if len(inputs) == 1 else (None, *inputs[0][1:]))
+        extra[key] = max(extra.get(key, 0.0), magnitude)
+    violations = [Violation(o, i, m, "gradient, perturbation" if (o, i) in both else "gradient") for (o, i), m in by_gradient.items()]
+    violations += [Violation(o, i, m, "perturbation") for (o, i), m in extra.items()]
+    return sorted(violations, key=lambda v: (v.output, tuple(-1 if c is None else c for c in v.input)))
 
 
 AUTO_SIZES = (8, 6, 5, 4, 3, 2)
@@ -309,6 +378,9 @@ AUTO_BUDGET = 1e10
 #: the same for `arblocks check`, which tries the spec's own size first (several seconds)
 CHECK_SIZES = (16, 12, 8, 6, 5, 4, 3, 2)
 CHECK_BUDGET = 1e11
+#: the value-perturbation walk of `build`'s automatic check: every input to the top level and to 0 in evaluation
+#: mode, to the top level in training mode (`arblocks check` and the kit walk all of WALK in both modes)
+BUILD_WALK, BUILD_TRAIN_WALK = ("max", "zero"), ("max",)
 
 
 def _map(model: ARModel, method: str, samples: int, seed: int) -> tuple[torch.Tensor, str]:
@@ -321,17 +393,6 @@ def _map(model: ARModel, method: str, samples: int, seed: int) -> tuple[torch.Te
         if method == "gradient":
             raise
         return perturbation_map(model, samples=max(samples, 2), seed=seed), "perturbation"
-
-
-@torch.no_grad()
-def _perturbation_batch_independent(model: ARModel, seed: int = 0) -> bool:
-    generator = torch.Generator().manual_seed(seed + 1)
-    x, cond = _random_inputs(model, 2, generator)
-    changed = x.clone()
-    changed[1] = (changed[1] + torch.randint(1, model.image.levels, changed[1].shape, generator=generator)) % model.image.levels
-    draw = int(torch.randint(2**31, (1,), generator=generator))
-    a, b = (_seeded_view(model, images, cond, draw) for images in (x, changed))
-    return bool(torch.equal(a[0], b[0]))
 
 
 def check_image(spec: ModelSpec, size: int | None) -> ImageSpec:
@@ -402,7 +463,9 @@ def check_spec(
     torch.manual_seed(seed)
     sizes, budget = ((max(spec.image.height, spec.image.width), *CHECK_SIZES), CHECK_BUDGET) if thorough else (AUTO_SIZES, AUTO_BUDGET)
     model = build_for_check(spec, size, registry, static_causality, parameters, sizes, budget)
-    return check_model(model, modes=modes, samples=samples, seed=seed, registry=registry, method=method)
+    values, train_values = (WALK, WALK) if thorough else (BUILD_WALK, BUILD_TRAIN_WALK)
+    return check_model(model, modes=modes, samples=samples, seed=seed, registry=registry, method=method,
+                       values=values, train_values=train_values, private=True)
 
 
 class CausalityError(ArblocksError):

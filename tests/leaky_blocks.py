@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
 from arblocks import BlockConfig, Elementwise, hookimpl
-from arblocks.blocks.masked_conv import MaskedConv, MaskedConvConfig
+from arblocks.blocks.masked_conv import MaskedConv, MaskedConvConfig, conv_mask
 
 
 class CircularMaskedConvConfig(MaskedConvConfig):
@@ -55,12 +56,109 @@ class PeekBelow(Elementwise):
         return x + F.pad(x[:, :, 1:], (0, 0, 0, 1))
 
 
+# -- leaks that gradients cannot see, and state (issue 15) ---------------------------------------------------------
+# Each is a masked convolution that claims the masked convolution's causality and adds something it must not see.
+
+
+def below(x):
+    """The value one row down (zero on the last row): a future pixel for every position."""
+    return F.pad(x[:, :, 1:], (0, 0, 0, 1))
+
+
+class LeakyConv(MaskedConv):
+    """Base of the corpus: a masked convolution plus ``leak(x, out)``."""
+
+    def forward(self, x):
+        out = super().forward(x)
+        return out + self.leak(x, out)
+
+
+def leaky_conv(name: str, doc: str, leak, mask: str = "B", **members):
+    annotations = {"type": Literal[name], "mask": Literal["A", "B"]}
+    config = type(f"{name}_config", (MaskedConvConfig,), {"__annotations__": annotations, "type": name, "mask": mask, "__doc__": doc})
+    return type(name, (LeakyConv,), {"Config": config, "leak": leak, "examples": [{"mask": mask}], **members})
+
+
+def _keep_last_input(self, x, out):
+    previous = self.memory if self.memory is not None and self.memory.shape == out.shape else torch.zeros_like(out)
+    self.memory = below(x).mean(1, keepdim=True).expand_as(out).detach().clone()
+    return previous
+
+
+class _Remember(LeakyConv):
+    """A buffer that keeps the last call's input: the next call reads it."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.register_buffer("last", torch.zeros(1), persistent=False)
+
+    def leak(self, x, out):
+        previous = self.last if self.last.shape == out.shape else torch.zeros_like(out)
+        self.last = below(x).mean(1, keepdim=True).expand_as(out).detach().clone()
+        return previous
+
+
+CORPUS = [
+    leaky_conv("detach_leak", "Adds the pixel below through .detach() (zero gradient).", lambda self, x, out: below(x).detach().mean(1, keepdim=True)),
+    leaky_conv("round_leak", "Adds the pixel below through round() (zero gradient).", lambda self, x, out: torch.round(below(x) * 3).mean(1, keepdim=True)),
+    leaky_conv("compare_leak", "Adds a comparison of the pixel below (zero gradient).", lambda self, x, out: (below(x) > 0.3).to(x.dtype).mean(1, keepdim=True)),
+    leaky_conv("threshold_leak", "relu(pixel below - 0.98): active only when the level below is the top one.",
+               lambda self, x, out: F.relu(below(x)[:, :1] - 0.98), mask="A"),
+    leaky_conv("level_branch_leak", "A branch taken when the last pixel is at the top level.",
+               lambda self, x, out: torch.where((x[:, :1, -1:, -1:] == 1.0), 1.0, 0.0).to(x.dtype), mask="A"),
+    leaky_conv("argmax_leak", "Adds the index of the largest channel of the pixel below (integer arithmetic).",
+               lambda self, x, out: below(x).argmax(1, keepdim=True).to(x.dtype)),
+    leaky_conv("train_only_leak", "Adds the pixel below through .detach(), in training mode only.",
+               lambda self, x, out: below(x).detach().mean(1, keepdim=True) if self.training else torch.zeros_like(out[:, :1])),
+    leaky_conv("global_max_leak", "Adds the image-wide maximum (which holds future pixels) through .detach().",
+               lambda self, x, out: x.detach().amax(dim=(1, 2, 3), keepdim=True)),
+    leaky_conv("cross_sample_leak", "Adds the previous image of the batch (its future pixels included).",
+               lambda self, x, out: x.detach().roll(1, 0).mean(1, keepdim=True) - x.detach().mean(1, keepdim=True)),
+    leaky_conv("python_state_leak", "Keeps the last call's input in a plain attribute and adds it on the next call.",
+               _keep_last_input, memory=None),
+]
+
+
+class RememberConfig(MaskedConvConfig):
+    """Keeps the last call's input in a buffer and adds it on the next call."""
+
+    type: Literal["buffer_state_leak"] = "buffer_state_leak"
+
+
+_Remember.Config = RememberConfig
+CORPUS.append(_Remember)
+
+
+class MaskBFirstConfig(MaskedConvConfig):
+    """Says mask A (usable as the first layer) but applies mask B: each output sees its own sub-pixel."""
+
+    type: Literal["mask_b_first"] = "mask_b_first"
+    mask: Literal["A", "B"] = "A"
+
+
+class MaskBFirst(MaskedConv):
+    Config = MaskBFirstConfig
+    examples = [{}]
+
+    def __init__(self, config, inputs, aux, ctx):
+        super().__init__(config, inputs, aux, ctx)
+        self.conv.mask.copy_(conv_mask("B", self.conv.mask.shape[0], self.conv.mask.shape[1], config.kernel_size, ctx.image.channels))
+
+
+CORPUS.append(MaskBFirst)
+
+#: how each corpus block leaks its future pixels into a model: used after a first mask-A layer, or as the first layer
+FIRST_LAYER = {"threshold_leak", "level_branch_leak", "mask_b_first"}
+
+
 class LeakyPlugin:
     @hookimpl
     def arblocks_register_blocks(self, register):
         register(CircularMaskedConv)
         register(BatchNorm)
         register(PeekBelow)
+        for block in CORPUS:
+            register(block)
 
 
 plugin = LeakyPlugin()
