@@ -455,15 +455,21 @@ def check_spec(
     parameters: int | None = None,
     method: str = "auto",
     thorough: bool = False,
+    values: tuple[str, ...] | None = None,
+    train_values: tuple[str, ...] | None = None,
 ) -> CausalityReport:
     """Build ``spec`` for a small image (see :func:`build_for_check`) and check it in every mode.
 
-    ``thorough`` picks the automatic size as `arblocks check` does: the spec's own size where feasible.
+    ``thorough`` picks the automatic size as `arblocks check` does (the spec's own size where feasible) and walks
+    every target of :data:`WALK` in both modes; `build` walks :data:`BUILD_WALK` (:data:`BUILD_TRAIN_WALK` in training
+    mode). ``values``/``train_values`` choose the walk's targets (``()``: no walk).
     """
     torch.manual_seed(seed)
-    sizes, budget = ((max(spec.image.height, spec.image.width), *CHECK_SIZES), CHECK_BUDGET) if thorough else (AUTO_SIZES, AUTO_BUDGET)
+    # the budget is for the gradient map; `check`'s four-target walk costs about twice as much again
+    sizes, budget = ((max(spec.image.height, spec.image.width), *CHECK_SIZES), CHECK_BUDGET / 3) if thorough else (AUTO_SIZES, AUTO_BUDGET)
     model = build_for_check(spec, size, registry, static_causality, parameters, sizes, budget)
-    values, train_values = (WALK, WALK) if thorough else (BUILD_WALK, BUILD_TRAIN_WALK)
+    if values is None:
+        values, train_values = (WALK, WALK) if thorough else (BUILD_WALK, BUILD_TRAIN_WALK)
     return check_model(model, modes=modes, samples=samples, seed=seed, registry=registry, method=method,
                        values=values, train_values=train_values, private=True)
 

@@ -43,7 +43,7 @@ def format_build(report: dict) -> str:
         lines.append("causality check: skipped (--no-check)")
     else:
         ch, h, w = c["image"]
-        how = "float64 gradients" if c["method"] == "gradient" else "float64 perturbations of every input"
+        how = ("float64 gradients" if c["method"] == "gradient" else "float64 perturbations of every input") + ", value walk, state checks"
         lines.append(f"causality check on a {ch}x{h}x{w} image ({how}, train and eval): {'PASSED' if c['ok'] else 'FAILED'}")
         lines.extend("  " + line for line in report["causality_summary"].splitlines())
     return "\n".join(lines)
@@ -52,7 +52,7 @@ def format_build(report: dict) -> str:
 def format_check(source: str, report, max_listed: int = 50) -> str:
     """The full text report of `arblocks check`: every violation (up to max_listed), batch independence, the coverage grid."""
     c, h, w = report.image
-    how = "float64 gradients" if report._main.method == "gradient" else "float64 perturbations"
+    how = ("float64 gradients" if report._main.method == "gradient" else "float64 perturbations") + ", value walk, state checks"
     lines = [f"{source}: causality check on a {c}x{h}x{w} image, ordering {report.ordering}, {how}: {'PASSED' if report.ok else 'FAILED'}"]
     for mode, r in report.modes.items():
         lines.append(f"{mode} mode: {len(r.violations)} violation(s); batch {'independent' if r.batch_independent else 'NOT independent: an image depends on another'}")
@@ -60,6 +60,9 @@ def format_check(source: str, report, max_listed: int = 50) -> str:
             lines.append(f"  {v}")
         if len(r.violations) > max_listed:
             lines.append(f"  ... and {len(r.violations) - max_listed} more (--max-listed, or --json for all)")
+        lines.extend(f"  state problem: {p}" for p in r.problems)
+        if r.perturbations:
+            lines.append(f"  value perturbation: {r.perturbations} single-input changes compared bit for bit")
     coverage = report.coverage.nan_to_num(1.0).amin(0)  # [H, W]: the worst output channel of each pixel
     lines.append(f"coverage of the allowed past per output pixel (worst channel), min {report.min_coverage:.3f}, mean {report.mean_coverage:.3f}:")
     if h <= 16 and w <= 16:

@@ -6,7 +6,9 @@ Measures, in one run:
 1. wall time of `arblocks build specs/pixelcnn.json` (a fresh process: import, validation, build, causality check);
 2. the full dependency map of the PixelCNN spec at 3x8x8 and 3x5x5 in float64 (one mode), with the harness's batched
    backward pass side by side with the obvious alternative (one replica of the image per output, one backward);
-3. `check_spec` (train + eval, batch independence) at the sizes `build` uses.
+3. `check_spec` (train + eval) at the sizes `build` uses;
+4. side by side, the check `build` runs on PixelSNAIL and PixelCNN with the value-perturbation walk off and on
+   (the state checks always run), and `arblocks check` (every walk target, both modes) of the small shipped specs.
 """
 
 from __future__ import annotations
@@ -70,6 +72,17 @@ def main():
 
     check = timed(lambda: check_spec(spec), args.repeats)
     print(f"check_spec(pixelcnn) at the automatic size (train + eval + batch independence): {check:.2f} s")
+
+    for name in ("pixelsnail", "pixelcnn"):
+        spec = load_spec(ROOT / f"specs/{name}.json")
+        off = timed(lambda s=spec: check_spec(s, values=(), train_values=()), args.repeats)
+        on = timed(lambda s=spec: check_spec(s), args.repeats)
+        print(f"build's check of {name}: gradients + state {off:.2f} s, + value walk {on:.2f} s, ratio {on / off:.2f}x")
+    for name in ("pixelcnn_pp_small", "pixelsnail_small", "image_transformer_small", "sparse_transformer_small", "igpt_small", "lmconv_small"):
+        path = ROOT / f"specs/{name}.json"
+        if path.exists():
+            full = timed(lambda p=path: check_spec(load_spec(p), thorough=True), 1)
+            print(f"arblocks check {name} (own size where affordable, every walk target, both modes): {full:.1f} s")
 
 
 if __name__ == "__main__":

@@ -62,8 +62,8 @@ def test_check_catches_each_leak(name, leaky):
 def test_gradients_alone_miss_these_leaks(name, leaky):
     """The reason for the perturbation walk: without it (values=()), the float64 gradient check passes these models."""
     model = build(corpus_body(name), registry=leaky, channels=3, size=6, static_causality=False)
-    assert check_model(model, registry=leaky, modes=("eval",), values=()).modes["eval"].violations == []
-    assert not check_model(model, registry=leaky, modes=("eval",)).ok
+    assert check_model(model, registry=leaky, values=()).violations == []
+    assert not check_model(model, registry=leaky).ok
 
 
 @pytest.mark.parametrize("name", NAMES)
