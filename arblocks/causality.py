@@ -24,7 +24,7 @@ import torch
 
 from .errors import ArblocksError
 from .model import ARModel
-from .perturbation import WALK, find_changes, groups_in_order, output_group, walk
+from .perturbation import WALK, Change, find_changes, groups_in_order, output_group, walk
 from .plugins import get_registry
 from .purity import PurityProblem, purity_problems
 from .registry import Registry
@@ -329,8 +329,7 @@ def _purity(model: ARModel, seed: int) -> list[PurityProblem]:
 
 
 def _value_changes(model: ARModel, rank: torch.Tensor, values, seed: int):
-    """The (flat output, input group, magnitude) triples the value-perturbation walk found, the groups (masks) and
-    the walk's length."""
+    """The changes the value-perturbation walk found, the input groups (masks) and the walk's length."""
     image = model.image
     joint = model.head.joint
     generator = torch.Generator().manual_seed(seed + 2)
@@ -346,10 +345,10 @@ def _value_changes(model: ARModel, rank: torch.Tensor, values, seed: int):
     rows = max(8, min(128, 65536 // (image.height * image.width)))
     with torch.no_grad():
         found = find_changes(run, images, changed, own, rows)
-    return [(c.output, c.group, c.magnitude) for c in found], groups, len(changed)
+    return found, groups, len(changed)
 
 
-def _merge(dep, allowed, changes, groups) -> list[Violation]:
+def _merge(dep, allowed, changes: list[Change], groups) -> list[Violation]:
     """Violations of the gradient map and of the perturbation walk, each once, naming the method(s) that found it."""
     outputs = dep.shape[:3]
     by_gradient = {}
@@ -357,16 +356,16 @@ def _merge(dep, allowed, changes, groups) -> list[Violation]:
         by_gradient[(tuple(i[:3]), tuple(i[3:]))] = float(dep[tuple(i)])
     members = [[tuple(i) for i in g.nonzero().tolist()] for g in groups]
     both, extra = set(), {}
-    for output, group, magnitude in changes:
-        oc, rest = divmod(output, outputs[1] * outputs[2])
+    for change in changes:
+        oc, rest = divmod(change.output, outputs[1] * outputs[2])
         out = (oc, *divmod(rest, outputs[2]))
-        inputs = members[group]
+        inputs = members[change.group]
         seen = [(out, i) for i in inputs if (out, i) in by_gradient]
         if seen:
             both.update(seen)
             continue
         key = (out, inputs[0] if len(inputs) == 1 else (None, *inputs[0][1:]))
-        extra[key] = max(extra.get(key, 0.0), magnitude)
+        extra[key] = max(extra.get(key, 0.0), change.magnitude)
     violations = [Violation(o, i, m, "gradient, perturbation" if (o, i) in both else "gradient") for (o, i), m in by_gradient.items()]
     violations += [Violation(o, i, m, "perturbation") for (o, i), m in extra.items()]
     return sorted(violations, key=lambda v: (v.output, tuple(-1 if c is None else c for c in v.input)))

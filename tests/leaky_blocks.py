@@ -86,16 +86,13 @@ def _keep_last_input(self, x, out):
 
 
 class _Remember(LeakyConv):
-    """A buffer that keeps the last call's input: the next call reads it."""
+    """The same memory as python_state_leak's, kept in a buffer."""
+
+    leak = _keep_last_input
 
     def __init__(self, *args):
         super().__init__(*args)
-        self.register_buffer("last", torch.zeros(1), persistent=False)
-
-    def leak(self, x, out):
-        previous = self.last if self.last.shape == out.shape else torch.zeros_like(out)
-        self.last = below(x).mean(1, keepdim=True).expand_as(out).detach().clone()
-        return previous
+        self.register_buffer("memory", torch.zeros(1), persistent=False)
 
 
 CORPUS = [
