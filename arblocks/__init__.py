@@ -4,7 +4,7 @@ from .attention_patterns import AttentionPattern
 from .block import Block, BuildContext, ChannelMixing, Elementwise
 from .builder import build_model
 from .errors import ArblocksError, BlockError, Problem, RegistryError, SpecError
-from .head import Head
+from .head import Head, PointwiseHead
 from .hookspecs import hookimpl
 from .inputs import InputType
 from .model import ARModel
@@ -18,7 +18,7 @@ from .validate import load_spec, parse_spec
 __version__ = "0.1.0"
 
 __all__ = [
-    "ARModel", "ArblocksError", "AttentionPattern", "Block", "BlockConfig", "ChannelMixing", "BlockError", "BuildContext", "Causal", "Elementwise", "Head",
+    "ARModel", "ArblocksError", "AttentionPattern", "Block", "BlockConfig", "ChannelMixing", "BlockError", "BuildContext", "Causal", "Elementwise", "Head", "PointwiseHead",
     "HeadConfig", "ImageSpec", "InputConfig", "InputType", "ModelSpec", "Ordering", "Problem", "RegistryError",
     "SpecError", "StreamInfo", "build_model", "get_registry", "hookimpl", "load_registry", "load_spec", "parse_spec",
     "sample_images", "stream_field",

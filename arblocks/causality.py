@@ -22,12 +22,14 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .block_proof import BlockProofs, prove_blocks
 from .errors import ArblocksError
 from .model import ARModel
 from .perturbation import WALK, Change, find_changes, groups_in_order, output_group, walk
 from .plugins import get_registry
 from .purity import PurityProblem, purity_problems
 from .registry import Registry
+from .size_rule import SizeRule, size_rule
 from .spec import ImageSpec, ModelSpec
 
 DEFAULT_CHUNK = 512
@@ -91,14 +93,50 @@ class ModeReport:
 
 
 @dataclass
+class FullSize:
+    """How a check on a smaller image speaks for the spec's own ``image`` (height, width): ``status`` is ``checked``
+    (it ran at that size), ``size rule`` (every border case occurs at the smaller size, see arblocks.size_rule),
+    ``block by block`` (every block's statement holds at full size, see arblocks.block_proof), ``partial`` (the same,
+    except for the ``proofs.uncovered`` blocks) or ``not proven``; ``reason`` says why in a sentence."""
+
+    image: tuple[int, int]
+    status: str
+    reason: str
+    proofs: BlockProofs | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.proofs is None or not self.proofs.violations
+
+    def to_dict(self, max_violations: int) -> dict:
+        proofs = self.proofs
+        return {"image": list(self.image), "status": self.status, "reason": self.reason, **({} if proofs is None else {
+            "blocks_proven": len(proofs.proven), "blocks_uncovered": _unique(proofs.uncovered),
+            "block_violations": [str(v) for v in proofs.violations[:max_violations]]})}
+
+    def describe(self) -> str:
+        h, w = self.image
+        lines = [f"at the spec's {h}x{w}: {self.status}: {self.reason}"]
+        if self.proofs is not None:
+            lines += [f"  {v}" for v in self.proofs.violations[:20]]
+        return "\n".join(lines)
+
+
+def _unique(paths: list[str]) -> list[str]:
+    return list(dict.fromkeys(paths))
+
+
+@dataclass
 class CausalityReport:
     image: tuple[int, int, int]
     ordering: str
     modes: dict[str, ModeReport]
+    #: what the check proves for the spec's own image size (None for a model checked on its own)
+    full_size: FullSize | None = None
 
     @property
     def ok(self) -> bool:
-        return all(m.ok for m in self.modes.values())
+        return all(m.ok for m in self.modes.values()) and (self.full_size is None or self.full_size.ok)
 
     @property
     def coverage(self) -> torch.Tensor:
@@ -145,6 +183,8 @@ class CausalityReport:
             if len(report.violations) > 10:
                 lines.append(f"  ... and {len(report.violations) - 10} more")
         lines.append(f"coverage of the allowed past: min {self.min_coverage:.3f}, mean {self.mean_coverage:.3f}")
+        if self.full_size is not None:
+            lines.append(self.full_size.describe())
         spot = self.blind_spot()
         if spot:
             (c, r, col), unseen = spot
@@ -163,6 +203,7 @@ class CausalityReport:
             "method": self._main.method,
             "coverage": {"min": self.min_coverage, "mean": self.mean_coverage},
             "blind_spot": None if spot is None else {"output": list(spot[0]), "unseen": [list(u) for u in spot[1]]},
+            "full_size": None if self.full_size is None else self.full_size.to_dict(max_violations),
             "modes": {
                 mode: {
                     "ok": r.ok,
@@ -394,12 +435,13 @@ def _map(model: ARModel, method: str, samples: int, seed: int) -> tuple[torch.Te
         return perturbation_map(model, samples=max(samples, 2), seed=seed), "perturbation"
 
 
-def check_image(spec: ModelSpec, size: int | None) -> ImageSpec:
-    """The image a check runs on: the spec's, or ``size`` x ``size`` when that is smaller."""
+def check_image(spec: ModelSpec, size: int | tuple[int, int] | None) -> ImageSpec:
+    """The image a check runs on: the spec's, or ``size`` x ``size`` (or ``(height, width)``) where that is smaller."""
     image = spec.image
     if size is None:
         return image
-    return image.model_copy(update={"height": min(size, image.height), "width": min(size, image.width)})
+    height, width = (size, size) if isinstance(size, int) else size
+    return image.model_copy(update={"height": min(height, image.height), "width": min(width, image.width)})
 
 
 def estimated_cost(image: ImageSpec, parameters: int, joint: bool = False) -> float:
@@ -417,11 +459,13 @@ def build_for_check(
     parameters: int | None = None,
     sizes: tuple[int, ...] = AUTO_SIZES,
     budget: float = AUTO_BUDGET,
+    rule: SizeRule | None = None,
 ) -> ARModel:
     """The spec's model for a small image: ``size`` x ``size`` at most, or with ``size="auto"`` the largest of
-    :data:`AUTO_SIZES` whose estimated cost fits :data:`AUTO_BUDGET` and that the spec can be built for (multi-scale
-    specs need sizes their strides divide); when none fits, the smallest that builds. ``parameters`` (the model's
-    trainable parameter count) saves a build when the caller knows it."""
+    ``sizes`` (and the size ``rule`` asks for) whose estimated cost fits ``budget`` and that the spec can be built for
+    (multi-scale specs need sizes their strides divide), preferring sizes that the rule says speak for the spec's own
+    image; when none fits, the smallest that builds. ``parameters`` (the model's trainable parameter count) saves a
+    build when the caller knows it."""
     from .builder import build_model
     from .errors import SpecError
 
@@ -431,11 +475,15 @@ def build_for_check(
     if parameters is None:
         parameters = build_model(spec, registry, static_causality=static_causality, device="meta").num_parameters()
     joint = registry.heads[spec.head.type].cls.joint
-    candidates = sorted({min(s, spec.image.height, spec.image.width) for s in sizes}, reverse=True)
+    full = (spec.image.height, spec.image.width)
+    shapes = {(min(s, full[0]), min(s, full[1])) for s in sizes} | ({rule.needed} if rule else set())
+    candidates = sorted(shapes, key=lambda c: (c[0] * c[1], c), reverse=True)
     affordable = [c for c in candidates if estimated_cost(check_image(spec, c), parameters, joint) <= budget]
+    proving = [c for c in affordable if rule is not None and rule.covers(*c)]
     over = [c for c in reversed(candidates) if c not in affordable]
     first_error = None
-    for candidate in affordable + over:  # the largest affordable size, else the smallest that builds
+    # the largest affordable size that speaks for the full image, else the largest affordable, else the smallest that builds
+    for candidate in proving + [c for c in affordable if c not in proving] + over:
         try:
             return build_model(spec, registry, check_image(spec, candidate), static_causality)
         except SpecError as error:
@@ -451,7 +499,7 @@ def check_spec(
     seed: int = 0,
     registry: Registry | None = None,
     static_causality: bool = True,
-    parameters: int | None = None,
+    full: ARModel | None = None,
     method: str = "auto",
     thorough: bool = False,
     values: tuple[str, ...] | None = None,
@@ -459,18 +507,72 @@ def check_spec(
 ) -> CausalityReport:
     """Build ``spec`` for a small image (see :func:`build_for_check`) and check it in every mode.
 
-    ``thorough`` picks the automatic size as `arblocks check` does (the spec's own size where feasible) and walks
-    every target of :data:`WALK` in both modes; `build` walks :data:`BUILD_WALK` (:data:`BUILD_TRAIN_WALK` in training
-    mode). ``values``/``train_values`` choose the walk's targets (``()``: no walk).
+    ``thorough`` picks the automatic size as `arblocks check` does (the spec's own size where feasible), walks every
+    target of :data:`WALK` in both modes, and, when the check's size does not speak for the spec's own image by the
+    size rule, proves it block by block (:mod:`arblocks.block_proof`); `build` walks :data:`BUILD_WALK`
+    (:data:`BUILD_TRAIN_WALK` in training mode) and says whether its size speaks for the full image.
+    ``values``/``train_values`` choose the walk's targets (``()``: no walk). ``full`` is the spec's model at its own
+    size if the caller has it (any device; it is only read), else it is built on the meta device.
     """
+    from .builder import build_model
+
     torch.manual_seed(seed)
-    # the budget is for the gradient map; `check`'s four-target walk costs about twice as much again
-    sizes, budget = ((max(spec.image.height, spec.image.width), *CHECK_SIZES), CHECK_BUDGET / 3) if thorough else (AUTO_SIZES, AUTO_BUDGET)
-    model = build_for_check(spec, size, registry, static_causality, parameters, sizes, budget)
+    registry = registry or get_registry()
+    full = full or build_model(spec, registry, static_causality=static_causality, device="meta")
+    rule = size_rule(full, registry)
+    # the budget is for the gradient map; `check`'s four-target walk in both modes costs 2-5x as much again (5x for the
+    # unfold-based convolutions of lmconv, which picks 12x12 under this budget and 16x16 under a third of CHECK_BUDGET)
+    sizes, budget = ((max(spec.image.height, spec.image.width), *CHECK_SIZES), CHECK_BUDGET / 4) if thorough else (AUTO_SIZES, AUTO_BUDGET)
+    model = build_for_check(spec, size, registry, static_causality, full.num_parameters(), sizes, budget, rule)
     if values is None:
         values, train_values = (WALK, WALK) if thorough else (BUILD_WALK, BUILD_TRAIN_WALK)
-    return check_model(model, modes=modes, samples=samples, seed=seed, registry=registry, method=method,
-                       values=values, train_values=train_values, private=True)
+    report = check_model(model, modes=modes, samples=samples, seed=seed, registry=registry, method=method,
+                         values=values, train_values=train_values, private=True)
+    # `build` proves the plugins' blocks at full size (their code is the user's); `check` every block and the head
+    report.full_size = _full_size(model, full, rule, registry, modes, seed, only_plugins=not thorough)
+    return report
+
+
+def _full_size(model: ARModel, full: ARModel, rule: SizeRule, registry: Registry, modes, seed: int, only_plugins: bool) -> FullSize:
+    """What a check of ``model`` (the float64 copy just checked) proves for ``full`` (the spec at its own size)."""
+    from .ordering import ordering_of
+
+    size = (model.image.height, model.image.width)
+    (h, w), (nh, nw) = rule.full, rule.needed
+    if size == rule.full:
+        return FullSize(rule.full, "checked", "the check ran at the spec's own size")
+    # the size rule rests on the blocks' stated reaches, so the blocks are proven at full size (which tests those) either way
+    rank = ordering_of(full.spec, registry).rank(h, w)
+    with torch.nn.utils.parametrize.cached():
+        proofs = prove_blocks(model, full, rank, modes=modes, seed=seed, select=_plugin_code(registry) if only_plugins else None)
+    proven, uncovered = _unique(proofs.proven), _unique(proofs.uncovered)
+    shown = ", ".join(uncovered[:5]) + (f" and {len(uncovered) - 5} more" if len(uncovered) > 5 else "")
+    why = rule.reason if rule.extent is None else f"{rule.reason}; the size rule needs {nh}x{nw}, more than the check affords"
+    if proofs.violations:
+        status, reason = "FAILED", f"{len(proofs.violations)} violation(s) of a block's causal statement or reach at full size"
+    elif rule.covers(*size):
+        status, reason = "size rule", f"{rule.reason}, so every border case of {h}x{w} occurs at {size[0]}x{size[1]}"
+    elif only_plugins:
+        status = "not proven"
+        reason = (f"{why}. " + (f"The plugin blocks ({len(proven)}) keep their causal statements at full size"
+                                + (f", except the uncovered {shown}" if uncovered else "") + "; " if proven or uncovered else "")
+                  + "`arblocks check` proves every block at full size")
+    elif uncovered:
+        status, reason = "partial", (f"{len(proven)} blocks (the head included) keep their causal statements at full size; "
+                                     f"not covered (no reach, checked inside the model at {size[0]}x{size[1]} only): {shown}")
+    else:
+        status, reason = "block by block", f"every block and the head ({len(proven)}) keep their causal statements at full size ({why})"
+    return FullSize(rule.full, status, reason, proofs)
+
+
+def _plugin_code(registry: Registry):
+    """A test of whether a module holds a block or head that no built-in plugin provides."""
+    from .block import Block
+    from .head import Head
+    from .plugins import BUILTIN_PLUGINS
+
+    builtin = {e.cls for kind in (registry.blocks, registry.heads) for e in kind.values() if e.plugin in BUILTIN_PLUGINS}
+    return lambda module: any(isinstance(m, (Block, Head)) and type(m) not in builtin for m in module.modules())
 
 
 class CausalityError(ArblocksError):

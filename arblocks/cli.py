@@ -144,32 +144,28 @@ def cmd_build(args) -> int:
     from .builder import build_model
     from .causality import check_spec
     from .report import build_report, format_build
-    from .validate import load_spec
 
     if args.check_size is not None and args.check_size < 1:
         raise UsageError("--check-size must be at least 1")
     spec = load_spec_with(args.spec, args.set)
     with spec_source(args.spec):
         model = build_model(spec)
-        causality = None if args.no_check else check_spec(spec, size=args.check_size or "auto", parameters=model.num_parameters())
+        causality = None if args.no_check else check_spec(spec, size=args.check_size or "auto", full=model)
     report = build_report(args.spec, spec, model, causality)
     print(json.dumps(report, indent=2) if args.json else format_build(report))
     return EXIT_OK if causality is None or causality.ok else EXIT_FAILED
 
 
 def cmd_check(args) -> int:
-    from .builder import build_model
     from .causality import check_spec
     from .report import format_check
-    from .validate import load_spec
 
     if args.size is not None and args.size < 1 or args.samples < 1:
         raise UsageError("--size and --samples must be at least 1")
     spec = load_spec_with(args.spec, args.set)
     modes = ("train", "eval") if args.mode == "both" else (args.mode,)
     with spec_source(args.spec):
-        parameters = build_model(spec, device="meta").num_parameters() if args.size is None else None
-        report = check_spec(spec, size=args.size or "auto", modes=modes, samples=args.samples, parameters=parameters,
+        report = check_spec(spec, size=args.size or "auto", modes=modes, samples=args.samples,
                             method=args.method, thorough=True, static_causality=False)
     if args.json:
         print(json.dumps({"spec": args.spec, **report.to_dict(max_violations=10**9, per_output=True)}, indent=2))
@@ -251,7 +247,6 @@ def cmd_train(args) -> int:
     from pydantic import ValidationError
 
     from .train import TrainConfig, train
-    from .validate import load_spec
 
     spec = load_spec_with(args.spec, args.set)
     values = {name: getattr(args, name) for name, _ in TRAIN_FLAGS if getattr(args, name) is not None}

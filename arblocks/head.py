@@ -8,6 +8,7 @@ A head type is an ``nn.Module`` subclass of :class:`Head` with a ``Config`` (sub
 * ``forward(features) -> params``;
 * ``nll(params, x) -> [B]``: negative log-likelihood of integer images ``x`` in nats per image, in float32;
 * ``sample(params, generator, temperature) -> x``: an integer image drawn from the parameters at every position;
+* ``reach()`` (optional): ``Reach()`` for a head that works on each position alone (every built-in head);
 * ``per_dimension(params) -> [B, C', K, H, W]``: the parameters that predict each channel of each pixel,
   for the causality harness. ``C'`` is the image's channels, or 1 for heads that predict a pixel jointly
   (``joint = True``; their parameters must then see only earlier pixels).
@@ -20,6 +21,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from .incremental import Reach
 from .spec import HeadConfig, ImageSpec
 from .streams import Causal, StreamInfo
 
@@ -44,3 +46,16 @@ class Head(nn.Module):
 
     def per_dimension(self, params: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def reach(self) -> Reach | None:
+        """For a local head (translation-equivariant, each position's parameters from its features nearby): how far
+        it reads its input stream (``Reach()`` for a per-position projection). ``None``: not known (the causality check's
+        size rule then asks for the full image, see arblocks.size_rule)."""
+        return None
+
+
+class PointwiseHead(Head):
+    """A head that computes each position's parameters from that position's features alone (every built-in head)."""
+
+    def reach(self) -> Reach:
+        return Reach()

@@ -22,6 +22,9 @@ from .streams import StreamInfo
 class InputType(nn.Module):
     Config: ClassVar[type[InputConfig]]
     provided: ClassVar[bool] = True
+    #: True when the stream does not depend on where a position is (a label, a constant, a map the caller gives),
+    #: so that the causality check's size rule may apply (see arblocks.size_rule); a positional grid is not
+    shift_invariant: ClassVar[bool] = False
     info: StreamInfo
 
     def __init__(self, config: InputConfig, image: ImageSpec):
@@ -46,6 +49,7 @@ class ClassLabelConfig(InputConfig):
 
 class ClassLabel(InputType):
     Config = ClassLabelConfig
+    shift_invariant = True
 
     def __init__(self, config, image):
         super().__init__(config, image)
@@ -95,6 +99,7 @@ class ConstantConfig(InputConfig):
 
 class Constant(InputType):
     Config = ConstantConfig
+    shift_invariant = True
     provided = False
 
     def __init__(self, config, image):
@@ -116,6 +121,7 @@ class ConditioningMapConfig(InputConfig):
 
 class ConditioningMap(InputType):
     Config = ConditioningMapConfig
+    shift_invariant = True
 
     def __init__(self, config, image):
         super().__init__(config, image)

@@ -28,6 +28,9 @@ class OrderingConfig(Config):
 
 class Ordering:
     Config: ClassVar[type[OrderingConfig]]
+    #: True when whether pixel q comes before pixel p depends only on the offset q - p, at every image size (raster and
+    #: its transposes and reflections): the causality check's size rule may then apply (see arblocks.size_rule)
+    shift_invariant: ClassVar[bool] = False
 
     def __init__(self, config: OrderingConfig | None = None):
         self.config = config or self.Config()
@@ -59,6 +62,7 @@ class RasterConfig(OrderingConfig):
 
 class Raster(Ordering):
     Config = RasterConfig
+    shift_invariant = True
 
     def curve(self, height, width):
         return torch.arange(height * width).reshape(height, width)

@@ -63,6 +63,8 @@ def format_check(source: str, report, max_listed: int = 50) -> str:
         lines.extend(f"  state problem: {p}" for p in r.problems)
         if r.perturbations:
             lines.append(f"  value perturbation: {r.perturbations} single-input changes compared bit for bit")
+    if report.full_size is not None:
+        lines.append(report.full_size.describe())
     coverage = report.coverage.nan_to_num(1.0).amin(0)  # [H, W]: the worst output channel of each pixel
     lines.append(f"coverage of the allowed past per output pixel (worst channel), min {report.min_coverage:.3f}, mean {report.mean_coverage:.3f}:")
     if h <= 16 and w <= 16:

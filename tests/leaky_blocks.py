@@ -144,8 +144,26 @@ class MaskBFirst(MaskedConv):
 
 CORPUS.append(MaskBFirst)
 
+
+
+def far_below_left(x, columns: int = 16):
+    """The value one row down and ``columns`` columns left (zero where that falls outside the image): a future pixel
+    that only exists on images more than ``columns`` pixels wide."""
+    if x.shape[3] <= columns:
+        return torch.zeros_like(x)
+    return F.pad(x[:, :, 1:, :-columns], (columns, 0, 0, 1))
+
+
+# a wide dilated tap, reaching a future row 16 columns to the left: invisible on the 8-pixel images `build` checks
+CORPUS.append(leaky_conv("wide_tap_leak", "A tap one row down and 16 columns left, beyond the reach it states (its kernel's).",
+                         lambda self, x, out: far_below_left(x).mean(1, keepdim=True)))
+CORPUS.append(leaky_conv("wide_tap_no_reach", "The same tap in a block that states no reach (so nothing can be assumed about its extent).",
+                         lambda self, x, out: far_below_left(x).mean(1, keepdim=True), reach=lambda self: None))
+
 #: how each corpus block leaks its future pixels into a model: used after a first mask-A layer, or as the first layer
 FIRST_LAYER = {"threshold_leak", "level_branch_leak", "mask_b_first"}
+#: whose leak needs an image more than 16 pixels wide
+WIDE = {"wide_tap_leak", "wide_tap_no_reach"}
 
 
 class LeakyPlugin:

@@ -238,7 +238,7 @@ def test_cli_engines_write_the_same_grid_and_nan_weights_are_refused(tmp_path, c
     assert (tmp_path / "cached.png").read_bytes() == (tmp_path / "naive.png").read_bytes()
     state = load(f"{run}/checkpoint.pt")
     for weights in (state["ema"], state["model"]):
-        for name, tensor in weights.items():
+        for tensor in weights.values():
             if tensor.is_floating_point():
                 tensor.fill_(float("nan"))
     save_atomic(state, tmp_path / "nan.pt")

@@ -15,13 +15,13 @@ from arblocks.causality import check_model, check_spec
 from arblocks.plugins import load_registry
 from arblocks.testing import check_block
 from tests.helpers import build, run_cli_with_leaky_plugin
-from tests.leaky_blocks import CORPUS, FIRST_LAYER, LeakyPlugin
+from tests.leaky_blocks import CORPUS, FIRST_LAYER, WIDE, LeakyPlugin
 
 NAMES = [cls.Config.model_fields["type"].default for cls in CORPUS]
 #: caught by the state checks rather than by a dependency
 STATEFUL = {"python_state_leak", "buffer_state_leak"}
 #: whose dependency has a non-zero gradient somewhere (the others are invisible to gradients)
-GRADIENT_VISIBLE = {"mask_b_first", "threshold_leak"}
+GRADIENT_VISIBLE = {"mask_b_first", "threshold_leak", *WIDE}
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,8 @@ def corpus_body(name: str) -> list[dict]:
 
 
 def corpus_spec(name: str, size: int = 6) -> dict:
-    return {"name": name, "image": {"channels": 3, "height": size, "width": size, "bits": 8}, "body": corpus_body(name), "head": {"type": "categorical"}}
+    height, width = (4, 20) if name in WIDE else (size, size)  # the wide taps need more than 16 columns
+    return {"name": name, "image": {"channels": 3, "height": height, "width": width, "bits": 8}, "body": corpus_body(name), "head": {"type": "categorical"}}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -52,7 +53,7 @@ def test_check_catches_each_leak(name, leaky):
     assert report.violations, report.summary()
     # every reported violation is real: the output sits before the input in the raster order (or at the same pixel)
     for v in report.violations:
-        (oc, orow, ocol), (ic, irow, icol) = v.output, v.input
+        (_, orow, ocol), (_, irow, icol) = v.output, v.input
         assert (irow, icol) >= (orow, ocol) or name in ("global_max_leak", "cross_sample_leak"), v
     if name not in GRADIENT_VISIBLE:
         assert all(v.found_by == "perturbation" for v in report.violations), "gradients cannot see this leak"

@@ -12,7 +12,7 @@ from torch import nn
 
 from ..blocks.masked_conv import conv_mask
 from ..errors import BlockError
-from ..head import Head
+from ..head import PointwiseHead
 from ..hookspecs import hookimpl
 from ..layers import Conv
 from ..spec import HeadConfig
@@ -52,7 +52,7 @@ class SubpixelProjection(nn.Module):
         return rearrange(self.linear(grouped), "b c h w l -> b (c l) h w")
 
 
-class Categorical(Head):
+class Categorical(PointwiseHead):
     Config = CategoricalConfig
 
     def __init__(self, config, source, image):
@@ -89,7 +89,7 @@ class BernoulliConfig(HeadConfig):
     type: Literal["bernoulli"] = "bernoulli"
 
 
-class Bernoulli(Head):
+class Bernoulli(PointwiseHead):
     Config = BernoulliConfig
 
     def __init__(self, config, source, image):

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from pydantic import Field
 
-from ..head import Head
+from ..head import PointwiseHead
 from ..hookspecs import hookimpl
 from ..layers import Conv
 from ..spec import HeadConfig
@@ -44,7 +44,7 @@ def coupling_pairs(channels: int) -> list[tuple[int, int]]:
     return [(c, p) for c in range(channels) for p in range(c)]
 
 
-class LogisticMixture(Head):
+class LogisticMixture(PointwiseHead):
     Config = LogisticMixtureConfig
     requires = Causal.PAST
     joint = True
