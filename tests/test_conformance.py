@@ -36,7 +36,8 @@ def test_kit_passes_every_builtin_attention_pattern():
 
 def test_kit_catches_a_causal_block_whose_incremental_step_is_wrong(make_registry):
     """Causal, but it reads its left neighbour while inheriting the pointwise reach of Elementwise: the cached sampler
-    would compute it wrongly, and the kit says so (and only that)."""
+    would compute it wrongly, and the size rule of the causality check would trust the wrong reach. The kit says both:
+    the incremental step disagrees, and the block reads beyond the reach it states (and nothing else)."""
     from typing import Literal
 
     import torch.nn.functional as F
@@ -58,5 +59,6 @@ def test_kit_catches_a_causal_block_whose_incremental_step_is_wrong(make_registr
             register(LeftSum)
 
     report = check_block("left_sum", registry=make_registry(("left", Plugin())))
-    assert {f.check for f in report.failures()} == {"incremental step"}, report.summary()
-    assert any("disagrees" in f.detail for f in report.failures())
+    assert {f.check for f in report.failures()} == {"incremental step", "causality"}, report.summary()
+    assert all("disagrees" in f.detail for f in report.failures() if f.check == "incremental step")
+    assert all("beyond the reach the block states" in f.detail for f in report.failures() if f.check == "causality")
