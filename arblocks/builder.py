@@ -182,9 +182,7 @@ class Builder:
                 aux[field_name] = self.concat([self.read(r, f"{path}/{key}", state) for r in aux_refs[field_name]], f"{path}/{key}")
         if any(i is None for i in [*inputs, *aux.values()]):
             raise _Failed  # an input failed earlier; that problem is already reported
-        if cls.orderings is not None and self.ordering.key not in cls.orderings:
-            self.fail(f"{path}/type", "ordering", f"'{config.type}' is causal only under {sorted(cls.orderings)}, not under ordering '{self.ordering.key}'")
-
+        self.check_ordering(cls, config, path)
         block = self.construct(cls, config, inputs, aux, self.context(path, label), path)
         out_state = self.causal_state(block, [i.causal for i in inputs], {k: v.causal for k, v in aux.items()}, path)
         out = config.out or self.default_out(config, state)
@@ -205,6 +203,11 @@ class Builder:
                       "narrow the layers, or raise the limit with ARBLOCKS_MAX_PARAMETERS if you mean it")
         if isinstance(getattr(block, "body", None), Chain):
             self.rows.extend(Row(r.label, r.type, r.shape, r.params, r.depth + 1, r.causal) for r in block.body.rows)
+
+    def check_ordering(self, cls: type[Block], config: BlockConfig, path: str) -> None:
+        """Fail unless the block's causal statement holds under the spec's ordering (in a container's body too)."""
+        if cls.orderings is not None and self.ordering.key not in cls.orderings:
+            self.fail(f"{path}/type", "ordering", f"'{config.type}' is causal only under {sorted(cls.orderings)}, not under ordering '{self.ordering.key}'")
 
     def construct(self, cls, config, inputs, aux, ctx, path) -> Block:
         try:
@@ -292,6 +295,7 @@ class Builder:
                 failed = True
                 continue
             try:
+                self.check_ordering(cls, config, node_path)
                 block = self.construct(cls, config, [info], {}, self.context(node_path, config.name or node_label), node_path)
             except _Failed:
                 failed = True

@@ -31,6 +31,8 @@ class Ordering:
     #: True when whether pixel q comes before pixel p depends only on the offset q - p, at every image size (raster and
     #: its transposes and reflections): the causality check's size rule may then apply (see arblocks.size_rule)
     shift_invariant: ClassVar[bool] = False
+    #: configs (without ``type``) that tests build models with (the property test draws from them)
+    examples: ClassVar[list[dict]] = [{}]
 
     def __init__(self, config: OrderingConfig | None = None):
         self.config = config or self.Config()
@@ -77,6 +79,7 @@ class BlockRasterConfig(OrderingConfig):
 
 class BlockRaster(Ordering):
     Config = BlockRasterConfig
+    examples: ClassVar[list[dict]] = [{"block": [2, 2]}, {"block": [2, 3]}]
 
     def curve(self, height, width):
         bh, bw = self.config.block

@@ -21,6 +21,7 @@ from ..block import Block, require_map
 from ..errors import BlockError
 from ..hookspecs import hookimpl
 from ..incremental import attend_at, attention_bias
+from ..ops import ungrouped
 from ..spec import BlockConfig, StreamRefs, stream_field
 from ..streams import Causal, canonical, join
 
@@ -48,6 +49,7 @@ def causal_mask(rank: torch.Tensor, include_current: bool) -> torch.Tensor:
 
 class CausalAttention(Block):
     Config = CausalAttentionConfig
+    examples = [{"key": "h", "value": "h"}, {"key": "h", "value": "h", "heads": 2, "include_current": True}]
     orderings = None  # the mask follows the spec's ordering
 
     def __init__(self, config: CausalAttentionConfig, inputs, aux, ctx):
@@ -90,7 +92,8 @@ class CausalAttention(Block):
         return rearrange(mixed, "b heads n c -> b (heads c) n")
 
     def causality(self, inputs, aux):
-        query = inputs[0]
+        # every output channel is weighted by scores computed from all of the query's channels: its sub-pixel groups mix
+        query = canonical(ungrouped(inputs[0]), self.image.channels)
         seen = join(aux["key"], aux["value"])
         if self.config.include_current:
             if canonical(seen, self.image.channels) > Causal.PAST:

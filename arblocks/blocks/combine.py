@@ -96,6 +96,7 @@ class SliceConfig(BlockConfig):
 
 class Slice(ChannelMixing):
     Config = SliceConfig
+    examples = [{"stop": 2}, {"start": 1, "stop": 3}]
 
     def __init__(self, config: SliceConfig, inputs, aux, ctx):
         super().__init__(config, inputs, aux, ctx)

@@ -26,6 +26,7 @@ class EmbeddingConfig(BlockConfig):
 
 class Embedding(Block):
     Config = EmbeddingConfig
+    examples = [{"channels": 4}]
     orderings = None  # a label carries nothing of the image
 
     def __init__(self, config: EmbeddingConfig, inputs, aux, ctx):

@@ -22,6 +22,7 @@ class Repeat:
     """A structural node: the builder unrolls it; it has no module of its own."""
 
     Config = RepeatConfig
+    examples = [{"times": 2}]
     structural: ClassVar[bool] = True
 
     @staticmethod

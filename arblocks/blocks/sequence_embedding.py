@@ -37,6 +37,7 @@ class TokenEmbeddingConfig(BlockConfig):
 
 class TokenEmbedding(Block):
     Config = TokenEmbeddingConfig
+    examples = [{"channels": 8}, {"channels": 6, "start": "zeros"}]
     orderings = None
 
     def __init__(self, config: TokenEmbeddingConfig, inputs, aux, ctx):

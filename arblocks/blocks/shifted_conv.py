@@ -261,6 +261,7 @@ class ShiftConfig(BlockConfig):
 
 class Shift(Block):
     Config = ShiftConfig
+    examples = [{"direction": "down"}, {"direction": "right"}]
 
     def __init__(self, config, inputs, aux, ctx):
         super().__init__(config, inputs, aux, ctx)

@@ -100,6 +100,7 @@ class SharedMask(nn.Module):
 
 class TransformerBlock(Block):
     Config = TransformerBlockConfig
+    examples = [{"heads": 2}, {"heads": 1, "pattern": {"type": "local_1d", "block": 4}}]
     orderings = None
 
     def __init__(self, config: TransformerBlockConfig, inputs, aux, ctx):
