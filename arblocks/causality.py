@@ -351,13 +351,19 @@ def check_model(
             probe.train(mode == "train")
             with torch.random.fork_rng(devices=[]):  # dropout draws from the global generator: make it repeatable, leave the caller's alone
                 torch.manual_seed(seed)
-                dep, used = _map(probe, method, samples, seed)
+                targets = train_values if mode == "train" and train_values is not None else values
+                dep, used = _map(probe, method, samples, seed, walk=bool(targets))
                 problems = _purity(probe, seed)
                 stateful = any(p.kind in ("buffers", "repeat") for p in problems)
-                targets = train_values if mode == "train" and train_values is not None else values
-                changes, groups, steps = ([], [], 0) if not targets or stateful else _value_changes(probe, rank, targets, seed)
+                if dep is None and stateful:  # no gradient path, and a walk would see the state everywhere
+                    dep, (changes, groups, steps) = perturbation_map(probe, samples=max(samples, 2), seed=seed), ([], [], 0)
+                elif dep is None:  # no gradient path: the walk's changes, every output's, make the dependency map
+                    found, groups, steps = _value_changes(probe, rank, targets, seed, every=True)
+                    dep, changes = _walk_map(found, groups, probe), []
+                else:
+                    changes, groups, steps = ([], [], 0) if not targets or stateful else _value_changes(probe, rank, targets, seed)
             allowed = allowed_inputs(rank, dep.shape[0], image.channels)
-            violations = _merge(dep, allowed, changes, groups)
+            violations = _merge(dep, allowed, changes, groups, used)
             reports[mode] = ModeReport(mode, dep, allowed, violations, used, problems, steps)
     return CausalityReport((image.channels, image.height, image.width), ordering.key, reports)
 
@@ -369,8 +375,20 @@ def _purity(model: ARModel, seed: int) -> list[PurityProblem]:
     return purity_problems(model, x, cond, other, seed)
 
 
-def _value_changes(model: ARModel, rank: torch.Tensor, values, seed: int):
-    """The changes the value-perturbation walk found, the input groups (masks) and the walk's length."""
+def _walk_map(changes: list[Change], groups: list[torch.Tensor], model: ARModel) -> torch.Tensor:
+    """[C', H, W, C, H, W]: the largest change of each output when each input changed, from every change of a walk."""
+    image = model.image
+    outputs = 1 if model.head.joint else image.channels
+    dep = torch.zeros(outputs * image.height * image.width, image.channels, image.height, image.width, dtype=torch.float64)
+    for change in changes:
+        row = dep[change.output]
+        row[groups[change.group]] = torch.clamp(row[groups[change.group]], min=change.magnitude)
+    return dep.reshape(outputs, image.height, image.width, image.channels, image.height, image.width)
+
+
+def _value_changes(model: ARModel, rank: torch.Tensor, values, seed: int, every: bool = False):
+    """The changes the value-perturbation walk found (``every``: of every output, else only of the outputs that must
+    not see the changed input), the input groups (masks) and the walk's length."""
     image = model.image
     joint = model.head.joint
     generator = torch.Generator().manual_seed(seed + 2)
@@ -385,12 +403,13 @@ def _value_changes(model: ARModel, rank: torch.Tensor, values, seed: int):
 
     rows = max(8, min(128, 65536 // (image.height * image.width)))
     with torch.no_grad():
-        found = find_changes(run, images, changed, own, rows)
+        found = find_changes(run, images, changed, own, rows, forbidden_only=not every)
     return found, groups, len(changed)
 
 
-def _merge(dep, allowed, changes: list[Change], groups) -> list[Violation]:
-    """Violations of the gradient map and of the perturbation walk, each once, naming the method(s) that found it."""
+def _merge(dep, allowed, changes: list[Change], groups, map_method: str = "gradient") -> list[Violation]:
+    """Violations of the dependency map (made by ``map_method``) and of the perturbation walk, each once, naming the
+    method(s) that found it."""
     outputs = dep.shape[:3]
     by_gradient = {}
     for i in ((dep != 0) & ~allowed).nonzero().tolist():
@@ -407,7 +426,8 @@ def _merge(dep, allowed, changes: list[Change], groups) -> list[Violation]:
             continue
         key = (out, inputs[0] if len(inputs) == 1 else (None, *inputs[0][1:]))
         extra[key] = max(extra.get(key, 0.0), change.magnitude)
-    violations = [Violation(o, i, m, "gradient, perturbation" if (o, i) in both else "gradient") for (o, i), m in by_gradient.items()]
+    both_label = "gradient, perturbation" if map_method == "gradient" else map_method
+    violations = [Violation(o, i, m, both_label if (o, i) in both else map_method) for (o, i), m in by_gradient.items()]
     violations += [Violation(o, i, m, "perturbation") for (o, i), m in extra.items()]
     return sorted(violations, key=lambda v: (v.output, tuple(-1 if c is None else c for c in v.input)))
 
@@ -423,16 +443,17 @@ CHECK_BUDGET = 1e11
 BUILD_WALK, BUILD_TRAIN_WALK = ("max", "zero"), ("max",)
 
 
-def _map(model: ARModel, method: str, samples: int, seed: int) -> tuple[torch.Tensor, str]:
-    """The dependency map and the method that made it."""
+def _map(model: ARModel, method: str, samples: int, seed: int, walk: bool = False) -> tuple[torch.Tensor | None, str]:
+    """The dependency map and the method that made it; ``(None, "perturbation")`` when the map is to come from the
+    value walk (``walk``) because the model has no gradient path from the image (or ``method`` says perturbation)."""
     if method == "perturbation":
-        return perturbation_map(model, samples=max(samples, 2), seed=seed), "perturbation"
+        return (None if walk else perturbation_map(model, samples=max(samples, 2), seed=seed)), "perturbation"
     try:
         return dependency_map(model, samples=samples, seed=seed), "gradient"
     except NoGradientPath:
         if method == "gradient":
             raise
-        return perturbation_map(model, samples=max(samples, 2), seed=seed), "perturbation"
+        return (None if walk else perturbation_map(model, samples=max(samples, 2), seed=seed)), "perturbation"
 
 
 def check_image(spec: ModelSpec, size: int | tuple[int, int] | None) -> ImageSpec:

@@ -96,8 +96,9 @@ def walk(base: torch.Tensor, groups: list[torch.Tensor], levels: int, targets=WA
     return torch.stack(images), changed
 
 
-def find_changes(run, images: torch.Tensor, changed: list[int], own_group: torch.Tensor, rows: int) -> list[Change]:
-    """Every (output, group) where changing ``group`` changed an output that must not see it.
+def find_changes(run, images: torch.Tensor, changed: list[int], own_group: torch.Tensor, rows: int, forbidden_only: bool = True) -> list[Change]:
+    """Every (output, group) where changing ``group`` changed an output that must not see it (with ``forbidden_only``
+    off: any output, for a dependency map of models without a gradient path).
 
     ``run(batch)`` gives [B, C', K, H, W] parameters, with the same random draws for batches of the same shape.
     Images ``k`` and ``k + 1`` are compared at the same row of two batches of ``rows`` images: batch ``j`` holds images
@@ -116,7 +117,7 @@ def find_changes(run, images: torch.Tensor, changed: list[int], own_group: torch
         group = group_of_step[torch.arange(rows) * stride + j - 1]  # the group that changed from each row of `before` to `after`
         differs = (before != after) & ~(before.isnan() & after.isnan())  # [rows, C'*H*W, K], bit for bit; NaN equals NaN here
         forbidden = group[:, None] >= own[None, :]  # an output must not see its own group or any generated after it
-        hit = differs.any(-1) & forbidden  # [rows, C'*H*W]
+        hit = differs.any(-1) & (forbidden if forbidden_only else (group[:, None] >= 0))  # [rows, C'*H*W]
         magnitudes = (after - before).abs().nan_to_num(float("inf")).amax(-1)[hit].tolist()
         for (row, output), magnitude in zip(hit.nonzero().tolist(), magnitudes):
             key = (output, int(group[row]))

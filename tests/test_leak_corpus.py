@@ -76,17 +76,6 @@ def test_kit_catches_each_leak(name, leaky):
         assert failed and all(case.endswith("as the first layer, on the image") for case in failed), failed
 
 
-@pytest.fixture
-def leaky_installed(leaky, monkeypatch):
-    """The CLI in this process, with the corpus registered (as an installed plugin would be)."""
-    from arblocks import plugins
-
-    plugins.get_registry.cache_clear()
-    monkeypatch.setattr(plugins, "load_registry", lambda *a, **k: leaky)
-    yield
-    plugins.get_registry.cache_clear()
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_build_and_check_commands_fail_each_leak(name, leaky_installed, tmp_path, capsys):
     from arblocks.cli import main
