@@ -152,7 +152,7 @@ def compositions(draw):
     return spec_of(start, body, head, channels, size, bits, ordering), mode
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(compositions())
 def test_random_compositions_from_the_registry_are_exactly_causal(case):
     data, mode = case
