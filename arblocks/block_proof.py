@@ -40,8 +40,10 @@ from .streams import Causal, StreamInfo, canonical
 
 #: the values the block-level walk sets each input position's group to
 BLOCK_WALK = (1.0, -1.0, 0.0)
-#: multiply-accumulates a block without a reach may cost to be proven on its full-size streams (about a second)
+#: multiply-accumulates a block without a reach may cost to be proven on its full-size streams: about a second for
+#: `build`'s proof of plugin blocks; `arblocks check` allows ten times as much (CHECK_FULL_STREAM_BUDGET)
 FULL_STREAM_BUDGET = 1e10
+CHECK_FULL_STREAM_BUDGET = 1e11
 
 
 @dataclass(frozen=True)
@@ -337,7 +339,7 @@ class _Prover:
             (self.proofs.uncovered if reach is None else self.proofs.proven).append(path)
         else:
             found = self._windowed(path, layer, slots, maps, out, reach) if reach is not None else None
-            if found is None and _full_stream_cost(layer, maps, out) <= self.budget:
+            if found is None and _full_stream_cost(layer, maps, out, self.C) <= self.budget:
                 whole = Reach(*(max(out.height, *(s.full.height for s in maps)),) * 2, *(max(out.width, *(s.full.width for s in maps)),) * 2)
                 found = self._windowed(path, layer, slots, maps, out, whole, whole=True)
             if found is None:
@@ -377,11 +379,12 @@ class _Prover:
         return found
 
 
-def _full_stream_cost(layer, maps: list[_Slot], out: StreamInfo) -> float:
-    """Rough multiply-accumulates of proving a block on its full-size streams: one pass per output item and per walked
-    input item, each about (parameters + channels) x output positions."""
+def _full_stream_cost(layer, maps: list[_Slot], out: StreamInfo, image_channels: int) -> float:
+    """Rough multiply-accumulates of proving a block on its full-size streams: one pass per output (position, channel
+    group) and per walked input (position, group, value), each about (parameters + channels) x output positions."""
     weights = sum(p.numel() for p in layer.parameters()) + sum(s.full.channels for s in maps) + out.channels
-    items = out.channels * out.height * out.width + len(BLOCK_WALK) * sum(s.full.channels * s.full.height * s.full.width for s in maps)
+    groups = lambda info: len(stream_groups(info, image_channels))  # noqa: E731
+    items = groups(out) * out.height * out.width + len(BLOCK_WALK) * sum(groups(s.full) * s.full.height * s.full.width for s in maps)
     return float(weights) * out.height * out.width * items
 
 

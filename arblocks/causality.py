@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .block_proof import BlockProofs, prove_blocks
+from .block_proof import CHECK_FULL_STREAM_BUDGET, FULL_STREAM_BUDGET, BlockProofs, prove_blocks
 from .errors import ArblocksError
 from .model import ARModel
 from .perturbation import WALK, Change, find_changes, groups_in_order, output_group, walk
@@ -565,7 +565,8 @@ def _full_size(model: ARModel, full: ARModel, rule: SizeRule, registry: Registry
     # the size rule rests on the blocks' stated reaches, so the blocks are proven at full size (which tests those) either way
     rank = ordering_of(full.spec, registry).rank(h, w)
     with torch.nn.utils.parametrize.cached():
-        proofs = prove_blocks(model, full, rank, modes=modes, seed=seed, select=_plugin_code(registry) if only_plugins else None)
+        proofs = prove_blocks(model, full, rank, modes=modes, seed=seed, select=_plugin_code(registry) if only_plugins else None,
+                              budget=FULL_STREAM_BUDGET if only_plugins else CHECK_FULL_STREAM_BUDGET)
     proven, uncovered = _unique(proofs.proven), _unique(proofs.uncovered)
     shown = ", ".join(uncovered[:5]) + (f" and {len(uncovered) - 5} more" if len(uncovered) > 5 else "")
     why = rule.reason if rule.extent is None else f"{rule.reason}; the size rule needs {nh}x{nw}, more than the check affords"

@@ -18,6 +18,20 @@ SPECS = sorted((ROOT / "specs").glob("*.json"))
 
 
 def run(*args):
+    """The CLI in this process, from the repository's root (the headline command below also runs as a fresh process)."""
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.chdir(ROOT), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exit_:
+            code = exit_.code
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
+def run_process(*args):
     return subprocess.run([sys.executable, "-m", "arblocks", *args], capture_output=True, text=True, cwd=ROOT)
 
 
@@ -90,7 +104,7 @@ def test_every_shipped_spec_passes_the_check_that_build_runs(spec):
 
 
 def test_the_command_the_project_is_known_by():
-    out = run("build", "specs/pixelsnail.json")
+    out = run_process("build", "specs/pixelsnail.json")
     assert out.returncode == 0, out.stderr
     assert "total trainable parameters: 46,021,908" in out.stdout
     assert "PASSED" in out.stdout and "coverage of the allowed past: min 1.000" in out.stdout
