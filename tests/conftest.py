@@ -1,7 +1,17 @@
+import os
+
 import pytest
 import torch
 
 from arblocks.plugins import load_registry
+
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one worker per core (`-n auto`), one thread each: torch's default of one thread per core in every worker would
+    # oversubscribe the cores. The processes tests start inherit it, so results that depend on the summation order
+    # (a resumed run against a straight one) agree across processes.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
