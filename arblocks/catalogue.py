@@ -8,7 +8,8 @@ from .plugins import get_registry
 from .registry import KINDS, Registry
 from .spec import BlockConfig
 
-TITLES = {"block": "Blocks", "head": "Heads", "input": "Input types", "ordering": "Orderings", "attention": "Attention patterns", "dataset": "Data sources"}
+TITLES = {"block": "Blocks", "head": "Heads", "input": "Input types", "ordering": "Orderings", "attention": "Attention patterns", "dataset": "Data sources",
+          "view": "Views (the deterministic views that a model of several stages models first)"}
 HIDDEN = {"type"}
 COMMON = ("name", "in", "out", "push")  # BlockConfig's own fields, described once
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import ArblocksError, Problem, SpecError
+from .registry import KINDS
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -118,7 +119,7 @@ def parser() -> argparse.ArgumentParser:
 
     bl = sub.add_parser("blocks", help="list the registered block types (and heads, inputs, orderings)")
     bl.add_argument("pattern", nargs="?", help="glob or substring of the type name")
-    bl.add_argument("--kind", choices=["block", "head", "input", "ordering", "attention", "dataset", "all"], default="all", help="list only this kind of registered type (default all)")
+    bl.add_argument("--kind", choices=[*KINDS, "all"], default="all", help="list only this kind of registered type (default all)")
     bl.add_argument("--json", action="store_true", help="print the list as JSON")
     bl.add_argument("--markdown", action="store_true", help="print the full catalogue with every field, in Markdown (docs/blocks.md)")
     bl.add_argument("--no-plugins", action="store_true", help="only the built-in types (no entry points)")

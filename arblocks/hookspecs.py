@@ -72,3 +72,12 @@ def arblocks_register_datasets(register):
     Call ``register(DatasetClass)`` for each. ``DatasetClass`` subclasses :class:`arblocks.data.DatasetType`;
     its ``Config.type`` is the name used in source strings (``name:PATH``).
     """
+
+
+@hookspec
+def arblocks_register_views(register):
+    """Register views: deterministic functions of the image (a grayscale image, a pyramid's lower level) that a model
+    of several stages models first.
+
+    Call ``register(ViewClass)`` for each. ``ViewClass`` subclasses :class:`arblocks.views.View`.
+    """

@@ -44,6 +44,7 @@ BUILTIN_PLUGINS = (
     "arblocks.ordering",
     "arblocks.attention_patterns",
     "arblocks.data.sources",
+    "arblocks.views",
 )
 
 HOOKS = {
@@ -53,6 +54,7 @@ HOOKS = {
     "ordering": "arblocks_register_orderings",
     "attention": "arblocks_register_attention_patterns",
     "dataset": "arblocks_register_datasets",
+    "view": "arblocks_register_views",
 }
 
 

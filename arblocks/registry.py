@@ -12,7 +12,7 @@ from typing import Any, get_args
 
 from .errors import RegistryError
 
-KINDS = ("block", "head", "input", "ordering", "attention", "dataset")
+KINDS = ("block", "head", "input", "ordering", "attention", "dataset", "view")
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,10 @@ class Registry:
         return self.entries["attention"]
 
     @property
+    def views(self) -> dict[str, Entry]:
+        return self.entries["view"]
+
+    @property
     def failed(self) -> list[PluginInfo]:
         return [p for p in self.plugins if p.error]
 
@@ -107,8 +111,10 @@ def base_class(kind: str) -> type:
     from .head import Head
     from .inputs import InputType
     from .ordering import Ordering
+    from .views import View
 
-    return {"block": Block, "head": Head, "input": InputType, "ordering": Ordering, "attention": AttentionPattern, "dataset": DatasetType}[kind]
+    return {"block": Block, "head": Head, "input": InputType, "ordering": Ordering, "attention": AttentionPattern, "dataset": DatasetType,
+            "view": View}[kind]
 
 
 def type_name(cls: Any) -> str:

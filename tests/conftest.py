@@ -5,7 +5,6 @@ import torch
 
 from arblocks.plugins import load_registry
 
-
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # one worker per core (`-n auto`), one thread each: torch's default of one thread per core in every worker would
     # oversubscribe the cores. The processes tests start inherit it, so results that depend on the summation order
