@@ -20,12 +20,13 @@ from .registry import Registry
 from .spec import BLOCKS_MARK, TYPED_MARK, ModelSpec
 from .spec_size import MAX_DEPTH, check_size
 
-KIND_WORDS = {"block": "block", "head": "head", "input": "input", "ordering": "ordering", "attention": "attention pattern"}
+KIND_WORDS = {"block": "block", "head": "head", "input": "input", "ordering": "ordering", "attention": "attention pattern", "view": "view"}
 LIST_COMMANDS = {
     "block": "`arblocks blocks`",
     "head": "`arblocks blocks --kind head`",
     "input": "`arblocks blocks --kind input`",
     "ordering": "`arblocks blocks --kind ordering`",
+    "view": "`arblocks blocks --kind view`",
     "attention": "`arblocks blocks --kind attention`",
 }
 

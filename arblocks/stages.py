@@ -1,0 +1,184 @@
+"""Models of several stages: p(x) = p(a_1) p(a_2 | a_1) ... p(x | a_1, ..., a_{k-1}) (issue 13, in progress).
+
+A spec with ``stages`` (instead of ``body`` and ``head``) lists the stages in order. Each models one variable, a
+registered view of the image (:mod:`arblocks.views`; the last stage models the image itself, view ``identity``),
+with an ordinary ordering, inputs, body and head, so everything built for one model works inside a stage. The
+variables of earlier stages enter a stage as extra inputs named after those stages: maps of their own size, as
+floats in [-1, 1] like the image, in causal state ``none`` (fully known), which any block may read.
+
+Each stage compiles to an ordinary :class:`arblocks.ModelSpec` (the earlier variables as ``conditioning_map``
+inputs), so each is built, checked for causality and sampled like any model. :class:`StagedModel` holds the built
+stages: ``nll`` is the sum of the stages' nats, ``bits_per_dim`` is over the image's dimensions. For a
+deterministic view this is an upper bound on -log p(x) of the normalized model: p(x | a) may put mass on images
+whose view is not a.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from pydantic import Field, ValidationError
+from torch import nn
+
+from .errors import BlockError, Problem, SpecError
+from .model import ARModel, levels_to_float
+from .plugins import get_registry
+from .registry import Registry
+from .spec import IMAGE_STREAM, Config, ImageSpec, StreamName, blocks_field
+from .validate import pydantic_problems, validate_typed
+from .views import View
+
+
+class StageConfig(Config):
+    """One stage: a view of the image and the model of it."""
+
+    name: StreamName = Field(description="The stage's variable: later stages read it as an input stream of this name.")
+    view: Any = Field("identity", description="What the stage models: a registered view's name, or {\"type\": ..., ...}; the last stage's is `identity`.")
+    ordering: Any = Field("raster", description="Generation order of the view's pixels, as for a single model.")
+    inputs: dict[StreamName, Any] = Field(default_factory=dict, description="Extra inputs of this stage only, as for a single model.")
+    body: list[Any] = blocks_field("The stage's blocks, run in order.", min_length=1)
+    head: Any = Field(description="The stage's output head.")
+
+
+class StagedSpec(Config):
+    """A model of several stages, each modelling a view of the image given the earlier stages' views."""
+
+    schema_: str | None = Field(None, alias="$schema", description="Optional JSON Schema reference for editors.")
+    name: str = Field(min_length=1, description="Model name.")
+    description: str = Field("", description="Free text.")
+    image: ImageSpec
+    inputs: dict[StreamName, Any] = Field(default_factory=dict, description="Extra inputs every stage reads (class labels, ...).")
+    defaults: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Default field values by block type, for every stage.")
+    stages: list[StageConfig] = Field(min_length=1, description="The stages, in the order they are modelled and sampled.")
+
+
+def is_staged(data: Any) -> bool:
+    return isinstance(data, dict) and "stages" in data
+
+
+def parse_staged(data: dict, registry: Registry | None = None, source: str | None = None) -> tuple[StagedSpec, list, list[View]]:
+    """Validate a spec with stages: the spec, each stage's :class:`arblocks.ModelSpec` and its view. Every problem is
+    reported with its JSON path (``/stages/1/body/3/...``)."""
+    from .validate import parse_spec
+
+    registry = registry or get_registry()
+    try:
+        spec = StagedSpec.model_validate(data)
+    except ValidationError as error:
+        raise SpecError(pydantic_problems(error, (), StagedSpec, "spec"), source) from None
+    problems: list[Problem] = []
+    names = [stage.name for stage in spec.stages]
+    for k, name in enumerate(names):
+        if name == IMAGE_STREAM or name in spec.inputs:
+            problems.append(Problem(f"/stages/{k}/name", "reserved_name", f"'{name}' is {'the image stream' if name == IMAGE_STREAM else 'a spec input'}; name the stage otherwise"))
+        elif name in names[:k]:
+            problems.append(Problem(f"/stages/{k}/name", "duplicate", f"stage '{name}' is named twice (also /stages/{names.index(name)})"))
+    views = [_view(stage.view, spec.image, ("stages", k, "view"), registry, problems) for k, stage in enumerate(spec.stages)]
+    last = len(spec.stages) - 1
+    if views[last] is not None and views[last].output != spec.image:
+        problems.append(Problem(f"/stages/{last}/view", "last_stage", "the last stage must model the image itself (view 'identity'), so that the stages model x"))
+    stage_specs = []
+    for k, (stage, view) in enumerate(zip(spec.stages, views)):
+        if view is None:
+            continue
+        earlier = {spec.stages[j].name: _as_input(views[j]) for j in range(k) if views[j] is not None}
+        compiled = {"name": f"{spec.name}/{stage.name}", "image": view.output.model_dump(), "ordering": data["stages"][k].get("ordering", "raster"),
+                    "inputs": {**data.get("inputs", {}), **data["stages"][k].get("inputs", {}), **earlier},
+                    "defaults": data.get("defaults", {}), "body": data["stages"][k]["body"], "head": data["stages"][k]["head"]}
+        try:
+            stage_specs.append(parse_spec(compiled, registry=registry))
+        except SpecError as error:
+            problems += [_in_stage(p, k, names[k + 1:]) for p in error.problems]
+    if problems:
+        raise SpecError(problems, source)
+    return spec, stage_specs, views
+
+
+def _view(raw: Any, image: ImageSpec, path: tuple, registry: Registry, problems: list[Problem]) -> View | None:
+    config = validate_typed({"type": raw} if isinstance(raw, str) else raw, path, registry, "view", problems)
+    if config is None:
+        return None
+    try:
+        return registry.views[config.type].cls(config, image)
+    except BlockError as error:
+        where = "/" + "/".join(map(str, path)) + (f"/{error.field}" if error.field and error.field != "type" else "")
+        problems.append(Problem(where, "view_does_not_fit", error.message))
+        return None
+
+
+def _as_input(view: View) -> dict:
+    out = view.output
+    return {"type": "conditioning_map", "channels": out.channels, "height": out.height, "width": out.width}
+
+
+def _in_stage(problem: Problem, k: int, later: list[str]) -> Problem:
+    """A stage's problem with its path inside the staged spec; reading a later stage's variable is said as such."""
+    message = problem.message
+    for name in later:
+        if f"stream '{name}' is read before it is written" in message:
+            message = f"stream '{name}' is the variable of a later stage: a stage reads only the variables of the stages before it"
+    return Problem(f"/stages/{k}{problem.path}", problem.type, message)
+
+
+class StagedModel(nn.Module):
+    """The built stages of a :class:`StagedSpec`; see the module's docstring."""
+
+    def __init__(self, spec: StagedSpec, stages: list[ARModel], views: list[View]):
+        super().__init__()
+        self.spec = spec
+        self.image = spec.image
+        self.stages = nn.ModuleList(stages)
+        self.views = views
+        self.names = [stage.name for stage in spec.stages]
+
+    def variables(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Each stage's variable (integer levels) for images ``x``."""
+        return [view(x) for view in self.views]
+
+    def _conditioning(self, k: int, variables: list[torch.Tensor], conditioning: dict) -> dict:
+        earlier = {self.names[j]: levels_to_float(variables[j], self.views[j].output.levels, torch.get_default_dtype()) for j in range(k)}
+        provided = set(self.stages[k].provided_inputs)
+        return {name: value for name, value in {**conditioning, **earlier}.items() if name in provided}
+
+    def stage_nll(self, x: torch.Tensor, **conditioning) -> list[torch.Tensor]:
+        """Negative log-likelihood of each stage's variable in nats per image: a list of [B] tensors (float32)."""
+        variables = self.variables(x)
+        return [stage.nll(variables[k], **self._conditioning(k, variables, conditioning)) for k, stage in enumerate(self.stages)]
+
+    def nll(self, x: torch.Tensor, **conditioning) -> torch.Tensor:
+        """The sum of the stages' nats per image, [B]: an upper bound on -log p(x) for deterministic views."""
+        return torch.stack(self.stage_nll(x, **conditioning)).sum(0)
+
+    def bits_per_dim(self, x: torch.Tensor, **conditioning) -> torch.Tensor:
+        return self.nll(x, **conditioning).sum() / (x.shape[0] * self.image.dims * math.log(2))
+
+    def sample(self, n: int, conditioning: dict | None = None, **options) -> torch.Tensor:
+        """``n`` images, stage by stage: each stage's variable drawn given the ones drawn before it (options as for
+        :func:`arblocks.sample.sample_images`)."""
+        from .sample import sample_images
+
+        variables: list[torch.Tensor] = []
+        for k, stage in enumerate(self.stages):
+            given = self._conditioning(k, variables, conditioning or {})
+            variables.append(sample_images(stage, n, conditioning=given, **options))
+        return variables[-1]
+
+    def num_parameters(self) -> int:
+        return sum(stage.num_parameters() for stage in self.stages)
+
+
+def build_staged(spec: StagedSpec, stage_specs: list, views: list[View], registry: Registry | None = None, **options) -> StagedModel:
+    """Build every stage (``options`` as for :func:`arblocks.build_model`); problems carry the stage's path."""
+    from .builder import build_model
+
+    stages, problems = [], []
+    for k, stage_spec in enumerate(stage_specs):
+        try:
+            stages.append(build_model(stage_spec, registry, **options))
+        except SpecError as error:
+            problems += [_in_stage(p, k, [s.name for s in spec.stages[k + 1:]]) for p in error.problems]
+    if problems:
+        raise SpecError(problems)
+    return StagedModel(spec, stages, views)
