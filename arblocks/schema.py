@@ -1,4 +1,4 @@
-"""JSON Schema of a spec, with every registered block, head, input type and ordering (plugins' too)."""
+"""JSON Schema of a spec, with every registered block, head, input type, ordering and view (plugins' too)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from .plugins import get_registry
 from .registry import Registry
 from .spec import BLOCKS_MARK, STREAM_MARK, TYPED_MARK, ModelSpec
 
-KIND_DEFS = {"block": "Block", "head": "Head", "input": "Input", "ordering": "Ordering", "attention": "AttentionPattern"}
+KIND_DEFS = {"block": "Block", "head": "Head", "input": "Input", "ordering": "Ordering", "attention": "AttentionPattern", "view": "View"}
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
@@ -29,25 +29,37 @@ def _union(registry: Registry, kind: str, defs: dict) -> dict:
     return {"oneOf": refs, "discriminator": {"propertyName": "type", "mapping": mapping}}
 
 
-def spec_json_schema(registry: Registry | None = None) -> dict[str, Any]:
-    registry = registry or get_registry()
-    defs: dict[str, Any] = {}
-    schema = _merge_defs(defs, ModelSpec.model_json_schema(ref_template="#/$defs/{model}"))
-    defs["Block"] = _union(registry, "block", defs)
-    defs["Head"] = _union(registry, "head", defs)
-    defs["Input"] = _union(registry, "input", defs)
-    props = schema["properties"]
+def _typed_properties(props: dict, registry: Registry) -> None:
+    """The head, inputs and ordering of a model (or of a stage) as references to their registered unions."""
     props["head"] = {"$ref": "#/$defs/Head", "description": props["head"].get("description", "")}
     props["inputs"]["patternProperties"] = {pattern: {"$ref": "#/$defs/Input"} for pattern in props["inputs"].get("patternProperties", {})}
     props["inputs"]["additionalProperties"] = False
-    defs["Ordering"] = _union(registry, "ordering", defs)
     props["ordering"] = {
         "description": props["ordering"].get("description", ""),
         "default": "raster",
         "anyOf": [{"type": "string", "enum": sorted(registry.orderings)}, {"$ref": "#/$defs/Ordering"}],
     }
-    defs["AttentionPattern"] = _union(registry, "attention", defs)
-    for definition in [schema, *defs.values()]:  # nested block lists refer to the union; internal markers go
+
+
+def spec_json_schema(registry: Registry | None = None) -> dict[str, Any]:
+    """A single model, or a model of several stages (each stage's view, body, head, inputs and ordering validated)."""
+    from .stages import StagedSpec
+
+    registry = registry or get_registry()
+    defs: dict[str, Any] = {}
+    model = _merge_defs(defs, ModelSpec.model_json_schema(ref_template="#/$defs/{model}"))
+    staged = _merge_defs(defs, StagedSpec.model_json_schema(ref_template="#/$defs/{model}"))
+    for kind, name in KIND_DEFS.items():
+        defs[name] = _union(registry, kind, defs)
+    _typed_properties(model["properties"], registry)
+    stage = defs["StageConfig"]["properties"]
+    _typed_properties(stage, registry)
+    stage["view"] = {"description": stage["view"].get("description", ""), "default": "identity",
+                     "anyOf": [{"type": "string", "enum": sorted(registry.views)}, {"$ref": "#/$defs/View"}]}
+    staged["properties"]["inputs"]["patternProperties"] = {p: {"$ref": "#/$defs/Input"} for p in staged["properties"]["inputs"].get("patternProperties", {})}
+    staged["properties"]["inputs"]["additionalProperties"] = False
+    defs["Model"], defs["StagedModel"] = model, staged
+    for definition in defs.values():  # nested block lists refer to the union; internal markers go
         for prop in definition.get("properties", {}).values():
             if prop.pop(BLOCKS_MARK, None):
                 prop["items"] = {"$ref": "#/$defs/Block"}
@@ -57,7 +69,10 @@ def spec_json_schema(registry: Registry | None = None) -> dict[str, Any]:
                 prop.pop("anyOf", None)
                 prop["anyOf"] = [one, {"type": "array", "items": one, "minItems": 1}, {"type": "null"}]
             prop.pop(STREAM_MARK, None)
-    schema["$defs"] = defs
-    schema["$schema"] = SCHEMA_DIALECT
-    schema["title"] = "arblocks model spec"
-    return schema
+    return {
+        "$schema": SCHEMA_DIALECT,
+        "title": "arblocks model spec",
+        "description": "A model (body and head), or a model of several stages (stages), each of which models a view of the image.",
+        "oneOf": [{"$ref": "#/$defs/Model"}, {"$ref": "#/$defs/StagedModel"}],
+        "$defs": defs,
+    }

@@ -133,3 +133,20 @@ def test_a_stage_that_would_see_its_own_sub_pixel_is_refused_at_its_path(tmp_pat
 def test_verbs_that_do_not_take_stages_yet_say_so(tmp_path, capsys):
     assert main(["check", str(TINY)]) == 2
     assert "/stages: specs with stages can be built" in capsys.readouterr().err
+
+
+def test_the_json_schema_takes_stages_and_rejects_a_typo_inside_one():
+    import jsonschema
+
+    from arblocks.schema import spec_json_schema
+
+    schema = spec_json_schema()
+    jsonschema.validate(tiny(), schema)
+    for stage, where, value in ((1, "body", None), (0, "view", {"type": "grayscale", "bitz": 3})):
+        data = tiny()
+        if value is None:
+            data["stages"][stage]["body"][0]["kernl"] = 3
+        else:
+            data["stages"][stage][where] = value
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(data, schema)
