@@ -196,7 +196,7 @@ def cmd_check(args) -> int:
     stages = [(f"{args.spec} /stages/{k} ({stage.name})", stage_spec) for k, (stage, stage_spec) in enumerate(zip(spec[0].stages, spec[1]))] \
         if isinstance(spec, tuple) else [(args.spec, spec)]
     reports = []
-    for source, stage_spec in stages:
+    for _, stage_spec in stages:
         with spec_source(args.spec):
             reports.append(check_spec(stage_spec, size=args.size or "auto", modes=modes, samples=args.samples,
                                       method=args.method, thorough=True, static_causality=False))
