@@ -12,6 +12,7 @@ from .ordering import Ordering
 from .plugins import get_registry, load_registry
 from .sample import sample_images
 from .spec import BlockConfig, HeadConfig, ImageSpec, InputConfig, ModelSpec, stream_field
+from .stages import StagedModel, load_staged
 from .streams import Causal, StreamInfo
 from .validate import load_spec, parse_spec
 
@@ -21,5 +22,5 @@ __all__ = [
     "ARModel", "ArblocksError", "AttentionPattern", "Block", "BlockConfig", "ChannelMixing", "BlockError", "BuildContext", "Causal", "Elementwise", "Head", "PointwiseHead",
     "HeadConfig", "ImageSpec", "InputConfig", "InputType", "ModelSpec", "Ordering", "Problem", "RegistryError",
     "SpecError", "StreamInfo", "build_model", "get_registry", "hookimpl", "load_registry", "load_spec", "parse_spec",
-    "sample_images", "stream_field",
+    "sample_images", "stream_field", "StagedModel", "load_staged",
 ]

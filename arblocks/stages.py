@@ -169,6 +169,13 @@ class StagedModel(nn.Module):
         return sum(stage.num_parameters() for stage in self.stages)
 
 
+def load_staged(path, registry: Registry | None = None, **options) -> StagedModel:
+    """The :class:`StagedModel` of a spec file with stages (``options`` as for :func:`arblocks.build_model`)."""
+    from .validate import read_spec_file
+
+    return build_staged(*parse_staged(read_spec_file(path), registry, source=str(path)), registry=registry, **options)
+
+
 def build_staged(spec: StagedSpec, stage_specs: list, views: list[View], registry: Registry | None = None, **options) -> StagedModel:
     """Build every stage (``options`` as for :func:`arblocks.build_model`); problems carry the stage's path."""
     from .builder import build_model

@@ -62,6 +62,9 @@ def parse_spec(data: Any, registry: Registry | None = None, source: str | None =
     problems: list[Problem] = []
     if not isinstance(data, dict):
         raise SpecError([Problem("", "type_error", f"a spec must be a JSON object, got {type(data).__name__}")], source)
+    if "stages" in data:
+        raise SpecError([Problem("/stages", "staged", "this spec lists stages: load it with arblocks.load_staged (a StagedModel); "
+                                 "see docs/spec-format.md#stages-models-of-several-variables-in-progress-issue-13")], source)
     check_size(data, source)
     try:
         spec = ModelSpec.model_validate(data)

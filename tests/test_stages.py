@@ -153,3 +153,12 @@ def test_the_json_schema_takes_stages_and_rejects_a_typo_inside_one():
             data["stages"][stage][where] = value
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(data, schema)
+
+
+def test_python_loads_a_staged_spec_with_load_staged_and_load_spec_says_so():
+    import arblocks
+
+    model = arblocks.load_staged(TINY)
+    assert isinstance(model, arblocks.StagedModel) and model.names == ["gray", "colour"]
+    with pytest.raises(SpecError, match="load it with arblocks.load_staged"):
+        arblocks.load_spec(TINY)
