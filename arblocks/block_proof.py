@@ -35,7 +35,6 @@ from .model import ARModel
 from .ops import channel_groups
 from .readiness import ready_times, stream_groups
 from .size_rule import smallest_covering
-from .spec import IMAGE_STREAM
 from .streams import Causal, StreamInfo, canonical
 
 #: the values the block-level walk sets each input position's group to
@@ -101,8 +100,6 @@ class _Axis:
     representative: torch.Tensor  # [full_out] long
     anchors_full: list[torch.Tensor]  # per slot: [full_out] input position each full output corresponds to
     anchors_small: list[torch.Tensor]  # per slot: [small_out]
-    before: list[int]  # per slot: reach in input positions (with the upsampling slack)
-    after: list[int]
 
 
 def _axis(full_out: int, full_ins: list[int], before: int, after: int) -> _Axis | None:
@@ -128,7 +125,7 @@ def _axis(full_out: int, full_ins: list[int], before: int, after: int) -> _Axis 
     for p, case in enumerate(_cases(n, b_out, a_out, period)):
         first.setdefault(case, p)
     representative = torch.tensor([first[c] for c in _cases(full_out, b_out, a_out, period)])
-    small_in, anchors_full, anchors_small, befores, afters = [], [], [], [], []
+    small_in, anchors_full, anchors_small = [], [], []
     for kind, k in ratios:
         if kind == "down":
             small_in.append(n * k)
@@ -138,9 +135,7 @@ def _axis(full_out: int, full_ins: list[int], before: int, after: int) -> _Axis 
             small_in.append(n // k)
             anchors_full.append(torch.arange(full_out) // k)
             anchors_small.append(torch.arange(n) // k)
-        befores.append(before)
-        afters.append(after)
-    return _Axis(n, small_in, representative, anchors_full, anchors_small, befores, afters)
+    return _Axis(n, small_in, representative, anchors_full, anchors_small)
 
 
 def _cases(size: int, before: int, after: int, period: int) -> list[tuple[int, int, int]]:
@@ -148,28 +143,19 @@ def _cases(size: int, before: int, after: int, period: int) -> list[tuple[int, i
     return [(p % period, min(p, before), min(size - 1 - p, after)) for p in range(size)]
 
 
-def step_slots(model: ARModel) -> list[list[_Slot]]:
-    """For every step of a model built at full size, the maps it reads with their full-size stream infos."""
-    image = model.image
-    infos: dict[str, StreamInfo] = {IMAGE_STREAM: StreamInfo(image.channels, image.height, image.width, canonical(Causal.INCLUSIVE, image.channels))}
-    infos.update({name: module.info for name, module in model.inputs.items()})
-    stacks: dict[str, list[StreamInfo]] = {}
+def step_slots(model: ARModel) -> tuple[list[list[_Slot]], StreamInfo]:
+    """For every step of a model built at full size, the maps it reads with their full-size stream infos; and the
+    info of the stream the head reads."""
     result = []
-    for step in model.steps:
-        slots = []
-        for i, ref in enumerate(step.inputs):
-            info = stacks[ref.name].pop() if ref.kind == "pop" else infos[ref.name]
-            slots.append(_Slot(f"input {i} ({'pop ' if ref.kind == 'pop' else ''}{ref.name})", info, index=i))
-        for name, refs in step.aux.items():
-            for ref in refs:
-                if ref.kind == "pop":
-                    stacks[ref.name].pop()
-            slots.append(_Slot(f"field '{name}'", step.aux_info[name], aux=name))
+
+    def record(step, inputs, aux):
+        slots = [_Slot(f"input {i} ({'pop ' if ref.kind == 'pop' else ''}{ref.name})", info, index=i) for i, (ref, info) in enumerate(zip(step.inputs, inputs))]
+        slots += [_Slot(f"field '{name}'", step.aux_info[name], aux=name) for name in aux]
         result.append(slots)
-        infos[step.out] = step.info
-        if step.push:
-            stacks.setdefault(step.push, []).append(step.info)
-    return result
+        return step.info
+
+    streams = model.replay(model.start_infos(), record)
+    return result, streams[model.head_in]
 
 
 def _group_index(info: StreamInfo, image_channels: int) -> torch.Tensor:
@@ -192,11 +178,7 @@ def block_dependencies(call, maps: list[torch.Tensor], extra: dict, out_index: t
     """Per map: [G_out, h, w, G_in, h_in, w_in] bool, the dependencies of ``call`` (a function of the maps, float64)
     on its window, from gradients at a random point and from the block-level value walk."""
 
-    def run(batch_maps):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return call(batch_maps, {k: v.expand(batch_maps[0].shape[0], *v.shape[1:]) for k, v in extra.items()})
-
+    run = _seeded(call, extra, seed)
     base = [m[:1] for m in maps]
     out = run(base)
     g_out, h, w = out_groups, out.shape[2], out.shape[3]
@@ -216,6 +198,18 @@ def block_dependencies(call, maps: list[torch.Tensor], extra: dict, out_index: t
             dep |= _walk(run, base, i, in_indices[i], in_groups[i], out_index, g_out)
         result.append(dep.reshape(g_out, h, w, *dep.shape[1:]))
     return result
+
+
+def _seeded(call, labels: dict, seed: int):
+    """``call`` on a batch of maps, with the labels repeated to the batch and the same random draws at every call
+    (dropout in training mode), so that two batches of one shape are computed alike."""
+
+    def run(batch_maps):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return call(batch_maps, {k: v.expand(batch_maps[0].shape[0], *v.shape[1:]) for k, v in labels.items()})
+
+    return run
 
 
 def _walk(run, base: list[torch.Tensor], slot: int, index: torch.Tensor, groups: int, out_index, out_groups) -> torch.Tensor:
@@ -312,8 +306,8 @@ def prove_blocks(model: ARModel, full: ARModel, rank: torch.Tensor, modes=("trai
     and the head). A block without a reach, or one that cannot run on a window, is proven on its full-size streams
     when that costs at most ``budget`` multiply-accumulates."""
     prover = _Prover(rank, full.image.channels, modes, seed, limit, budget)
-    jobs = [(step.path, model.layers[step.index], slots, step.info) for step, slots in zip(full.steps, step_slots(full))]
-    head_in = _head_input(full)
+    slots_of_steps, head_in = step_slots(full)
+    jobs = [(step.path, model.layers[step.index], slots, step.info) for step, slots in zip(full.steps, slots_of_steps)]
     jobs.append(("/head", _HeadCall(model.head), [_Slot(f"stream '{full.head_in}'", head_in, index=0)], _head_info(model, full, head_in)))
     for path, layer, slots, out in jobs:
         if select is None or select(layer):
@@ -427,11 +421,7 @@ def _escapes(path, layer, slots, rows: _Axis, cols: _Axis, reach: Reach, out: St
         outside.append(masks)
     found = []
 
-    def run(batch_maps):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return call(batch_maps, {k: v.expand(batch_maps[0].shape[0]) for k, v in labels.items()})
-
+    run = _seeded(call, labels, seed)
     for mode in modes:
         layer.train(mode == "train")
         n = len(points) * len(BLOCK_WALK)
@@ -480,11 +470,6 @@ class _HeadCall(torch.nn.Module):
     def forward(self, h):
         view = self.head.per_dimension(self.head(h))  # [B, C', K, H, W]
         return view.flatten(1, 2)
-
-
-def _head_input(full: ARModel) -> StreamInfo:
-    return next(s.info for s in reversed(full.steps) if s.out == full.head_in) if full.head_in != IMAGE_STREAM else StreamInfo(
-        full.image.channels, full.image.height, full.image.width, canonical(Causal.INCLUSIVE, full.image.channels))
 
 
 def _head_info(model: ARModel, full: ARModel, source: StreamInfo) -> StreamInfo:

@@ -27,7 +27,6 @@ from .incremental import Region, incremental_kind, windowed_forward
 from .model import ARModel
 from .ops import grouped_cat
 from .readiness import ready_times, stream_groups
-from .spec import IMAGE_STREAM
 from .streams import Causal, StreamInfo
 
 
@@ -92,24 +91,14 @@ class CachedSampler(Sampler):
     # -- plan -----------------------------------------------------------------------------------
     def nodes(self) -> tuple[list[Node], dict[str, Node], list[tuple[Node, list[Node], dict[str, Node]]]]:
         """The graph of the model's stream values: nodes in computation order, and each block's sources."""
-        model, image = self.model, self.model.image
-        x_info = StreamInfo(image.channels, image.height, image.width, Causal.INCLUSIVE)
-        nodes = [Node(IMAGE_STREAM, x_info)]
-        streams = {IMAGE_STREAM: nodes[0]}
-        for name, module in model.inputs.items():
-            streams[name] = Node(name, module.info)
-            nodes.append(streams[name])
-        stacks: dict[str, list[Node]] = defaultdict(list)
-
-        def source(ref):
-            return stacks[ref.name].pop() if ref.kind == "pop" else streams[ref.name]
-
+        model = self.model
+        start = {name: Node(name, info) for name, info in model.start_infos().items()}
+        nodes = list(start.values())
         wiring = []
-        for step in model.steps:
-            inputs = [source(ref) for ref in step.inputs]
+
+        def plan(step, inputs, aux_parts):
             aux = {}
-            for key, refs in step.aux.items():
-                parts = [source(ref) for ref in refs]
+            for key, parts in aux_parts.items():
                 if len(parts) == 1:
                     aux[key] = parts[0]
                 else:
@@ -120,9 +109,9 @@ class CachedSampler(Sampler):
             node = Node(step.label, step.info, layer=layer, kind=incremental_kind(layer))
             nodes.append(node)
             wiring.append((node, inputs, aux))
-            streams[step.out] = node
-            if step.push:
-                stacks[step.push].append(node)
+            return node
+
+        streams = model.replay(start, plan)
         return nodes, streams, wiring
 
     def _concat(self, parts: list[Node]):

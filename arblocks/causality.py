@@ -336,9 +336,7 @@ def check_model(
     given, in training mode).
     """
     registry = registry or get_registry()
-    probe = (model if private else copy.deepcopy(model)).double()
-    for p in probe.parameters():
-        p.requires_grad_(False)
+    probe = float64_probe(model, private)
     image = probe.image
     from .ordering import ordering_of
 
@@ -366,6 +364,15 @@ def check_model(
             violations = _merge(dep, allowed, changes, groups, used)
             reports[mode] = ModeReport(mode, dep, allowed, violations, used, problems, steps)
     return CausalityReport((image.channels, image.height, image.width), ordering.key, reports)
+
+
+def float64_probe(model: ARModel, private: bool = False) -> ARModel:
+    """What the checks run on: a float64 copy of ``model`` (the model itself if ``private``) whose parameters take no
+    gradient (the checks differentiate with respect to the inputs only)."""
+    probe = (model if private else copy.deepcopy(model)).double()
+    for p in probe.parameters():
+        p.requires_grad_(False)
+    return probe
 
 
 def _purity(model: ARModel, seed: int) -> list[PurityProblem]:

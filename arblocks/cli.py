@@ -159,6 +159,11 @@ def cmd_build(args) -> int:
     return EXIT_OK if causality is None or causality.ok else EXIT_FAILED
 
 
+def stage_sources(path: str, spec, stage_specs) -> list[tuple[str, object]]:
+    """Each stage of a spec with stages, as (how reports name it, its ModelSpec)."""
+    return [(f"{path} /stages/{k} ({stage.name})", stage_spec) for k, (stage, stage_spec) in enumerate(zip(spec.stages, stage_specs))]
+
+
 def build_stages(args, spec, stage_specs, views) -> int:
     """`arblocks build` of a spec with stages: each stage's table and causality check, then the total."""
     from .causality import check_spec
@@ -168,10 +173,10 @@ def build_stages(args, spec, stage_specs, views) -> int:
     with spec_source(args.spec):
         model = build_staged(spec, stage_specs, views)
     reports = []
-    for k, (stage, stage_spec, stage_model) in enumerate(zip(spec.stages, stage_specs, model.stages)):
+    for (source, stage_spec), stage, stage_model, view in zip(stage_sources(args.spec, spec, stage_specs), spec.stages, model.stages, views):
         causality = None if args.no_check else check_spec(stage_spec, size=args.check_size or "auto", full=stage_model)
-        report = build_report(f"{args.spec} /stages/{k} ({stage.name})", stage_spec, stage_model, causality)
-        reports.append({**report, "stage": stage.name, "view": views[k].config.model_dump()})
+        report = build_report(source, stage_spec, stage_model, causality)
+        reports.append({**report, "stage": stage.name, "view": view.config.model_dump()})
     ok = all(r["ok"] for r in reports)
     total = model.num_parameters()
     if args.json:
@@ -193,8 +198,7 @@ def cmd_check(args) -> int:
     spec = load_spec_with(args.spec, args.set, staged=True)
     modes = ("train", "eval") if args.mode == "both" else (args.mode,)
     # a spec with stages: each stage is an ordinary model whose earlier stages' variables are fully known inputs
-    stages = [(f"{args.spec} /stages/{k} ({stage.name})", stage_spec) for k, (stage, stage_spec) in enumerate(zip(spec[0].stages, spec[1]))] \
-        if isinstance(spec, tuple) else [(args.spec, spec)]
+    stages = stage_sources(args.spec, *spec[:2]) if isinstance(spec, tuple) else [(args.spec, spec)]
     reports = []
     for _, stage_spec in stages:
         with spec_source(args.spec):

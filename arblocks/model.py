@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import nn
 
 from .ops import grouped_cat
 from .spec import IMAGE_STREAM, ImageSpec, ModelSpec
-from .streams import StreamInfo
+from .streams import Causal, StreamInfo, canonical
 
 if TYPE_CHECKING:
     from .builder import Row
@@ -100,22 +101,39 @@ class ARModel(nn.Module):
 
     def features(self, xf: torch.Tensor, **conditioning) -> dict[str, torch.Tensor]:
         """Every stream after the body, from a float image in [-1, 1]."""
-        streams = {IMAGE_STREAM: xf, **self.read_inputs(xf, conditioning)}
-        stacks: dict[str, list[torch.Tensor]] = {}
+
+        def run(step: Step, args: list[torch.Tensor], aux: dict[str, list[torch.Tensor]]) -> torch.Tensor:
+            return self.layers[step.index](*args, **{name: grouped_cat(parts, self.image.channels) for name, parts in aux.items()})
+
+        return self.replay({IMAGE_STREAM: xf, **self.read_inputs(xf, conditioning)}, run)
+
+    def replay(self, start: dict[str, Any], compute: Callable[[Step, list, dict[str, list]], Any]) -> dict[str, Any]:
+        """Walk the steps over values of any kind (tensors, shapes, extents, sampler nodes): ``start`` holds the
+        image's and the inputs' values, ``compute(step, inputs, aux)`` gives a step's output value from the values it
+        reads (``aux``: each auxiliary field's values, one per stream it names). Skip stacks are pushed and popped as
+        in the forward pass. Returns every stream's last value."""
+        streams = dict(start)
+        stacks: dict[str, list] = {}
         for step in self.steps:
-            args = [self._read(ref, streams, stacks) for ref in step.inputs]
-            aux = {name: grouped_cat([self._read(r, streams, stacks) for r in refs], self.image.channels) for name, refs in step.aux.items()}
-            y = self.layers[step.index](*args, **aux)
-            streams[step.out] = y
+            inputs = [self._read(ref, streams, stacks) for ref in step.inputs]
+            aux = {name: [self._read(r, streams, stacks) for r in refs] for name, refs in step.aux.items()}
+            value = compute(step, inputs, aux)
+            streams[step.out] = value
             if step.push:
-                stacks.setdefault(step.push, []).append(y)
+                stacks.setdefault(step.push, []).append(value)
         return streams
+
+    def start_infos(self) -> dict[str, StreamInfo]:
+        """What the builder knows of the streams a forward pass starts from: the image's and the inputs'."""
+        image = self.image
+        return {IMAGE_STREAM: StreamInfo(image.channels, image.height, image.width, canonical(Causal.INCLUSIVE, image.channels)),
+                **{name: module.info for name, module in self.inputs.items()}}
 
     def forward_float(self, xf: torch.Tensor, **conditioning) -> torch.Tensor:
         return self.head(self.features(xf, **conditioning)[self.head_in])
 
     @staticmethod
-    def _read(ref: Ref, streams, stacks) -> torch.Tensor:
+    def _read(ref: Ref, streams, stacks):
         return stacks[ref.name].pop() if ref.kind == "pop" else streams[ref.name]
 
     # -- likelihood -----------------------------------------------------------------------------

@@ -8,7 +8,6 @@ make the difference between PixelCNN's blind spot and the full coverage of its s
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from .causality import NoGradientPath, allowed_inputs, dependency_map, perturbation_map
+from .causality import NoGradientPath, allowed_inputs, dependency_map, float64_probe, perturbation_map
 from .model import ARModel
 from .plugins import get_registry
 from .registry import Registry
@@ -95,9 +94,7 @@ def pixel_field(model: ARModel, pixel: tuple[int, int], name: str = "", samples:
     r, c = pixel
     if not (0 <= r < image.height and 0 <= c < image.width):
         raise ValueError(f"pixel ({r},{c}) is outside the {image.height}x{image.width} image")
-    probe = copy.deepcopy(model).double().eval()
-    for p in probe.parameters():
-        p.requires_grad_(False)
+    probe = float64_probe(model).eval()
     outputs = 1 if registry.heads[probe.spec.head.type].cls.joint else image.channels
     rows = [ch * image.height * image.width + r * image.width + c for ch in range(outputs)]
     try:

@@ -84,6 +84,10 @@ def smallest_covering(full: int, before: int, after: int, period: int) -> int:
     return next(n for n in range(1, full + 1) if _covers(full, n, before, after, period))
 
 
+class _NotLocal(Exception):
+    """A piece of the model that the rule cannot follow (the message says which)."""
+
+
 def model_extent(model: ARModel, registry=None) -> tuple[Extent | None, tuple[int, int], str]:
     """The extent of the head's parameters, the period, and a reason when the rule does not apply (extent None)."""
     from .ordering import ordering_of
@@ -92,29 +96,32 @@ def model_extent(model: ARModel, registry=None) -> tuple[Extent | None, tuple[in
     if not getattr(ordering, "shift_invariant", False):
         return None, (1, 1), f"the ordering '{ordering.key}' depends on where a pixel is, not only on its offset"
     image = model.image
-    extents: dict[str, Extent | None] = {IMAGE_STREAM: Extent(0, 0, 0, 0)}
+    start: dict[str, Extent | None] = {IMAGE_STREAM: Extent(0, 0, 0, 0)}
     for name, module in model.inputs.items():
         if not getattr(module, "shift_invariant", False):
             return None, (1, 1), f"the input '{name}' ({module.config.type}) depends on the position"
-        extents[name] = Extent(0, 0, 0, 0) if module.info.kind == "map" else None
-    stacks: dict[str, list[Extent | None]] = {}
+        start[name] = Extent(0, 0, 0, 0) if module.info.kind == "map" else None
     periods = {(1, 1)}
-    for step in model.steps:
-        refs = [*step.inputs, *(r for refs in step.aux.values() for r in refs)]
-        read = [stacks[r.name].pop() if r.kind == "pop" else extents[r.name] for r in refs]
+
+    def through(step, inputs, aux):
         layer = model.layers[step.index]
         reach = layer.reach() if callable(getattr(layer, "reach", None)) else None
         if reach is None:
-            return None, (1, 1), f"{step.path} ({step.type}) states no reach: its output may read the whole image"
+            raise _NotLocal(f"{step.path} ({step.type}) states no reach: its output may read the whole image")
         out = step.info
-        scale = (image.height // out.height, image.width // out.width) if out.kind == "map" else None
-        if scale is not None and (scale[0] * out.height, scale[1] * out.width) != (image.height, image.width):
-            return None, (1, 1), f"{step.path} ({step.type}) works at {out.height}x{out.width}, not a fraction of the image"
-        extent = _through(reach, [e for e in read if e is not None], scale) if scale else None
-        periods.add(scale or (1, 1))
-        extents[step.out] = extent
-        if step.push:
-            stacks.setdefault(step.push, []).append(extent)
+        if out.kind != "map":
+            return None
+        scale = (image.height // out.height, image.width // out.width)
+        if (scale[0] * out.height, scale[1] * out.width) != (image.height, image.width):
+            raise _NotLocal(f"{step.path} ({step.type}) works at {out.height}x{out.width}, not a fraction of the image")
+        periods.add(scale)
+        read = [e for e in [*inputs, *(e for parts in aux.values() for e in parts)] if e is not None]
+        return _through(reach, read, scale)
+
+    try:
+        extents = model.replay(start, through)
+    except _NotLocal as error:
+        return None, (1, 1), str(error)
     head_reach = model.head.reach() if callable(getattr(model.head, "reach", None)) else None
     if head_reach is None:
         return None, (1, 1), f"the head ({model.spec.head.type}) states no reach"

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .builder import build_model
-from .causality import check_model
+from .causality import check_model, float64_probe
 from .errors import SpecError
 from .plugins import get_registry
 from .registry import Registry
@@ -238,9 +238,7 @@ def _larger_images(spec, model, block_type: str, registry) -> str | None:
     from .block_proof import prove_blocks
     from .ordering import ordering_of
 
-    probe = _copy(model).double()
-    for p in probe.parameters():
-        p.requires_grad_(False)
+    probe = float64_probe(model)
     cls = registry.blocks[block_type].cls if block_type in registry.blocks else None
     select = lambda m: cls is not None and any(isinstance(x, cls) for x in m.modules())  # noqa: E731
     for height, width in LARGER_IMAGES:

@@ -16,7 +16,6 @@ Measures, in one run:
 from __future__ import annotations
 
 import argparse
-import copy
 import statistics
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from pathlib import Path
 import torch
 
 from arblocks import load_spec
-from arblocks.causality import build_for_check, check_spec, dependency_map
+from arblocks.causality import build_for_check, check_spec, dependency_map, float64_probe
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,9 +66,7 @@ def main():
 
     spec = load_spec(ROOT / "specs/pixelcnn.json")
     for size in (8, 5):
-        model = copy.deepcopy(build_for_check(spec, size)).double().eval()
-        for p in model.parameters():
-            p.requires_grad_(False)
+        model = float64_probe(build_for_check(spec, size)).eval()
         dependency_map(model)  # warm-up
         ours = timed(lambda m=model: dependency_map(m), args.repeats)
         base = timed(lambda m=model: replicas_map(m), args.repeats)
@@ -102,9 +99,7 @@ def full_size():
         start = time.perf_counter()
         report = check_spec(spec, thorough=True, static_causality=False)
         total = time.perf_counter() - start
-        model = build_for_check(spec, report.image[1]).double()
-        for p in model.parameters():
-            p.requires_grad_(False)
+        model = float64_probe(build_for_check(spec, report.image[1:]), private=True)
         full = build_model(spec, device="meta")
         start = time.perf_counter()
         with torch.nn.utils.parametrize.cached():

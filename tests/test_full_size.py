@@ -12,7 +12,7 @@ import torch
 
 from arblocks import build_model, parse_spec
 from arblocks.block_proof import prove_blocks
-from arblocks.causality import check_image, check_spec, dependency_map
+from arblocks.causality import check_image, check_spec, dependency_map, float64_probe
 from arblocks.ordering import ordering_of
 from arblocks.size_rule import border_cases, size_rule, smallest_covering
 from tests.helpers import shrunk_spec
@@ -107,9 +107,7 @@ def test_shipped_architectures_keep_every_block_statement_at_full_size(name, unc
     transformer blocks state no reach and cost too much on full-size streams: they are left to the whole-model check."""
     spec = shrunk_spec(SPECS / f"{name}.json", size=None)
     full = build_model(spec, device="meta")
-    model = build_model(spec, image=check_image(spec, 8)).double()
-    for p in model.parameters():
-        p.requires_grad_(False)
+    model = float64_probe(build_model(spec, image=check_image(spec, 8)), private=True)
     proofs = prove_blocks(model, full, ordering_of(spec).rank(32, 32))
     assert proofs.violations == []
     assert set(proofs.uncovered) == uncovered
