@@ -137,7 +137,14 @@ class Builder:
             if name == IMAGE_STREAM:
                 self.problem(f"/inputs/{name}", "reserved_name", f"'{IMAGE_STREAM}' is the image stream; name the input otherwise")
                 continue
-            module = self.registry.inputs[config.type].cls(config, image)
+            try:
+                module = self.registry.inputs[config.type].cls(config, image)
+            except BlockError as error:
+                self.problem(f"/inputs/{name}" + (f"/{error.field}" if error.field else ""), "input_does_not_fit", error.message)
+                continue
+            if hasattr(input_modules, name):  # torch keeps module names apart from nn.Module's attributes (half, cuda, ...)
+                self.problem(f"/inputs/{name}", "reserved_name", f"'{name}' is a name PyTorch reserves for a module's methods; name the input otherwise")
+                continue
             input_modules[name] = module
             state.streams[name] = module.info
         self.readonly = set(state.streams)

@@ -608,8 +608,12 @@ class CausalityError(ArblocksError):
     """A spec failed the causality check where one was required (train, eval, sample)."""
 
 
-def require_causal(spec: ModelSpec, action: str, registry: Registry | None = None) -> str:
-    """Run the check of `arblocks build` on ``spec``; raise :class:`CausalityError` if it fails, else say what was checked."""
+def require_causal(spec, action: str, registry: Registry | None = None) -> str:
+    """Run the check of `arblocks build` on ``spec`` (every stage of a spec with stages); raise
+    :class:`CausalityError` if it fails, else say what was checked."""
+    stages = getattr(spec, "stage_specs", None)
+    if stages is not None:
+        return "; ".join(f"stage '{name}' {require_causal(stage, action, registry)}" for name, stage in zip((s.name for s in spec.stages), stages))
     report = check_spec(spec, size="auto", registry=registry)
     where = "x".join(map(str, report.image))
     if not report.ok:
@@ -619,4 +623,3 @@ def require_causal(spec: ModelSpec, action: str, registry: Registry | None = Non
             f"so its {action} would be meaningless. `arblocks check SPEC` shows where; pass --no-check to {action} anyway"
         )
     return f"passed on a {where} image ({', '.join(report.modes)} mode)"
-

@@ -29,7 +29,7 @@ class CheckpointError(ArblocksError):
     """A checkpoint is missing, unsafe, corrupt, or does not match."""
 
 
-def spec_json(spec: ModelSpec) -> str:
+def spec_json(spec: ModelSpec) -> str:  # or a spec with stages
     return json.dumps(spec.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=True)
 
 
@@ -76,23 +76,27 @@ def load(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def spec_of(state: dict[str, Any]) -> ModelSpec:
-    """The spec embedded in a checkpoint, validated again (and checked against its hash)."""
+def spec_of(state: dict[str, Any]):
+    """The spec embedded in a checkpoint (a :class:`ModelSpec`, or a spec with stages), validated again and checked
+    against its hash."""
+    from .stages import is_staged, parse_staged
     from .validate import parse_spec
 
-    spec = parse_spec(json.loads(state["spec"]), source="checkpoint spec")
+    data = json.loads(state["spec"])
+    spec = (parse_staged if is_staged(data) else parse_spec)(data, source="checkpoint spec")
     if spec_hash(spec) != state.get("spec_hash"):
         raise CheckpointError("the checkpoint's spec does not match its hash: the file was edited or is corrupt")
     return spec
 
 
 def load_model(path: str | Path, weights: str = "ema"):
-    """The model of a checkpoint, with its EMA weights (``weights="ema"``, the default) or its raw weights."""
-    from .builder import build_model
+    """The model of a checkpoint (an :class:`arblocks.ARModel`, or an :class:`arblocks.StagedModel` for a spec with
+    stages), with its EMA weights (``weights="ema"``, the default) or its raw weights."""
+    from .stages import build_any
 
     state = load(path)
     spec = spec_of(state)
-    model = build_model(spec)
+    model = build_any(spec)
     if weights not in ("ema", "raw"):
         raise CheckpointError(f"weights must be 'ema' or 'raw', got {weights!r}")
     tensors = state["ema" if weights == "ema" else "model"]

@@ -148,9 +148,9 @@ def cmd_build(args) -> int:
 
     if args.check_size is not None and args.check_size < 1:
         raise UsageError("--check-size must be at least 1")
-    spec = load_spec_with(args.spec, args.set, staged=True)
-    if isinstance(spec, tuple):
-        return build_stages(args, *spec)
+    spec = load_spec_with(args.spec, args.set)
+    if staged(spec):
+        return build_stages(args, spec)
     with spec_source(args.spec):
         model = build_model(spec)
         causality = None if args.no_check else check_spec(spec, size=args.check_size or "auto", full=model)
@@ -159,21 +159,28 @@ def cmd_build(args) -> int:
     return EXIT_OK if causality is None or causality.ok else EXIT_FAILED
 
 
-def stage_sources(path: str, spec, stage_specs) -> list[tuple[str, object]]:
+def staged(spec) -> bool:
+    """Whether a loaded spec has stages (imported late: the CLI starts without torch)."""
+    from .stages import StagedSpec
+
+    return isinstance(spec, StagedSpec)
+
+
+def stage_sources(path: str, spec) -> list[tuple[str, object]]:
     """Each stage of a spec with stages, as (how reports name it, its ModelSpec)."""
-    return [(f"{path} /stages/{k} ({stage.name})", stage_spec) for k, (stage, stage_spec) in enumerate(zip(spec.stages, stage_specs))]
+    return [(f"{path} /stages/{k} ({stage.name})", stage_spec) for k, (stage, stage_spec) in enumerate(zip(spec.stages, spec.stage_specs))]
 
 
-def build_stages(args, spec, stage_specs, views) -> int:
+def build_stages(args, spec) -> int:
     """`arblocks build` of a spec with stages: each stage's table and causality check, then the total."""
     from .causality import check_spec
     from .report import build_report, format_build
     from .stages import build_staged
 
     with spec_source(args.spec):
-        model = build_staged(spec, stage_specs, views)
+        model = build_staged(spec)
     reports = []
-    for (source, stage_spec), stage, stage_model, view in zip(stage_sources(args.spec, spec, stage_specs), spec.stages, model.stages, views):
+    for (source, stage_spec), stage, stage_model, view in zip(stage_sources(args.spec, spec), spec.stages, model.stages, spec.views):
         causality = None if args.no_check else check_spec(stage_spec, size=args.check_size or "auto", full=stage_model)
         report = build_report(source, stage_spec, stage_model, causality)
         reports.append({**report, "stage": stage.name, "view": view.config.model_dump()})
@@ -195,10 +202,10 @@ def cmd_check(args) -> int:
 
     if args.size is not None and args.size < 1 or args.samples < 1:
         raise UsageError("--size and --samples must be at least 1")
-    spec = load_spec_with(args.spec, args.set, staged=True)
+    spec = load_spec_with(args.spec, args.set)
     modes = ("train", "eval") if args.mode == "both" else (args.mode,)
     # a spec with stages: each stage is an ordinary model whose earlier stages' variables are fully known inputs
-    stages = stage_sources(args.spec, *spec[:2]) if isinstance(spec, tuple) else [(args.spec, spec)]
+    stages = stage_sources(args.spec, spec) if staged(spec) else [(args.spec, spec)]
     reports = []
     for _, stage_spec in stages:
         with spec_source(args.spec):
@@ -206,7 +213,7 @@ def cmd_check(args) -> int:
                                       method=args.method, thorough=True, static_causality=False))
     if args.json:
         found = [{"spec": source, **r.to_dict(max_violations=10**9, per_output=True)} for (source, _), r in zip(stages, reports)]
-        print(json.dumps(found[0] if not isinstance(spec, tuple) else {"spec": args.spec, "ok": all(r.ok for r in reports), "stages": found}, indent=2))
+        print(json.dumps(found[0] if not staged(spec) else {"spec": args.spec, "ok": all(r.ok for r in reports), "stages": found}, indent=2))
     else:
         print("\n\n".join(format_check(source, r, args.max_listed) for (source, _), r in zip(stages, reports)))
     return EXIT_OK if all(r.ok for r in reports) else EXIT_FAILED
@@ -257,10 +264,9 @@ SET_HELP = ("override a spec field, e.g. --set image.height=16 --set defaults.ga
             "index lists; a JSON value); validated like the spec, repeatable")
 
 
-def load_spec_with(path: str, overrides: list[str], staged: bool = False):
+def load_spec_with(path: str, overrides: list[str]):
     """The spec of a file with ``--set`` overrides applied, validated (problems name the file or the override's path).
-    With ``staged``, a spec with stages gives ``(StagedSpec, stage specs, views)``; otherwise it is refused (exit 2)
-    by the verbs that do not take one yet."""
+    A spec with stages gives a :class:`arblocks.stages.StagedSpec`."""
     from .edit import apply_overrides
     from .stages import is_staged, parse_staged
     from .validate import parse_spec, read_spec_file
@@ -270,9 +276,6 @@ def load_spec_with(path: str, overrides: list[str], staged: bool = False):
         data = apply_overrides(data, overrides)
     source = f"{path} with --set" if overrides else str(path)
     if is_staged(data):
-        if not staged:
-            raise SpecError([Problem("/stages", "not_yet", "specs with stages can be built and checked (`arblocks build`, `arblocks check`); "
-                                     "training, evaluating and sampling them from the CLI come next (issue 13)")], source)
         return parse_staged(data, source=source)
     return parse_spec(data, source=source)
 
@@ -311,22 +314,35 @@ def cmd_train(args) -> int:
         result = train(spec, args.data, args.out, config, resume=args.resume, test_source=args.test_data, progress=not args.no_progress)
     test = f", test {result.test_bits_per_dim:.4f} bits/dim ({result.test_nats_per_image:.2f} nats per image)" if result.test_bits_per_dim is not None else ""
     print(f"{args.out}: step {result.step}, train {result.train_bits_per_dim:.4f} bits/dim{test}, {result.skipped_steps} skipped step(s)")
+    if result.test_stages:
+        print(format_stages(result.test_stages))
     return EXIT_OK
+
+
+def format_stages(figures: list[dict]) -> str:
+    """The per-stage lines of a staged model's test figures."""
+    return "\n".join(f"  stage '{f['stage']}' ({f['view']['type']}): {f['nats_per_image']:.2f} nats per image, {f['bits_per_dim_own']:.4f} bits per "
+                     f"dimension of its own variable, {f['bits_per_image_dim']:.4f} of the image's bits/dim" for f in figures)
 
 
 def cmd_eval(args) -> int:
     from .causality import require_causal
     from .checkpoint import load_model
     from .data import load_data
-    from .train import World, evaluate, pick_device
+    from .stages import StagedModel
+    from .train import World, evaluate, evaluate_stages, pick_device
 
     model, state = load_model(args.checkpoint, args.weights)
     if not args.no_check:
         require_causal(model.spec, "evaluation")
     device = pick_device(args.device, World())
     data = load_data(args.data, args.split, model.image, args.binarize, args.data_key, palette=state.get("palette"))
-    per_order = None
-    if args.orders != 1:
+    per_order = stages = None
+    if args.orders != 1 and isinstance(model, StagedModel):
+        raise UsageError("--orders averages the orders of one model; a spec with stages has one order per stage")
+    if isinstance(model, StagedModel):
+        bpd, nats, stages = evaluate_stages(model.to(device), data, args.batch_size, device)
+    elif args.orders != 1:
         from .order_average import evaluate_orders, ordering_variants
 
         try:
@@ -338,10 +354,13 @@ def cmd_eval(args) -> int:
         bpd, nats = evaluate(model.to(device), data, args.batch_size, device)
     if args.json:
         print(json.dumps({"checkpoint": args.checkpoint, "step": state["step"], "split": args.split, "images": len(data), "bits_per_dim": bpd,
-                          "nats_per_image": nats, "weights": args.weights, "orders": args.orders, "bits_per_dim_per_order": per_order}))
+                          "nats_per_image": nats, "weights": args.weights, "orders": args.orders, "bits_per_dim_per_order": per_order,
+                          **({"stages": stages} if stages else {})}))
     else:
         print(f"{args.checkpoint} (step {state['step']}, {args.weights} weights) on {args.data} {args.split} ({len(data)} images): "
               f"{bpd:.4f} bits/dim, {nats:.2f} nats per image")
+        if stages:
+            print("the sum of the stages (an upper bound on -log p(x): each view is a function of the image):\n" + format_stages(stages))
         if per_order is not None:
             print(f"averaged over {args.orders} orders; each order alone: {', '.join(f'{v:.4f}' for v in per_order)} bits/dim")
     return EXIT_OK
@@ -353,6 +372,7 @@ def cmd_sample(args) -> int:
     from .causality import require_causal
     from .checkpoint import load_model
     from .sample import CachedSampler, NaiveSampler, load_image, save_grid
+    from .stages import StagedModel
     from .train import World, pick_device
 
     if args.n < 1 or args.temperature <= 0:
@@ -384,7 +404,15 @@ def cmd_sample(args) -> int:
         mask = torch.zeros(image.height, image.width, dtype=torch.bool)
         mask[: args.rows] = True
     generator = torch.Generator(device=device).manual_seed(args.seed)
-    if args.engine == "naive":
+    if isinstance(model, StagedModel):
+        for name, view in zip(model.names, model.views):
+            try:
+                mask is None or view.known_pixels(mask)
+            except NotImplementedError as error:
+                raise UsageError(f"--complete: stage '{name}': {error}") from None
+        samples = model.sample(args.n, conditioning=conditioning, known=known, known_mask=mask, engine=args.engine, temperature=args.temperature,
+                               generator=generator, progress=not args.no_progress).cpu()
+    elif args.engine == "naive":
         samples = NaiveSampler(model).sample(args.n, args.temperature, conditioning, known, mask, generator, progress=not args.no_progress).cpu()
     else:
         sampler = CachedSampler(model)

@@ -14,6 +14,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from .errors import BlockError
 from .hookspecs import hookimpl
 from .spec import ImageSpec, InputConfig
 from .streams import StreamInfo
@@ -115,8 +116,9 @@ class ConditioningMapConfig(InputConfig):
 
     type: Literal["conditioning_map"] = "conditioning_map"
     channels: int = Field(gt=0, le=65536, description="Channels of the map.")
-    height: int | None = Field(None, gt=0, description="Height; defaults to the image's.")
-    width: int | None = Field(None, gt=0, description="Width; defaults to the image's.")
+    height: int | None = Field(None, gt=0, description="Height; defaults to the image's divided by `factor`.")
+    width: int | None = Field(None, gt=0, description="Width; defaults to the image's divided by `factor`.")
+    factor: int = Field(1, gt=0, le=4096, description="The map is the image's size divided by this (a lower level of a pyramid); it must divide the image's height and width.")
 
 
 class ConditioningMap(InputType):
@@ -125,7 +127,10 @@ class ConditioningMap(InputType):
 
     def __init__(self, config, image):
         super().__init__(config, image)
-        self.info = StreamInfo(channels=config.channels, height=config.height or image.height, width=config.width or image.width)
+        f = config.factor
+        if (config.height is None or config.width is None) and (image.height % f or image.width % f):
+            raise BlockError(f"a factor of {f} does not divide the image's {image.height}x{image.width}", field="factor")
+        self.info = StreamInfo(channels=config.channels, height=config.height or image.height // f, width=config.width or image.width // f)
 
     def forward(self, batch, value, like):
         expected = (batch, *self.info.shape)

@@ -19,7 +19,7 @@ import math
 from typing import Any
 
 import torch
-from pydantic import Field, ValidationError
+from pydantic import Field, PrivateAttr, ValidationError
 from torch import nn
 
 from .errors import BlockError, Problem, SpecError
@@ -52,15 +52,27 @@ class StagedSpec(Config):
     inputs: dict[StreamName, Any] = Field(default_factory=dict, description="Extra inputs every stage reads (class labels, ...).")
     defaults: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Default field values by block type, for every stage.")
     stages: list[StageConfig] = Field(min_length=1, description="The stages, in the order they are modelled and sampled.")
+    _compiled: list = PrivateAttr(default_factory=list)
+    _views: list = PrivateAttr(default_factory=list)
+
+    @property
+    def stage_specs(self) -> list:
+        """Each stage as an ordinary :class:`arblocks.ModelSpec` (set by :func:`parse_staged`)."""
+        return self._compiled
+
+    @property
+    def views(self) -> list[View]:
+        """Each stage's view (set by :func:`parse_staged`)."""
+        return self._views
 
 
 def is_staged(data: Any) -> bool:
     return isinstance(data, dict) and "stages" in data
 
 
-def parse_staged(data: dict, registry: Registry | None = None, source: str | None = None) -> tuple[StagedSpec, list, list[View]]:
-    """Validate a spec with stages: the spec, each stage's :class:`arblocks.ModelSpec` and its view. Every problem is
-    reported with its JSON path (``/stages/1/body/3/...``)."""
+def parse_staged(data: dict, registry: Registry | None = None, source: str | None = None) -> StagedSpec:
+    """Validate a spec with stages, compiling each stage to an :class:`arblocks.ModelSpec` (``spec.stage_specs``) and
+    building its view (``spec.views``). Every problem is reported with its JSON path (``/stages/1/body/3/...``)."""
     from .validate import parse_spec
 
     registry = registry or get_registry()
@@ -83,7 +95,7 @@ def parse_staged(data: dict, registry: Registry | None = None, source: str | Non
     for k, (stage, view) in enumerate(zip(spec.stages, views)):
         if view is None:
             continue
-        earlier = {spec.stages[j].name: _as_input(views[j]) for j in range(k) if views[j] is not None}
+        earlier = {spec.stages[j].name: _as_input(views[j], view.output) for j in range(k) if views[j] is not None}
         compiled = {"name": f"{spec.name}/{stage.name}", "image": view.output.model_dump(), "ordering": data["stages"][k].get("ordering", "raster"),
                     "inputs": {**data.get("inputs", {}), **data["stages"][k].get("inputs", {}), **earlier},
                     "defaults": data.get("defaults", {}), "body": data["stages"][k]["body"], "head": data["stages"][k]["head"]}
@@ -93,7 +105,8 @@ def parse_staged(data: dict, registry: Registry | None = None, source: str | Non
             problems += [_in_stage(p, k, names[k + 1:]) for p in error.problems]
     if problems:
         raise SpecError(problems, source)
-    return spec, stage_specs, views
+    spec._compiled, spec._views = stage_specs, views
+    return spec
 
 
 def _view(raw: Any, image: ImageSpec, path: tuple, registry: Registry, problems: list[Problem]) -> View | None:
@@ -108,8 +121,13 @@ def _view(raw: Any, image: ImageSpec, path: tuple, registry: Registry, problems:
         return None
 
 
-def _as_input(view: View) -> dict:
+def _as_input(view: View, image: ImageSpec) -> dict:
+    """An earlier stage's variable as an input of a stage modelling ``image``: a map whose size follows the stage's
+    image (by a factor) where the sizes allow it, so that the stage can be built, checked and drawn at smaller sizes."""
     out = view.output
+    factor = image.height // out.height
+    if out.height * factor == image.height and out.width * factor == image.width:
+        return {"type": "conditioning_map", "channels": out.channels, "factor": factor}
     return {"type": "conditioning_map", "channels": out.channels, "height": out.height, "width": out.width}
 
 
@@ -125,13 +143,29 @@ def _in_stage(problem: Problem, k: int, later: list[str]) -> Problem:
 class StagedModel(nn.Module):
     """The built stages of a :class:`StagedSpec`; see the module's docstring."""
 
-    def __init__(self, spec: StagedSpec, stages: list[ARModel], views: list[View]):
+    def __init__(self, spec: StagedSpec, stages: list[ARModel]):
         super().__init__()
         self.spec = spec
         self.image = spec.image
         self.stages = nn.ModuleList(stages)
-        self.views = views
+        self.views = spec.views
         self.names = [stage.name for stage in spec.stages]
+
+    @property
+    def provided_inputs(self) -> list[str]:
+        """The inputs a caller provides (class labels, ...): every stage's, less the earlier stages' variables."""
+        names = [name for stage in self.stages for name in stage.provided_inputs if name not in self.names]
+        return list(dict.fromkeys(names))
+
+    @property
+    def inputs(self) -> dict[str, nn.Module]:
+        """The provided inputs' modules, by name (from the first stage that reads each)."""
+        found: dict[str, nn.Module] = {}
+        for stage in self.stages:
+            for name in stage.provided_inputs:
+                if name not in self.names:
+                    found.setdefault(name, stage.inputs[name])
+        return found
 
     def variables(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Each stage's variable (integer levels) for images ``x``."""
@@ -147,21 +181,29 @@ class StagedModel(nn.Module):
         variables = self.variables(x)
         return [stage.nll(variables[k], **self._conditioning(k, variables, conditioning)) for k, stage in enumerate(self.stages)]
 
-    def nll(self, x: torch.Tensor, **conditioning) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, **conditioning) -> torch.Tensor:
         """The sum of the stages' nats per image, [B]: an upper bound on -log p(x) for deterministic views."""
         return torch.stack(self.stage_nll(x, **conditioning)).sum(0)
+
+    def nll(self, x: torch.Tensor, **conditioning) -> torch.Tensor:
+        """The sum of the stages' nats per image, [B]: an upper bound on -log p(x) for deterministic views."""
+        return self(x, **conditioning)
 
     def bits_per_dim(self, x: torch.Tensor, **conditioning) -> torch.Tensor:
         return self.nll(x, **conditioning).sum() / (x.shape[0] * self.image.dims * math.log(2))
 
-    def sample(self, n: int, conditioning: dict | None = None, **options) -> torch.Tensor:
+    def sample(self, n: int, conditioning: dict | None = None, known: torch.Tensor | None = None, known_mask: torch.Tensor | None = None,
+               **options) -> torch.Tensor:
         """``n`` images, stage by stage: each stage's variable drawn given the ones drawn before it (options as for
-        :func:`arblocks.sample.sample_images`)."""
+        :func:`arblocks.sample.sample_images`). A completion (``known`` with ``known_mask``) fixes, at every stage, the
+        pixels of the view that the known image pixels determine, and draws the rest."""
         from .sample import sample_images
 
         variables: list[torch.Tensor] = []
-        for k, stage in enumerate(self.stages):
+        for k, (stage, view) in enumerate(zip(self.stages, self.views)):
             given = self._conditioning(k, variables, conditioning or {})
+            if known is not None:
+                options.update(known=view(known), known_mask=view.known_pixels(known_mask))
             variables.append(sample_images(stage, n, conditioning=given, **options))
         return variables[-1]
 
@@ -173,19 +215,26 @@ def load_staged(path, registry: Registry | None = None, **options) -> StagedMode
     """The :class:`StagedModel` of a spec file with stages (``options`` as for :func:`arblocks.build_model`)."""
     from .validate import read_spec_file
 
-    return build_staged(*parse_staged(read_spec_file(path), registry, source=str(path)), registry=registry, **options)
+    return build_staged(parse_staged(read_spec_file(path), registry, source=str(path)), registry=registry, **options)
 
 
-def build_staged(spec: StagedSpec, stage_specs: list, views: list[View], registry: Registry | None = None, **options) -> StagedModel:
+def build_staged(spec: StagedSpec, registry: Registry | None = None, **options) -> StagedModel:
     """Build every stage (``options`` as for :func:`arblocks.build_model`); problems carry the stage's path."""
     from .builder import build_model
 
     stages, problems = [], []
-    for k, stage_spec in enumerate(stage_specs):
+    for k, stage_spec in enumerate(spec.stage_specs):
         try:
             stages.append(build_model(stage_spec, registry, **options))
         except SpecError as error:
             problems += [_in_stage(p, k, [s.name for s in spec.stages[k + 1:]]) for p in error.problems]
     if problems:
         raise SpecError(problems)
-    return StagedModel(spec, stages, views)
+    return StagedModel(spec, stages)
+
+
+def build_any(spec, registry: Registry | None = None, **options):
+    """The model of a spec with stages (a :class:`StagedModel`) or of one model (an :class:`arblocks.ARModel`)."""
+    from .builder import build_model
+
+    return build_staged(spec, registry, **options) if isinstance(spec, StagedSpec) else build_model(spec, registry, **options)

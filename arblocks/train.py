@@ -20,13 +20,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch.nn.parallel import DistributedDataParallel
 
 from . import checkpoint as ckpt
-from .builder import build_model
 from .data import ImageData, load_data
 from .distributed import World, all_sum, barrier, setup, teardown
 from .errors import ArblocksError
 from .layers import Conv, data_dependent_init
 from .model import ARModel
 from .spec import ModelSpec
+from .stages import StagedModel, StagedSpec, build_any
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.csv"
@@ -75,6 +75,20 @@ class RunResult:
     test_bits_per_dim: float | None
     test_nats_per_image: float | None
     skipped_steps: int
+    #: a spec with stages: each stage's test figures at the last evaluation (see :func:`stage_figures`)
+    test_stages: list[dict] | None = None
+
+
+class Objective(torch.nn.Module):
+    """Nats per image [B] of a model of one stage or several: the one call a training step makes (through DDP), so
+    that every parameter the loss uses takes part in the step's forward pass."""
+
+    def __init__(self, model: ARModel | StagedModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, **conditioning) -> torch.Tensor:
+        return self.model.nll(x, **conditioning)
 
 
 def pick_device(name: str, world: World) -> torch.device:
@@ -86,7 +100,7 @@ def pick_device(name: str, world: World) -> torch.device:
     return device
 
 
-def conditioning_for(model: ARModel, data: ImageData, index: torch.Tensor, device) -> dict[str, torch.Tensor]:
+def conditioning_for(model: ARModel | StagedModel, data: ImageData, index: torch.Tensor, device) -> dict[str, torch.Tensor]:
     """The provided inputs of a batch: class labels from the data."""
     cond = {}
     for name in model.provided_inputs:
@@ -99,21 +113,44 @@ def conditioning_for(model: ARModel, data: ImageData, index: torch.Tensor, devic
 
 
 @torch.no_grad()
-def evaluate(model: ARModel, data: ImageData, batch_size: int, device, world: World | None = None, dtype: str = "fp32") -> tuple[float, float]:
+def evaluate(model: ARModel | StagedModel, data: ImageData, batch_size: int, device, world: World | None = None, dtype: str = "fp32") -> tuple[float, float]:
     """Exact (bits per dimension, nats per image) over every image of ``data``: each rank takes the images
     rank, rank + world, ... (no padding, no image counted twice) and the sums are reduced."""
-    world = world or World()
+    sums, count = _nats_sums(model, data, batch_size, device, world or World(), dtype)
+    return sum(sums) / (count * model.image.dims * math.log(2)), sum(sums) / count
+
+
+@torch.no_grad()
+def evaluate_stages(model: StagedModel, data: ImageData, batch_size: int, device, world: World | None = None, dtype: str = "fp32") -> tuple[float, float, list[dict]]:
+    """As :func:`evaluate`, with each stage's figures too (:func:`stage_figures`), from the same pass."""
+    sums, count = _nats_sums(model, data, batch_size, device, world or World(), dtype)
+    total = sum(sums)
+    return total / (count * model.image.dims * math.log(2)), total / count, stage_figures(model, [s / count for s in sums])
+
+
+def stage_figures(model: StagedModel, nats: list[float]) -> list[dict]:
+    """Each stage's share of a staged model's likelihood: nats per image, bits per dimension of the stage's own
+    variable, and its part of the image's bits per dimension (the parts add up to the total)."""
+    image_dims = model.image.dims * math.log(2)
+    return [{"stage": name, "view": view.config.model_dump(), "nats_per_image": value, "bits_per_dim_own": value / (view.output.dims * math.log(2)),
+             "bits_per_image_dim": value / image_dims} for name, view, value in zip(model.names, model.views, nats)]
+
+
+def _nats_sums(model, data: ImageData, batch_size: int, device, world: World, dtype: str) -> tuple[list[float], float]:
+    """Summed nats over this rank's share of ``data`` and all ranks: one sum per stage (one for a single model), and the image count."""
     model.eval()
+    staged = isinstance(model, StagedModel)
     indices = torch.arange(world.rank, len(data), world.size)
-    total = 0.0
+    sums = [0.0] * (len(model.stages) if staged else 1)
     for start in range(0, len(indices), batch_size):
         index = indices[start : start + batch_size]
         x = data.images[index].to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16"):
-            total += float(model.nll(x, **conditioning_for(model, data, index, device)).double().sum())
-    total, count = all_sum(world, total, float(len(indices)), device=device)
-    dims = model.image.dims
-    return total / (count * dims * math.log(2)), total / count
+            cond = conditioning_for(model, data, index, device)
+            parts = model.stage_nll(x, **cond) if staged else [model.nll(x, **cond)]
+        sums = [total + float(part.double().sum()) for total, part in zip(sums, parts)]
+    *sums, count = all_sum(world, *sums, float(len(indices)), device=device)
+    return sums, count
 
 
 class EMA:
@@ -142,7 +179,7 @@ def has_weight_norm(model: torch.nn.Module) -> bool:
 
 
 def train(
-    spec: ModelSpec,
+    spec: ModelSpec | StagedSpec,
     data_source: str,
     run_dir: str | Path,
     config: TrainConfig | None = None,
@@ -179,6 +216,8 @@ def _run(spec, data_source, test_source, run_dir: Path, config: TrainConfig, sta
         causality = require_causal(spec, "training")
     if config.batch_size % world.size:
         raise TrainingError(f"the batch size {config.batch_size} does not split evenly over {world.size} processes")
+    if config.palette and isinstance(spec, StagedSpec):
+        raise TrainingError("--palette turns pixels into tokens, which the views of a spec with stages do not take")
     palette = None
     if state is not None and "palette" in state:
         palette = state["palette"]
@@ -193,7 +232,8 @@ def _run(spec, data_source, test_source, run_dir: Path, config: TrainConfig, sta
         raise TrainingError(f"the training split has {len(train_data)} images, fewer than one batch of {config.batch_size}")
 
     torch.manual_seed(config.seed)
-    model = build_model(spec).to(device)
+    model = build_any(spec).to(device)
+    objective = Objective(model)
     conditioning_for(model, train_data, torch.arange(1), device)  # fail early on inputs the data cannot feed
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas)
     schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
@@ -208,13 +248,13 @@ def _run(spec, data_source, test_source, run_dir: Path, config: TrainConfig, sta
         index = _batch_indices(config, len(train_data), 0, world)
         with torch.random.fork_rng(devices=[]):
             model.eval()
-            data_dependent_init(model, train_data.images[index].to(device), **conditioning_for(model, train_data, index, device))
+            data_dependent_init(objective, train_data.images[index].to(device), **conditioning_for(model, train_data, index, device))
     ema = EMA(model, config.ema_decay)
     if state is not None:
         ema.state = {k: v.to(device) for k, v in state["ema"].items()}
     # after the init: DDP broadcasts rank 0's weights once. Buffers are constants built from the spec (masks, attention
     # masks of up to [heads, N, N]), the same on every rank, so they are not re-broadcast before every forward pass.
-    net = DistributedDataParallel(model, broadcast_buffers=False) if world.distributed else model
+    net = DistributedDataParallel(objective, broadcast_buffers=False) if world.distributed else objective
 
     if world.main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -228,7 +268,7 @@ def _run(spec, data_source, test_source, run_dir: Path, config: TrainConfig, sta
     board = Board(run_dir, start) if config.tensorboard and world.main else None
     window_loss, window_count, window_images, window_start = 0.0, 0, 0, time.perf_counter()
     bad_in_a_row = 0
-    last = {"train": float("nan"), "test": None, "nats": None}
+    last = {"train": float("nan"), "test": None, "nats": None, "stages": None}
     step = start
     for step in range(start + 1, config.steps + 1):
         torch.manual_seed((config.seed * 1_000_003 + step) * world.size + world.rank)
@@ -238,8 +278,8 @@ def _run(spec, data_source, test_source, run_dir: Path, config: TrainConfig, sta
         cond = conditioning_for(model, train_data, index, device)
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.dtype == "bf16"):
-            params = net(x, **cond)
-        loss = model.head.nll(params, x).sum() / (len(x) * spec.image.dims * math.log(2))
+            nats = net(x, **cond)  # [B], float32 (heads compute their likelihood in float32)
+        loss = nats.sum() / (len(x) * spec.image.dims * math.log(2))
         loss.backward()
         norm = _gradient_norm(model, config.grad_clip)
         loss_value = loss.item()
@@ -273,7 +313,10 @@ def _run(spec, data_source, test_source, run_dir: Path, config: TrainConfig, sta
             window_loss, window_count, window_images, window_start = 0.0, 0, 0, time.perf_counter()
         if step % config.eval_every == 0 or step == config.steps:
             averaged = _ema_model(spec, ema, device)
-            last["test"], last["nats"] = evaluate(averaged, test_data, config.eval_batch_size, device, world, config.dtype)
+            if isinstance(averaged, StagedModel):
+                last["test"], last["nats"], last["stages"] = evaluate_stages(averaged, test_data, config.eval_batch_size, device, world, config.dtype)
+            else:
+                last["test"], last["nats"] = evaluate(averaged, test_data, config.eval_batch_size, device, world, config.dtype)
             _write_metrics(world, run_dir, step, "test", last["test"], last["nats"], None, schedule.get_last_lr()[0], skipped)
             if board is not None:
                 board.test(step, last["test"], last["nats"], averaged, config.tensorboard_samples, config.seed, palette)
@@ -288,7 +331,7 @@ def _run(spec, data_source, test_source, run_dir: Path, config: TrainConfig, sta
     if world.main:
         plot_metrics(run_dir / METRICS, run_dir / PLOT, spec.name)
     barrier(world)
-    return RunResult(step, last["train"], last["test"], last["nats"], skipped)
+    return RunResult(step, last["train"], last["test"], last["nats"], skipped, last["stages"])
 
 
 def _batch_indices(config: TrainConfig, n: int, step: int, world: World) -> torch.Tensor:
@@ -308,8 +351,8 @@ def _gradient_norm(model: torch.nn.Module, clip: float | None) -> float:
     return float(torch.nn.utils.clip_grad_norm_(params, clip))
 
 
-def _ema_model(spec: ModelSpec, ema: EMA, device) -> ARModel:
-    model = build_model(spec).to(device)
+def _ema_model(spec: ModelSpec | StagedSpec, ema: EMA, device) -> ARModel | StagedModel:
+    model = build_any(spec).to(device)
     model.load_state_dict(ema.state)
     return model
 
@@ -356,15 +399,15 @@ class Board:
         for name, value in (("train/bits_per_dim", bpd), ("train/images_per_s", rate), ("train/lr", lr), ("train/skipped_steps", skipped)):
             self.writer.add_scalar(name, value, step)
 
-    def test(self, step: int, bpd: float, nats: float, model: ARModel, samples: int, seed: int, palette) -> None:
+    def test(self, step: int, bpd: float, nats: float, model: ARModel | StagedModel, samples: int, seed: int, palette) -> None:
         self.writer.add_scalar("test/bits_per_dim", bpd, step)
         self.writer.add_scalar("test/nats_per_image", nats, step)
         if samples:
-            from .sample import grid_image, sample_images
+            from .sample import grid_image
 
             device = next(model.parameters()).device
             conditioning = {k: model.inputs[k].example(samples, torch.Generator().manual_seed(seed)).to(device) for k in model.provided_inputs}
-            images = sample_images(model, samples, conditioning=conditioning, generator=torch.Generator(device).manual_seed(seed)).cpu()
+            images = model.sample(samples, conditioning=conditioning, generator=torch.Generator(device).manual_seed(seed)).cpu()
             levels = model.image.levels
             if palette is not None:
                 from .data.palette import colours

@@ -9,7 +9,10 @@ is a registered kind (hook ``arblocks_register_views``), like blocks and orderin
   offending field otherwise) and sets ``self.output``, the :class:`arblocks.ImageSpec` of the view (channels,
   size, bits);
 * ``__call__(x) -> a``: integer levels ``[B, C, H, W]`` to the view's integer levels, exactly (integer arithmetic,
-  so a view computed on any device or in any batch gives the same levels).
+  so a view computed on any device or in any batch gives the same levels);
+* ``known_pixels(mask) -> mask`` (for completion): which of the view's pixels a bool mask ``[H, W]`` of known image
+  pixels determines. The default serves views that map each pixel to the pixel at the same place; a view of another
+  size overrides it (or completion through it is refused).
 
 Built in: ``identity``, ``grayscale`` (``bits``) and ``downsample`` (average pooling by ``factor``, re-quantized).
 """
@@ -50,6 +53,12 @@ class View:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def known_pixels(self, mask: torch.Tensor) -> torch.Tensor:
+        """The view's pixels ``[h, w]`` that the known image pixels ``mask`` ``[H, W]`` determine."""
+        if (self.output.height, self.output.width) != (self.image.height, self.image.width):
+            raise NotImplementedError(f"view '{self.config.type}' does not say which of its pixels known image pixels determine")
+        return mask
 
 
 def requantize(total: torch.Tensor, scale_from: int, scale_to: int) -> torch.Tensor:
@@ -120,6 +129,10 @@ class Downsample(View):
         f = self.config.factor
         total = reduce(x.long(), "b c (h p) (w q) -> b c h w", "sum", p=f, q=f)  # the sum of each f x f block
         return requantize(total, f * f, 1)
+
+    def known_pixels(self, mask):
+        f = self.config.factor
+        return reduce(mask, "(h p) (w q) -> h w", "min", p=f, q=f)  # a level is known when its whole block is
 
 
 @hookimpl

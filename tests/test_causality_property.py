@@ -37,7 +37,11 @@ STARTS = {
 }
 #: where a drawn block goes
 PLACEMENTS = ("on the stream", "on a branch, added back", "on a branch, concatenated", "after a stride-2 step", "from the label, added",
-              "from the label, concatenated", "from the image, added")
+              "from the label, concatenated", "from the image, added", "from the map, added", "from the half-size map, added")
+#: the inputs every composition has: a class label, and conditioning maps at the image's size and at half of it (what
+#: a conditioning network reads, e.g. an earlier stage's variable)
+INPUTS = {"label": {"type": "class_label", "num_classes": 3}, "map": {"type": "conditioning_map", "channels": WIDTH},
+          "lowres": {"type": "conditioning_map", "channels": WIDTH, "factor": 2}}
 STRIDE_STEP = {"h": {"type": "down_right_shifted_conv", "kernel_size": [2, 2], "stride": 2, "channels": WIDTH},
                "u": {"type": "down_shifted_conv", "kernel_size": [2, 3], "stride": 2, "channels": WIDTH}}
 
@@ -70,7 +74,7 @@ def placed(block_type: str, example: dict, placement: str, stream: str, fill: bo
         return [{**block, "in": stream, "out": stream}]
     if placement == "after a stride-2 step":
         return [{**STRIDE_STEP[stream], "in": stream, "out": stream}, {**block, "in": stream, "out": stream}]
-    source = {"from the label": "label", "from the image": "x"}.get(placement.split(",")[0], stream)
+    source = {"from the label": "label", "from the image": "x", "from the map": "map", "from the half-size map": "lowres"}.get(placement.split(",")[0], stream)
     join = "concat" if placement.endswith("concatenated") else "add"
     return [{**block, "in": source, "out": "g"}, {"type": join, "in": [stream, "g"], "out": stream}]
 
@@ -80,7 +84,7 @@ def spec_of(start: str, body: list[dict], head: dict, channels: int, size: int, 
     if start == "token sequence" and channels > 1 and not registry().heads[head["type"]].cls.joint:
         prefix = [{**prefix[0], "subpixels": True}]  # a sequence of sub-pixels for heads that predict one at a time
     return {"name": "random", "image": {"channels": channels, "height": size, "width": size, "bits": bits}, "ordering": ordering,
-            "inputs": {"label": {"type": "class_label", "num_classes": 3}}, "body": [*prefix, *body, *suffix], "head": head}
+            "inputs": INPUTS, "body": [*prefix, *body, *suffix], "head": head}
 
 
 def builds(data: dict):

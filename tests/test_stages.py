@@ -21,7 +21,7 @@ def tiny() -> dict:
 
 
 def built(data: dict | None = None):
-    return build_staged(*parse_staged(data or tiny()))
+    return build_staged(parse_staged(data or tiny()))
 
 
 def problems(data: dict) -> list[tuple[str, str]]:

@@ -1,4 +1,5 @@
-"""Plain (unmasked) convolution: 1x1 mixing of a position's channels, or k x k on conditioning inputs."""
+"""Plain (unmasked) convolutions: 1x1 mixing of a position's channels, or k x k, strided and transposed ones on streams
+that do not depend on the image (conditioning maps, earlier stages' variables: a conditioning network)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ class ConvConfig(SquareConvConfig):
 
     type: Literal["conv"] = "conv"
     kernel_size: int = Field(1, gt=0, le=63, description="Odd kernel size; anything above 1 sees later pixels of the image.")
+    stride: Literal[1, 2] = Field(1, description="2 halves the resolution (only on streams that do not depend on the image).")
 
 
 class Conv(Block):
@@ -54,8 +56,9 @@ class Conv(Block):
         source = require_map(inputs[0])
         out_channels = config.channels or source.channels
         self.padding = config.kernel_size // 2
-        self.conv = ConvLayer(source.channels, out_channels, config.kernel_size, bias=config.bias, weight_norm=config.weight_norm)
-        self.output_info = source.with_(channels=out_channels)
+        s = config.stride
+        self.conv = ConvLayer(source.channels, out_channels, config.kernel_size, s, bias=config.bias, weight_norm=config.weight_norm)
+        self.output_info = source.with_(channels=out_channels, height=-(-source.height // s), width=-(-source.width // s))
 
     def forward(self, x):
         return self.conv(F.pad(x, [self.padding] * 4))
@@ -64,12 +67,18 @@ class Conv(Block):
         return Reach.kernel(self.config.kernel_size, self.config.kernel_size)
 
     def forward_at(self, region, cache, x):
-        return conv_at(self.conv, x, region, self.padding, self.padding)
+        return conv_at(self.conv, x, region, self.padding, self.padding, self.config.stride)
 
     def causality(self, inputs, aux):
         state = inputs[0]
         if state == Causal.NONE:
             return state
+        if self.config.stride > 1:
+            raise BlockError(
+                "a strided conv on a stream that depends on the image mixes pixels of different causal times; "
+                "use down_shifted_conv or down_right_shifted_conv with stride 2",
+                field="stride",
+            )
         if self.config.kernel_size > 1:
             raise BlockError(
                 f"an unmasked {self.config.kernel_size}x{self.config.kernel_size} convolution on a stream that depends on the image "
@@ -79,6 +88,44 @@ class Conv(Block):
         return canonical(ungrouped(state), self.image.channels)
 
 
+class DeconvConfig(SquareConvConfig):
+    """Transposed convolution doubling the resolution, on streams that do not depend on the image (a conditioning network's upsampling)."""
+
+    type: Literal["deconv"] = "deconv"
+    stride: Literal[2] = Field(2, description="Upsampling factor.")
+
+
+class Deconv(Block):
+    Config = DeconvConfig
+    orderings = None  # refused on image-dependent streams
+
+    def __init__(self, config: DeconvConfig, inputs, aux, ctx):
+        super().__init__(config, inputs, aux, ctx)
+        source = require_map(inputs[0])
+        out_channels = config.channels or source.channels
+        self.conv = ConvLayer(source.channels, out_channels, config.kernel_size, config.stride, config.bias, config.weight_norm, transposed=True)
+        self.output_info = source.with_(channels=out_channels, height=source.height * config.stride, width=source.width * config.stride)
+
+    def forward(self, x):
+        s, crop = self.config.stride, self.config.kernel_size // 2
+        y = self.conv(x, output_padding=s - 1)  # [B, C, H*s + k - 1, W*s + k - 1]: "same" padding keeps the centre
+        return y[:, :, crop : crop + x.shape[2] * s, crop : crop + x.shape[3] * s]
+
+    def reach(self):
+        k = self.config.kernel_size  # in input positions around i // stride: a generous bound on the taps that reach an output
+        return Reach.kernel(k, k) + Reach(1, 1, 1, 1)
+
+    def causality(self, inputs, aux):
+        if inputs[0] != Causal.NONE:
+            raise BlockError(
+                "deconv spreads each input position over the positions around it, so it takes only streams that do not depend "
+                "on the image; upsample image-dependent streams with down_shifted_deconv or down_right_shifted_deconv",
+                field="type",
+            )
+        return Causal.NONE
+
+
 @hookimpl
 def arblocks_register_blocks(register):
     register(Conv)
+    register(Deconv)

@@ -82,10 +82,12 @@ class GatedResnetConfig(BlockConfig):
     """PixelCNN++ gated residual block: x + a * sigmoid(b), [a, b] = conv(dropout(f(conv(f(x)) + nin(f(aux))))) (+ a class bias)."""
 
     type: Literal["gated_resnet"] = "gated_resnet"
-    conv: Literal["down_shifted", "down_right_shifted", "nin"] = Field(
-        "down_right_shifted", description="The convolution: down_shifted for a stream of rows above, down_right_shifted for one of earlier pixels, nin (1x1)."
+    conv: Literal["down_shifted", "down_right_shifted", "nin", "centred"] = Field(
+        "down_right_shifted",
+        description="The convolution: down_shifted for a stream of rows above, down_right_shifted for one of earlier pixels, nin (1x1), "
+        "centred (a kernel around the position in every direction) for streams that do not depend on the image, such as a conditioning network's.",
     )
-    kernel_size: KernelSize | None = Field(None, description="[height, width]; defaults to [2, 3] (down_shifted), [2, 2] (down_right_shifted), [1, 1] (nin).")
+    kernel_size: KernelSize | None = Field(None, description="[height, width]; defaults to [2, 3] (down_shifted), [2, 2] (down_right_shifted), [1, 1] (nin), [3, 3] (centred).")
     nonlinearity: Literal["concat_elu", "elu", "relu"] = Field("concat_elu", description="The nonlinearity f.")
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout probability after the first convolution.")
     weight_norm: bool = Field(True, description="Weight normalization of every convolution, with data-dependent initialization available.")
@@ -93,11 +95,13 @@ class GatedResnetConfig(BlockConfig):
     label: StreamRefs | None = stream_field("Class-label input: a learned per-class vector (no bias) is added before the gate.")
 
 
-DEFAULT_KERNELS = {"down_shifted": (2, 3), "down_right_shifted": (2, 2), "nin": (1, 1)}
+DEFAULT_KERNELS = {"down_shifted": (2, 3), "down_right_shifted": (2, 2), "nin": (1, 1), "centred": (3, 3)}
 
 
 def _padding(conv: str, kernel: tuple[int, int]) -> tuple[int, int, int, int]:
     kh, kw = kernel
+    if conv == "centred":
+        return (kw // 2, kw // 2, kh // 2, kh // 2)
     if conv == "down_shifted":
         return (kw // 2, kw // 2, kh - 1, 0)
     return (kw - 1, 0, kh - 1, 0)
@@ -112,6 +116,8 @@ class GatedResnet(Block):
         kernel = tuple(config.kernel_size or DEFAULT_KERNELS[config.conv])
         if config.conv == "down_shifted" and kernel[1] % 2 == 0:
             raise BlockError(f"a down_shifted kernel needs an odd width (got {kernel[1]})", field="kernel_size")
+        if config.conv == "centred" and (kernel[0] % 2 == 0 or kernel[1] % 2 == 0):
+            raise BlockError(f"a centred kernel needs an odd height and width (got {list(kernel)})", field="kernel_size")
         if config.conv == "nin" and kernel != (1, 1):
             raise BlockError("a nin gated_resnet has a 1x1 kernel", field="kernel_size")
         width = 2 if config.nonlinearity == "concat_elu" else 1
@@ -165,11 +171,22 @@ class GatedResnet(Block):
 
     def reach(self):
         kh, kw = self.config.kernel_size or DEFAULT_KERNELS[self.config.conv]
-        one = Reach(kh - 1, 0, kw // 2, kw // 2) if self.config.conv == "down_shifted" else Reach(kh - 1, 0, kw - 1, 0)
+        if self.config.conv == "centred":
+            one = Reach.kernel(kh, kw)
+        else:
+            one = Reach(kh - 1, 0, kw // 2, kw // 2) if self.config.conv == "down_shifted" else Reach(kh - 1, 0, kw - 1, 0)
         return one + one  # two convolutions
 
     def causality(self, inputs, aux):
         state = canonical(inputs[0], self.image.channels)
+        if self.config.conv == "centred":
+            if any(s != Causal.NONE for s in (state, *aux.values())):
+                raise BlockError(
+                    "a centred gated_resnet reads positions below and to the right, so it takes only streams that do not depend "
+                    "on the image (earlier stages' variables, conditioning maps and what is computed from them)",
+                    field="conv",
+                )
+            return Causal.NONE
         if state in (Causal.NONE, Causal.FUTURE):
             convolved = state
         elif self.config.conv == "down_shifted":
