@@ -79,11 +79,9 @@ def load(path: str | Path) -> dict[str, Any]:
 def spec_of(state: dict[str, Any]):
     """The spec embedded in a checkpoint (a :class:`ModelSpec`, or a spec with stages), validated again and checked
     against its hash."""
-    from .stages import is_staged, parse_staged
-    from .validate import parse_spec
+    from .stages import parse_any
 
-    data = json.loads(state["spec"])
-    spec = (parse_staged if is_staged(data) else parse_spec)(data, source="checkpoint spec")
+    spec = parse_any(json.loads(state["spec"]), source="checkpoint spec")
     if spec_hash(spec) != state.get("spec_hash"):
         raise CheckpointError("the checkpoint's spec does not match its hash: the file was edited or is corrupt")
     return spec

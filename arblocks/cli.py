@@ -268,16 +268,13 @@ def load_spec_with(path: str, overrides: list[str]):
     """The spec of a file with ``--set`` overrides applied, validated (problems name the file or the override's path).
     A spec with stages gives a :class:`arblocks.stages.StagedSpec`."""
     from .edit import apply_overrides
-    from .stages import is_staged, parse_staged
-    from .validate import parse_spec, read_spec_file
+    from .stages import parse_any
+    from .validate import read_spec_file
 
     data = read_spec_file(path)
     if overrides and isinstance(data, dict):
         data = apply_overrides(data, overrides)
-    source = f"{path} with --set" if overrides else str(path)
-    if is_staged(data):
-        return parse_staged(data, source=source)
-    return parse_spec(data, source=source)
+    return parse_any(data, source=f"{path} with --set" if overrides else str(path))
 
 
 def train_help(name: str) -> str:

@@ -100,10 +100,13 @@ def model_extent(model: ARModel, registry=None) -> tuple[Extent | None, tuple[in
     for name, module in model.inputs.items():
         if not getattr(module, "shift_invariant", False):
             return None, (1, 1), f"the input '{name}' ({module.config.type}) depends on the position"
-        start[name] = Extent(0, 0, 0, 0) if module.info.kind == "map" else None
+        start[name] = None  # inputs do not depend on the image: no extent (streams computed from them alone have none either)
     periods = {(1, 1)}
 
     def through(step, inputs, aux):
+        read = [e for e in [*inputs, *(e for parts in aux.values() for e in parts)] if e is not None]
+        if not read:  # computed from inputs alone (a conditioning network): its reach and scale do not shape what reads the image
+            return None
         layer = model.layers[step.index]
         reach = layer.reach() if callable(getattr(layer, "reach", None)) else None
         if reach is None:
@@ -115,7 +118,6 @@ def model_extent(model: ARModel, registry=None) -> tuple[Extent | None, tuple[in
         if (scale[0] * out.height, scale[1] * out.width) != (image.height, image.width):
             raise _NotLocal(f"{step.path} ({step.type}) works at {out.height}x{out.width}, not a fraction of the image")
         periods.add(scale)
-        read = [e for e in [*inputs, *(e for parts in aux.values() for e in parts)] if e is not None]
         return _through(reach, read, scale)
 
     try:

@@ -109,6 +109,13 @@ def parse_staged(data: dict, registry: Registry | None = None, source: str | Non
     return spec
 
 
+def parse_any(data: Any, registry: Registry | None = None, source: str | None = None):
+    """A spec of one model (:class:`arblocks.ModelSpec`) or with stages (:class:`StagedSpec`), validated."""
+    from .validate import parse_spec
+
+    return parse_staged(data, registry, source) if is_staged(data) else parse_spec(data, registry=registry, source=source)
+
+
 def _view(raw: Any, image: ImageSpec, path: tuple, registry: Registry, problems: list[Problem]) -> View | None:
     config = validate_typed({"type": raw} if isinstance(raw, str) else raw, path, registry, "view", problems)
     if config is None:

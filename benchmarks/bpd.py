@@ -2,6 +2,8 @@
 
     python benchmarks/bpd.py [--scale 1.0] [--only NAME]
 
+Specs with stages (PixelCNN with auxiliary variables) also print each stage's test figures with the final weights.
+
 Needs ../shared/data (see its README). Each run trains with `arblocks.train.train`, then evaluates the whole test
 split with the final weights and with the EMA weights, and prints a Markdown row for docs/results.md (columns: run,
 parameters, steps x batch, test with the final weights, test with the EMA weights, the last train figure, throughput,
@@ -18,11 +20,11 @@ from pathlib import Path
 
 import torch
 
-from arblocks import parse_spec
 from arblocks.checkpoint import load_model
 from arblocks.data import load_data
 from arblocks.edit import visit
-from arblocks.train import TrainConfig, evaluate, train
+from arblocks.stages import StagedModel, parse_any
+from arblocks.train import TrainConfig, evaluate, evaluate_stages, train
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
@@ -56,6 +58,26 @@ def small_pixelcnn_pp(data):
     visit(data["body"], retime)
 
 
+def widened(width: int):
+    """A spec's conv, deconv and shifted-conv channels (its defaults) set to ``width``."""
+
+    def change(data):
+        for fields in data["defaults"].values():
+            if "channels" in fields:
+                fields["channels"] = width
+
+    return change
+
+
+def one_level(width: int) -> dict:
+    """The pyramid's first level (u/ul streams, 3 gated-resnet pairs, no resampling) as a model of the whole 32x32
+    image: the single-stage model of the same family."""
+    data = json.loads((ROOT / "specs" / "pixelcnn_aux_pyramid_small.json").read_text())
+    widened(width)(data)
+    level = data["stages"][0]
+    return {"name": "one-level", "image": data["image"], "inputs": data["inputs"], "defaults": data["defaults"], "body": level["body"], "head": level["head"]}
+
+
 def rows_of(width: int):
     """Attention patterns sized to a one-channel image of this width: local blocks of 2 rows, a stride of one row."""
 
@@ -81,6 +103,22 @@ RUNS = {
         spec=lambda: narrowed("pixelcnn_pp.json", {"channels": 3, "height": 32, "width": 32, "bits": 8}, small_pixelcnn_pp),
         data=f"npz:{DATA / 'cifar10_subset.npz'}", steps=200, batch=32, unit="bits/dim", published="PixelCNN++ 2.92 bits/dim on the full CIFAR-10 (53.7M parameters, days of GPU training)",
     ),
+    "aux-single-level-cifar10-subset": dict(
+        spec=lambda: one_level(56), data=f"npz:{DATA / 'cifar10_subset.npz'}", steps=400, batch=32, unit="bits/dim",
+        published="single-stage baseline of the auxiliary-variable models' own family (their first level over the whole image)",
+    ),
+    "aux-pixelcnn-pp-cifar10-subset": dict(
+        spec=lambda: narrowed("pixelcnn_pp.json", {"channels": 3, "height": 32, "width": 32, "bits": 8}, small_pixelcnn_pp),
+        data=f"npz:{DATA / 'cifar10_subset.npz'}", steps=400, batch=32, unit="bits/dim", published="single-stage PixelCNN++ baseline, same steps",
+    ),
+    "aux-grayscale-cifar10-subset": dict(
+        spec=lambda: narrowed("pixelcnn_aux_grayscale_small.json", {"channels": 3, "height": 32, "width": 32, "bits": 8}, widened(31)),
+        data=f"npz:{DATA / 'cifar10_subset.npz'}", steps=400, batch=32, unit="bits/dim", published="Kolesnikov & Lampert 2017 report full CIFAR-10 figures of full-size models; not comparable with a 400-step CPU run",
+    ),
+    "aux-pyramid-cifar10-subset": dict(
+        spec=lambda: narrowed("pixelcnn_aux_pyramid_small.json", {"channels": 3, "height": 32, "width": 32, "bits": 8}, widened(24)),
+        data=f"npz:{DATA / 'cifar10_subset.npz'}", steps=400, batch=32, unit="bits/dim", published="as above",
+    ),
     "pixelcnn-pp-digits": dict(
         spec=lambda: narrowed("pixelcnn_pp.json", {"channels": 1, "height": 8, "width": 8, "bits": 8}, small_pixelcnn_pp),
         data="digits", steps=600, batch=32, unit="bits/dim", published="no published figure for the 8x8 digits",
@@ -104,7 +142,7 @@ def main():
     for name, run in RUNS.items():
         if args.only and args.only != name:
             continue
-        spec = parse_spec(run["spec"]())
+        spec = parse_any(run["spec"]())
         steps = max(1, int(run["steps"] * args.scale))
         config = TrainConfig(steps=steps, batch_size=run["batch"], eval_every=10**9, checkpoint_every=10**9, log_every=max(1, steps // 10),
                              eval_batch_size=250, ema_decay=0.995, lr=2e-3)
@@ -114,7 +152,11 @@ def main():
             elapsed = time.perf_counter() - start
             model, _ = load_model(Path(out) / "checkpoint.pt", weights="raw")
             test = load_data(run["data"], "test", spec.image)
-            raw_bpd, raw_nats = evaluate(model, test, 250, torch.device("cpu"))
+            stages = None
+            if isinstance(model, StagedModel):
+                raw_bpd, raw_nats, stages = evaluate_stages(model, test, 250, torch.device("cpu"))
+            else:
+                raw_bpd, raw_nats = evaluate(model, test, 250, torch.device("cpu"))
 
         def show(bpd, nats, unit=run["unit"]):
             return f"{nats:.2f} nats" if unit == "nats" else f"{bpd:.3f} bits/dim"
@@ -122,6 +164,9 @@ def main():
         print(f"| {name} | {model.num_parameters():,} | {steps} x {run['batch']} | {show(raw_bpd, raw_nats)} | "
               f"{show(result.test_bits_per_dim, result.test_nats_per_image)} | {result.train_bits_per_dim:.3f} bits/dim | "
               f"{steps * run['batch'] / elapsed:.1f} img/s incl. eval, {elapsed / 60:.1f} min | {run['published']} |", flush=True)
+        for figures in stages or []:  # final weights
+            print(f"|   stage {figures['stage']} ({', '.join(f'{k} {v}' for k, v in figures['view'].items())}) | | | {figures['bits_per_image_dim']:.3f} of the image's bits/dim "
+                  f"({figures['bits_per_dim_own']:.3f} bits per own dimension, {figures['nats_per_image']:.1f} nats) | | | | |", flush=True)
 
 
 if __name__ == "__main__":

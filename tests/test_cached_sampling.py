@@ -50,7 +50,7 @@ def exact(model, n=2, conditioning=None, known=None, known_mask=None, seed=3):
     return torch.equal(naive, cached), sampler.last_run["max_difference"], sampler.last_run
 
 
-SHIPPED = sorted(p.stem for p in SPECS.glob("*.json"))
+SHIPPED = sorted(p.stem for p in SPECS.glob("*.json") if "stages" not in json.loads(p.read_text()))  # specs with stages: tests/test_aux_models.py
 SIZES = {"pixelcnn_pp": 8, "pixelcnn_pp_classcond": 8}
 
 

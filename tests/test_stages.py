@@ -130,12 +130,15 @@ def test_a_stage_that_would_see_its_own_sub_pixel_is_refused_at_its_path(tmp_pat
     assert "/stages/1/body/0" in capsys.readouterr().err
 
 
-def test_check_checks_every_stage_and_train_refuses_stages_for_now(tmp_path, capsys):
+def test_check_checks_every_stage(capsys):
     assert main(["check", str(TINY), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] and len(report["stages"]) == 2 and report["stages"][1]["image"] == [3, 8, 8]
+
+
+def test_training_says_when_the_data_does_not_fit_a_spec_with_stages(tmp_path, capsys):
     assert main(["train", str(TINY), "--data", "digits", "--out", str(tmp_path / "run"), "--steps", "1"]) == 2
-    assert "/stages: specs with stages can be built and checked" in capsys.readouterr().err
+    assert "the spec's image is 3x8x8" in capsys.readouterr().err
 
 
 def test_the_json_schema_takes_stages_and_rejects_a_typo_inside_one():
