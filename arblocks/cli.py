@@ -65,6 +65,8 @@ def parser() -> argparse.ArgumentParser:
     rf.add_argument("--compare", nargs="+", default=[], metavar="SPEC", help="more specs, drawn side by side")
     rf.add_argument("--size", type=int, default=None, metavar="N", help="image size (default: the spec's, at most 16)")
     rf.add_argument("--samples", type=int, default=1, help="random images whose dependencies are combined (default 1)")
+    rf.add_argument("--stage", default=None, metavar="NAME",
+                    help="for specs with stages: the stage whose field is drawn (default: the last); earlier stages' variables are fully known to it")
     rf.add_argument("--json", action="store_true", help="also print coverage and leaks as JSON")
     rf.set_defaults(run=cmd_receptive_field)
 
@@ -223,7 +225,6 @@ def cmd_receptive_field(args) -> int:
     from .builder import build_model
     from .causality import check_image
     from .receptive_field import pixel_field, render
-    from .validate import load_spec
 
     try:
         row, col = (int(v) for v in args.pixel.split(","))
@@ -231,7 +232,12 @@ def cmd_receptive_field(args) -> int:
         raise UsageError(f"--pixel takes ROW,COL (e.g. 4,2), got {args.pixel!r}") from None
     fields = []
     for path in [args.spec, *args.compare]:
-        spec = load_spec(path)
+        spec = load_spec_with(path, [])
+        if staged(spec):
+            names = [stage.name for stage in spec.stages]
+            if args.stage is not None and args.stage not in names:
+                raise UsageError(f"{path}: no stage '{args.stage}'; its stages are {', '.join(names)}")
+            spec = spec.stage_specs[names.index(args.stage) if args.stage is not None else -1]
         with spec_source(path):
             model = build_model(spec, image=check_image(spec, args.size or 16), static_causality=False)
         try:

@@ -8,7 +8,8 @@ builds small models that compose the block with the built-in ones and checks wha
   dependence on future pixels and later channels, by float64 gradients and by the value-perturbation walk (which sees
   ``detach``, ``round``, comparisons and thresholds), and a pure forward (no buffer changes, the same outputs on a
   second call, an image's outputs independent of the rest of its batch), for every composition: the block as the
-  first layer (reading the image), after a first layer, in a residual and twice in a row; 1 and 3 image channels; a
+  first layer (reading the image), after a first layer, in a residual, twice in a row, and on an earlier stage's
+  variable (a fully known map, as in a model of several stages) concatenated to the features; 1 and 3 image channels; a
   per-channel softmax head and a joint logistic-mixture head. Compositions that the block's own causal statement
   rules out are refused by the builder and skipped; the others must hold. The first two compositions are also proven
   block by block (:mod:`arblocks.block_proof`) for a 4x40 and a 40x4 image: the block's dependencies on a window, placed at
@@ -22,6 +23,11 @@ builds small models that compose the block with the built-in ones and checks wha
 * **incremental step**: in float64, the cached sampler (which uses the block's ``forward_at`` or ``reach``, see
   :mod:`arblocks.incremental`) draws the naive sampler's images from one seed, and the parameters of every draw equal
   the full forward pass's (to 1e-9). A block with neither is recomputed over the whole map: correct, and noted.
+
+``check_view(view_type)`` checks a view (a deterministic function of the image that a stage models, see
+:mod:`arblocks.views`) for every image it fits: integer levels of its declared output, the same levels for an image
+alone or in any batch, and ``known_pixels`` sound (no pixel it calls known changes when the unknown image pixels are
+redrawn). ``check_plugin`` runs it on the views a plugin registers.
 
 A block or pattern class may give ``examples``: a list of config dicts (without ``type``) to test; otherwise its
 defaults are used.
@@ -97,12 +103,21 @@ def compositions(block_type: str, example: dict, head: str) -> list[tuple[str, l
         ("after the first layer", [first, block, after]),
         ("in a residual", [first, {"type": "residual", "body": [{"type": "elu"}, block]}, after]),
         ("twice, with activations", [first, block, {"type": "tanh"}, block, after]),
+        (EARLIER_CASE, [first, {**block, "in": EARLIER, "out": "c"}, {"type": "concat", "in": ["h", "c"], "out": "h"}, after]),
     ]
+
+
+#: the input that stands for an earlier stage's variable in a model of several stages (fully known: state none)
+EARLIER = "earlier"
+#: the composition that reads it; a block whose output cannot join the features there (one that changes the size) skips it
+EARLIER_CASE = "on an earlier stage's variable, concatenated to the features"
 
 
 def _spec(body: list[dict], channels: int, size: int, head: str) -> dict:
     head_config = {"type": head, **({"components": 2} if head == "logistic_mixture" else {})}
-    return {"name": "conformance", "image": {"channels": channels, "height": size, "width": size, "bits": 4}, "body": body, "head": head_config}
+    reads_earlier = any(block.get("in") == EARLIER for block in body)
+    return {"name": "conformance", "image": {"channels": channels, "height": size, "width": size, "bits": 4},
+            "inputs": {EARLIER: {"type": "conditioning_map", "channels": 12}} if reads_earlier else {}, "body": body, "head": head_config}
 
 
 #: every check of the kit, in the order it runs them
@@ -123,7 +138,7 @@ def check_block(block_type: str, registry: Registry | None = None, size: int = 5
                 torch.manual_seed(0)
                 model = build_model(spec, registry=registry)
             except SpecError as error:
-                if all(p.type == "not_causal" for p in error.problems):
+                if all(p.type == "not_causal" for p in error.problems) or name == EARLIER_CASE:
                     continue  # the block's own statement rules this use out, and the builder refuses it: nothing to test
                 report.findings.append(Finding(block_type, case, "builds", False, "; ".join(str(p) for p in error.problems)))
                 continue
@@ -176,6 +191,7 @@ def _finding(report, block, case, check, fn):
 def _run_checks(report, block, case, spec, model, registry, checks=CHECKS):
     image = model.image
     x = torch.randint(0, image.levels, (4, image.channels, image.height, image.width), generator=torch.Generator().manual_seed(1))
+    given = {k: model.inputs[k].example(len(x), torch.Generator().manual_seed(3)) for k in model.provided_inputs}  # an earlier stage's variable
 
     def causality():
         result = check_model(model, registry=registry)
@@ -188,32 +204,32 @@ def _run_checks(report, block, case, spec, model, registry, checks=CHECKS):
         twin.load_state_dict(model.state_dict())
         model.eval(), twin.eval()
         with torch.no_grad():
-            return None if torch.equal(model(x), twin(x)) else "a model loaded from the state dict computes other outputs"
+            return None if torch.equal(model(x, **given), twin(x, **given)) else "a model loaded from the state dict computes other outputs"
 
     def batch_size():
         model.eval()
         with torch.no_grad():
-            whole = model(x)
-            alone = torch.cat([model(x[i : i + 1]) for i in range(len(x))])
+            whole = model(x, **given)
+            alone = torch.cat([model(x[i : i + 1], **{k: v[i : i + 1] for k, v in given.items()}) for i in range(len(x))])
         return None if torch.allclose(whole, alone, atol=1e-5) else "an image's outputs change with its batch"
 
     def precision():
         model.eval()
         double = _copy(model).double()
         with torch.no_grad():
-            a, b = model(x).double(), double(x)
+            a, b = model(x, **given).double(), double(x, **given)
         return None if torch.allclose(a, b, atol=1e-3, rtol=1e-3) else "float64 and float32 disagree"
 
     def devices():
         model.eval()
         meta = _copy(model).to("meta")
-        out = meta.forward_float(torch.empty(2, image.channels, image.height, image.width, device="meta"))
+        out = meta.forward_float(torch.empty(2, image.channels, image.height, image.width, device="meta"), **{k: v[:2].to("meta") for k, v in given.items()})
         if out.device.type != "meta":
             return "forward on the meta device returned a tensor elsewhere"
         if torch.cuda.is_available():
             cuda = _copy(model).cuda()
             with torch.no_grad():
-                if not torch.allclose(cuda(x.cuda()).cpu(), model(x), atol=1e-3):
+                if not torch.allclose(cuda(x.cuda(), **{k: v.cuda() for k, v in given.items()}).cpu(), model(x, **given), atol=1e-3):
                     return "CUDA and CPU disagree"
         return None
 
@@ -280,16 +296,69 @@ def _copy(model):
 
 
 def check_plugin(plugin: str, registry: Registry | None = None, size: int = 5) -> ConformanceReport:
-    """Check every block and attention pattern registered by ``plugin`` (its entry-point or module name, or its distribution name)."""
+    """Check every block, attention pattern and view registered by ``plugin`` (its entry-point or module name, or its distribution name)."""
     registry = registry or get_registry()
     mine = lambda entries: [e.name for e in entries.values() if plugin in (e.plugin, e.distribution) and not getattr(e.cls, "structural", False)]  # noqa: E731
-    blocks, patterns = mine(registry.blocks), mine(registry.attention_patterns)
-    if not blocks and not patterns:
-        known = sorted({e.plugin for kind in (registry.blocks, registry.attention_patterns) for e in kind.values()})
-        raise ValueError(f"plugin '{plugin}' registers no block or attention pattern (known plugins: {known})")
+    blocks, patterns, views = mine(registry.blocks), mine(registry.attention_patterns), mine(registry.views)
+    if not blocks and not patterns and not views:
+        known = sorted({e.plugin for kind in (registry.blocks, registry.attention_patterns, registry.views) for e in kind.values()})
+        raise ValueError(f"plugin '{plugin}' registers no block, attention pattern or view (known plugins: {known})")
     report = ConformanceReport()
     for name in blocks:
         report.findings.extend(check_block(name, registry, size).findings)
     for name in patterns:
         report.findings.extend(check_pattern(name, registry, size).findings)
+    for name in views:
+        report.findings.extend(check_view(name, registry).findings)
     return report
+
+
+#: images a view is tried on: (channels, height, width, bits)
+VIEW_IMAGES = ((1, 8, 8, 8), (3, 8, 8, 8), (3, 12, 6, 5), (1, 4, 4, 1))
+
+
+def check_view(view_type: str, registry: Registry | None = None) -> ConformanceReport:
+    """Check a view's contract (see the module's docstring) for each of its ``examples`` on every image of VIEW_IMAGES it fits."""
+    from .errors import BlockError
+    from .spec import ImageSpec
+
+    registry = registry or get_registry()
+    cls = registry.views[view_type].cls
+    report = ConformanceReport()
+    for (i, example), (c, h, w, bits) in itertools.product(enumerate(getattr(cls, "examples", None) or [{}]), VIEW_IMAGES):
+        image = ImageSpec(channels=c, height=h, width=w, bits=bits)
+        try:
+            view = cls(cls.Config.model_validate({"type": view_type, **example}), image)
+        except BlockError:
+            continue  # the view does not fit this image, and says so
+        case = f"example {i}, image {c}x{h}x{w} at {bits} bits"
+        _finding(report, view_type, case, "view contract", lambda view=view, image=image: _view_contract(view, image))
+    if not report.findings:
+        report.findings.append(Finding(view_type, "all", "applicable", False, "the view fits none of the kit's images: give it `examples`"))
+    return report
+
+
+def _view_contract(view, image) -> str | None:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randint(0, image.levels, (6, image.channels, image.height, image.width), generator=generator)
+    out = view(x)
+    o = view.output
+    if tuple(out.shape) != (6, o.channels, o.height, o.width):
+        return f"the view gives {list(out.shape)}, its declared output is {o.channels}x{o.height}x{o.width}"
+    if out.is_floating_point() or out.is_complex() or int(out.min()) < 0 or int(out.max()) >= o.levels:
+        return f"the view must give integer levels in [0, {o.levels - 1}] (got {out.dtype}, {out.min().item()}..{out.max().item()})"
+    if not torch.equal(torch.cat([view(x[k : k + 1]) for k in range(len(x))]), out) or not torch.equal(view(x), out):
+        return "an image's view depends on its batch or on the call"
+    for trial in range(4):
+        mask = torch.rand(image.height, image.width, generator=generator) < 0.5
+        mask[: trial + 1] = True  # some whole rows known, as in a completion
+        try:
+            known = view.known_pixels(mask)
+        except NotImplementedError:
+            return None  # completion through this view is refused: nothing to hold
+        if tuple(known.shape) != (o.height, o.width) or known.dtype != torch.bool:
+            return f"known_pixels gives {list(known.shape)} {known.dtype}, not a bool mask of the output's {o.height}x{o.width}"
+        redrawn = torch.where(mask, x, torch.randint(0, image.levels, x.shape, generator=generator))
+        if not torch.equal(view(redrawn)[..., known], out[..., known]):
+            return "a pixel known_pixels calls known changed when the unknown image pixels were redrawn"
+    return None

@@ -62,3 +62,11 @@ def test_kit_catches_a_causal_block_whose_incremental_step_is_wrong(make_registr
     assert {f.check for f in report.failures()} == {"incremental step", "causality"}, report.summary()
     assert all("disagrees" in f.detail for f in report.failures() if f.check == "incremental step")
     assert all("beyond the reach the block states" in f.detail for f in report.failures() if f.check == "causality")
+
+
+def test_kit_runs_a_block_on_an_earlier_stages_variable():
+    from arblocks.testing import EARLIER_CASE
+
+    report = check_block("conv", checks=("causality", "batch-size independence", "incremental step"))
+    assert report.ok, report.summary()
+    assert {f.check for f in report.findings if f.case.endswith(EARLIER_CASE)} == {"causality", "batch-size independence", "incremental step"}

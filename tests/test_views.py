@@ -103,3 +103,75 @@ def test_a_plugin_adds_a_view(make_registry):
     entry = registry.views["invert"]
     assert entry.plugin == "negatives" and entry.description == "The negative image."
     assert int(entry.cls(InvertConfig(), RGB)(torch.zeros(1, 3, 8, 8, dtype=torch.long)).min()) == 255
+
+
+def test_the_kit_passes_the_built_in_views_and_a_plugin_view(make_registry):
+    from arblocks.testing import check_plugin, check_view
+
+    for name in ("identity", "grayscale", "downsample"):
+        report = check_view(name)
+        assert report.ok, report.summary()
+    assert len(check_view("downsample").findings) >= 4  # every image it fits: 8x8 by 2 and 4, 12x6 by 2, 4x4 by 2 and 4
+
+    class MirrorConfig(ViewConfig):
+        type: Literal["mirror"] = "mirror"
+
+    class Mirror(View):
+        Config = MirrorConfig
+
+        def __init__(self, config, image):
+            super().__init__(config, image)
+            self.output = image
+
+        def __call__(self, x):
+            return x.flip(-1)
+
+        def known_pixels(self, mask):
+            return mask.flip(-1)
+
+    class Plugin:
+        @hookimpl
+        def arblocks_register_views(self, register):
+            register(Mirror)
+
+    report = check_plugin("mirrors", registry=make_registry(("mirrors", Plugin())))
+    assert report.ok and {f.block for f in report.findings} == {"mirror"}, report.summary()
+
+
+@pytest.mark.parametrize("flaw, words", [
+    ("claims too much", "a pixel known_pixels calls known changed"),
+    ("floats", "integer levels"),
+    ("wrong size", "its declared output is"),
+    ("batch", "depends on its batch"),
+])
+def test_the_kit_catches_a_broken_view(make_registry, flaw, words):
+    from arblocks.testing import check_view
+
+    class BrokenConfig(ViewConfig):
+        type: Literal["broken"] = "broken"
+
+    class Broken(View):
+        Config = BrokenConfig
+
+        def __init__(self, config, image):
+            super().__init__(config, image)
+            self.output = image.model_copy(update={"height": image.height // 2, "width": image.width // 2})
+
+        def __call__(self, x):
+            if flaw == "wrong size":
+                return x
+            pooled = x[..., ::2, ::2] + x[..., 1::2, 1::2] // 2  # reads two pixels of each 2x2 block
+            if flaw == "batch":
+                pooled = pooled + (x.shape[0] > 1)
+            return pooled.clamp(max=self.image.levels - 1).float() if flaw == "floats" else pooled.clamp(max=self.image.levels - 1)
+
+        def known_pixels(self, mask):
+            return mask[::2, ::2]  # wrong: the level also reads pixel (2i + 1, 2j + 1)
+
+    class Plugin:
+        @hookimpl
+        def arblocks_register_views(self, register):
+            register(Broken)
+
+    report = check_view("broken", make_registry(("broken", Plugin())))
+    assert not report.ok and any(words in f.detail for f in report.failures()), report.summary()
