@@ -162,3 +162,18 @@ def test_an_earlier_stage_at_a_fraction_of_the_size_follows_the_stage_to_smaller
     x = torch.randint(0, 256, (1, 3, 8, 8))
     assert small(x, level16=torch.zeros(1, 3, 4, 4), level8=torch.zeros(1, 3, 2, 2)).shape[-2:] == (8, 8)
     assert sample_images(small.eval(), 1, conditioning={"level16": torch.zeros(1, 3, 4, 4), "level8": torch.zeros(1, 3, 2, 2)}).shape == (1, 3, 8, 8)
+
+
+def test_class_labels_reach_every_stage_in_training_and_sampling(tmp_path, capsys):
+    data = json.loads(PYRAMID.read_text())
+    data["inputs"]["digit"] = {"type": "class_label", "num_classes": 10}
+    data["defaults"]["gated_resnet"]["label"] = "digit"  # every gated resnet of both stages gets a per-class vector
+    spec = tmp_path / "labelled.json"
+    spec.write_text(json.dumps(data))
+    model = build_staged(parse_staged(data))
+    assert model.provided_inputs == ["digit"] and all(stage.provided_inputs[0] == "digit" for stage in model.stages)
+    run = tmp_path / "run"
+    assert main(["train", str(spec), "--data", "digits", "--out", str(run), "--steps", "2", "--batch-size", "8", "--no-progress"]) == 0
+    assert main(["sample", str(run / "checkpoint.pt"), "-n", "2", "--out", str(tmp_path / "s.png"), "--no-progress"]) == 2
+    assert "--label" in capsys.readouterr().err
+    assert main(["sample", str(run / "checkpoint.pt"), "-n", "2", "--label", "3", "--out", str(tmp_path / "s.png"), "--no-progress"]) == 0
