@@ -9,6 +9,7 @@ Nothing in a spec is imported or executed.
 from __future__ import annotations
 
 import json
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -210,6 +211,8 @@ def _owner_model(model: type[BaseModel], loc: tuple) -> type[BaseModel]:
     for part in loc[:-1]:
         field = current.model_fields.get(part) if isinstance(part, str) else None
         annotation = getattr(field, "annotation", None)
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            current = annotation
+        # a nested model, or a list or dict of them (a spec's `stages`)
+        for candidate in (annotation, *typing.get_args(annotation)):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                current = candidate
     return current

@@ -165,3 +165,9 @@ def test_python_loads_a_staged_spec_with_load_staged_and_load_spec_says_so():
     assert isinstance(model, arblocks.StagedModel) and model.names == ["gray", "colour"]
     with pytest.raises(SpecError, match="load it with arblocks.load_staged"):
         arblocks.load_spec(TINY)
+
+
+def test_a_misspelt_stage_field_gets_a_did_you_mean_at_its_path():
+    data = tiny()
+    data["stages"][0]["veiw"] = data["stages"][0].pop("view")
+    assert ("/stages/0/veiw", "unknown field for 'spec'; did you mean 'view'?") in problems(data)
