@@ -147,6 +147,7 @@ class Builder:
                 continue
             input_modules[name] = module
             state.streams[name] = module.info
+        transformations = self.build_augmentation(state, input_modules)
         self.readonly = set(state.streams)
 
         self.walk(self.spec.body, "/body", "", state)
@@ -156,7 +157,33 @@ class Builder:
         head, head_in = self.build_head(state)
         if self.problems:
             raise SpecError(self.problems)
-        return ARModel(self.spec, image, self.layers, self.steps, head, head_in, input_modules, self.rows)
+        model = ARModel(self.spec, image, self.layers, self.steps, head, head_in, input_modules, self.rows)
+        model.transformations = transformations
+        return model
+
+    def build_augmentation(self, state: _State, input_modules: nn.ModuleDict) -> list:
+        """The spec's transformations, and the label input that carries their choices (Distribution Augmentation)."""
+        augmentation = self.spec.augmentation
+        if augmentation is None:
+            return []
+        from .augmentation import AugmentationChoices
+
+        transformations = []
+        for i, config in enumerate(augmentation.transformations):
+            try:
+                transformations.append(self.registry.transformations[config.type].cls(config, self.image))
+            except BlockError as error:
+                field = "" if error.field in (None, "type") else f"/{error.field}"
+                self.problem(f"/augmentation/transformations/{i}{field or '/type'}", "transformation_does_not_fit", error.message)
+        name = augmentation.conditioning
+        if name is not None and len(transformations) == len(augmentation.transformations):
+            if name in state.streams:
+                self.problem("/augmentation/conditioning", "duplicate", f"'{name}' is already {'the image stream' if name == IMAGE_STREAM else 'an input'}; name the conditioning stream otherwise")
+            else:
+                module = AugmentationChoices(transformations)
+                input_modules[name] = module
+                state.streams[name] = module.info
+        return transformations
 
     def walk(self, nodes: Sequence[Any], path: str, label: str, state: _State) -> None:
         for i, config in enumerate(nodes):

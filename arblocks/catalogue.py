@@ -9,7 +9,8 @@ from .registry import KINDS, Registry
 from .spec import BlockConfig
 
 TITLES = {"block": "Blocks", "head": "Heads", "input": "Input types", "ordering": "Orderings", "attention": "Attention patterns", "dataset": "Data sources",
-          "view": "Views (the deterministic views that a model of several stages models first)"}
+          "view": "Views (the deterministic views that a model of several stages models first)",
+          "transformation": "Transformations (the bijections of the image that Distribution Augmentation trains on)"}
 HIDDEN = {"type"}
 COMMON = ("name", "in", "out", "push")  # BlockConfig's own fields, described once
 

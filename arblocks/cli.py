@@ -30,6 +30,29 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
+AUGMENT_HELP = ("Distribution Augmentation: a transformation choice, e.g. --augment rotation=1 (repeatable; the others stay at 0, "
+                "the identity, which is the default)")
+
+
+def parse_augment(values: list[str], model) -> dict[str, int]:
+    """``--augment NAME=K`` flags as {name: choice}, checked against the model's transformations (exit 2 otherwise)."""
+    from .augmentation import AugmentationError, chosen
+
+    wanted = {}
+    for value in values:
+        name, _, choice = value.partition("=")
+        if not choice.strip().lstrip("-").isdigit():
+            raise UsageError(f"--augment takes NAME=K (e.g. rotation=1), got {value!r}")
+        wanted[name.strip()] = int(choice)
+    try:
+        chosen(model, 1, wanted)
+    except AugmentationError as error:
+        raise UsageError(f"--augment: {error}") from None
+    except AttributeError:
+        raise UsageError("--augment: this model was not trained with Distribution Augmentation") from None
+    return wanted
+
+
 def parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -96,6 +119,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--orders", type=int, default=1, metavar="K",
                    help="average the likelihood over K of the 8 transposed/reflected forms of the spec's ordering (a mixture, as in "
                         "locally masked convolutions); needs blocks that work under every order (default 1)")
+    e.add_argument("--augment", action="append", default=[], metavar="NAME=K", help=AUGMENT_HELP + "; the test images are transformed alike")
     e.set_defaults(run=cmd_eval)
 
     sm = sub.add_parser("sample", help="a PNG grid of samples from a checkpoint (or completions of an image)")
@@ -113,6 +137,7 @@ def parser() -> argparse.ArgumentParser:
     sm.add_argument("--no-check", action="store_true", help="sample without checking the checkpoint's spec for causality first")
     sm.add_argument("--engine", choices=["cached", "naive"], default="cached",
                     help="cached (default): compute only the positions each draw makes computable; naive: a full forward pass per draw")
+    sm.add_argument("--augment", action="append", default=[], metavar="NAME=K", help=AUGMENT_HELP + ": samples of the transformed images")
     sm.set_defaults(run=cmd_sample)
 
     s = sub.add_parser("schema", help="print the JSON Schema of a spec, with every registered block")
@@ -341,6 +366,9 @@ def cmd_eval(args) -> int:
     device = pick_device(args.device, World())
     data = load_data(args.data, args.split, model.image, args.binarize, args.data_key, palette=state.get("palette"))
     per_order = stages = None
+    augment = parse_augment(args.augment, model) if args.augment else None
+    if augment and (args.orders != 1 or isinstance(model, StagedModel)):
+        raise UsageError("--augment goes with a single model of one order")
     if args.orders != 1 and isinstance(model, StagedModel):
         raise UsageError("--orders averages the orders of one model; a spec with stages has one order per stage")
     if isinstance(model, StagedModel):
@@ -354,14 +382,14 @@ def cmd_eval(args) -> int:
             raise UsageError(str(error)) from None
         bpd, nats, per_order = evaluate_orders(models, data, args.batch_size, device)
     else:
-        bpd, nats = evaluate(model.to(device), data, args.batch_size, device)
+        bpd, nats = evaluate(model.to(device), data, args.batch_size, device, augment=augment)
     if args.json:
         print(json.dumps({"checkpoint": args.checkpoint, "step": state["step"], "split": args.split, "images": len(data), "bits_per_dim": bpd,
                           "nats_per_image": nats, "weights": args.weights, "orders": args.orders, "bits_per_dim_per_order": per_order,
-                          **({"stages": stages} if stages else {})}))
+                          **({"stages": stages} if stages else {}), **({"augment": augment} if augment else {})}))
     else:
         print(f"{args.checkpoint} (step {state['step']}, {args.weights} weights) on {args.data} {args.split} ({len(data)} images): "
-              f"{bpd:.4f} bits/dim, {nats:.2f} nats per image")
+              f"{bpd:.4f} bits/dim, {nats:.2f} nats per image" + (f", the images and the model under {augment}" if augment else ""))
         if stages:
             print("the sum of the stages (an upper bound on -log p(x): each view is a function of the image):\n" + format_stages(stages))
         if per_order is not None:
@@ -387,8 +415,16 @@ def cmd_sample(args) -> int:
     model = model.to(device)
     image = model.image
     conditioning = {}
+    augment = parse_augment(args.augment, model) if args.augment else None
+    if augment and not any(model.inputs[k].config.type == "augmentation" for k in model.provided_inputs):
+        raise UsageError("--augment: this model's augmentation has no conditioning input (conditioning: null), so it cannot be told a transformation")
     for name in model.provided_inputs:
         config = model.inputs[name].config
+        if config.type == "augmentation":
+            from .augmentation import chosen
+
+            conditioning[name] = chosen(model, args.n, augment).to(device)
+            continue
         if config.type != "class_label":
             raise UsageError(f"input '{name}' ({config.type}) cannot be given on the command line")
         if args.label is None or not 0 <= args.label < config.num_classes:

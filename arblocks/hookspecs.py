@@ -81,3 +81,13 @@ def arblocks_register_views(register):
 
     Call ``register(ViewClass)`` for each. ``ViewClass`` subclasses :class:`arblocks.views.View`.
     """
+
+
+@hookspec
+def arblocks_register_transformations(register):
+    """Register transformations: families of bijections of the image (rotations, a jigsaw, ...) that Distribution
+    Augmentation trains on, telling the model which one was applied.
+
+    Call ``register(TransformationClass)`` for each. ``TransformationClass`` subclasses
+    :class:`arblocks.transformations.Transformation`.
+    """

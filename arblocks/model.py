@@ -58,6 +58,7 @@ class ARModel(nn.Module):
 
     def __init__(self, spec: ModelSpec, image: ImageSpec, layers, steps: list[Step], head, head_in: str, inputs: nn.ModuleDict, rows: list[Row]):
         super().__init__()
+        self.transformations: list = []  # Distribution Augmentation's, set by the builder (arblocks.augmentation)
         self.spec = spec
         self.image = image
         self.layers = nn.ModuleList(layers)

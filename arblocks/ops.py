@@ -34,6 +34,14 @@ def grouped_cat(tensors: Sequence[torch.Tensor], groups: int) -> torch.Tensor:
     return rearrange(torch.cat(parts, dim=2), "b g c h w -> b (g c) h w")
 
 
+def label_vectors(table: torch.nn.Embedding, labels: torch.Tensor) -> torch.Tensor:
+    """The learned vector of each image's label, ``[B, D]``. A label stream holds one class index per image (``[B]``)
+    or several (``[B, K]``, e.g. one per transformation kind of Distribution Augmentation, indexing one joint table):
+    their rows are summed."""
+    vectors = table(labels)
+    return vectors if vectors.dim() == 2 else vectors.sum(1)
+
+
 def ungrouped(state: Causal) -> Causal:
     """The state of a stream whose channel groups were mixed."""
     return Causal.CURRENT if state in (Causal.STRICT, Causal.INCLUSIVE) else state

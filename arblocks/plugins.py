@@ -45,6 +45,7 @@ BUILTIN_PLUGINS = (
     "arblocks.attention_patterns",
     "arblocks.data.sources",
     "arblocks.views",
+    "arblocks.transformations",
 )
 
 HOOKS = {
@@ -55,6 +56,7 @@ HOOKS = {
     "attention": "arblocks_register_attention_patterns",
     "dataset": "arblocks_register_datasets",
     "view": "arblocks_register_views",
+    "transformation": "arblocks_register_transformations",
 }
 
 

@@ -12,7 +12,7 @@ from typing import Any, get_args
 
 from .errors import RegistryError
 
-KINDS = ("block", "head", "input", "ordering", "attention", "dataset", "view")
+KINDS = ("block", "head", "input", "ordering", "attention", "dataset", "view", "transformation")
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,10 @@ class Registry:
         return self.entries["view"]
 
     @property
+    def transformations(self) -> dict[str, Entry]:
+        return self.entries["transformation"]
+
+    @property
     def failed(self) -> list[PluginInfo]:
         return [p for p in self.plugins if p.error]
 
@@ -111,10 +115,11 @@ def base_class(kind: str) -> type:
     from .head import Head
     from .inputs import InputType
     from .ordering import Ordering
+    from .transformations import Transformation
     from .views import View
 
     return {"block": Block, "head": Head, "input": InputType, "ordering": Ordering, "attention": AttentionPattern, "dataset": DatasetType,
-            "view": View}[kind]
+            "view": View, "transformation": Transformation}[kind]
 
 
 def type_name(cls: Any) -> str:

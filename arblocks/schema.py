@@ -8,7 +8,8 @@ from .plugins import get_registry
 from .registry import Registry
 from .spec import BLOCKS_MARK, STREAM_MARK, TYPED_MARK, ModelSpec
 
-KIND_DEFS = {"block": "Block", "head": "Head", "input": "Input", "ordering": "Ordering", "attention": "AttentionPattern", "view": "View"}
+KIND_DEFS = {"block": "Block", "head": "Head", "input": "Input", "ordering": "Ordering", "attention": "AttentionPattern", "view": "View",
+             "transformation": "Transformation"}
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
@@ -58,6 +59,7 @@ def spec_json_schema(registry: Registry | None = None) -> dict[str, Any]:
                      "anyOf": [{"type": "string", "enum": sorted(registry.views)}, {"$ref": "#/$defs/View"}]}
     staged["properties"]["inputs"]["patternProperties"] = {p: {"$ref": "#/$defs/Input"} for p in staged["properties"]["inputs"].get("patternProperties", {})}
     staged["properties"]["inputs"]["additionalProperties"] = False
+    defs["AugmentationConfig"]["properties"]["transformations"]["items"] = {"$ref": "#/$defs/Transformation"}
     defs["Model"], defs["StagedModel"] = model, staged
     for definition in defs.values():  # nested block lists refer to the union; internal markers go
         for prop in definition.get("properties", {}).values():

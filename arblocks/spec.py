@@ -113,6 +113,20 @@ class ImageSpec(Config):
         return self.channels * self.height * self.width
 
 
+class AugmentationConfig(Config):
+    """Distribution Augmentation: training draws a transformation choice per image per step, applies it, and tells the
+    model which through a label input; evaluation and sampling use the identity unless told otherwise."""
+
+    transformations: list[Any] = Field(
+        min_length=1, description="The transformations, each {\"type\": ..., \"probability\": ...} of a registered transformation type, applied in this order."
+    )
+    conditioning: StreamName | None = Field(
+        "augmentation",
+        description="The input stream that carries the choices, one index per transformation into one joint table: blocks read it like a "
+        "class label (`label` of gated_resnet, gate, embedding, token_embedding). null: augmentation without conditioning (the paper's ablation).",
+    )
+
+
 class ModelSpec(Config):
     """A whole model: the image, extra inputs, the body of blocks and the output head."""
 
@@ -131,3 +145,4 @@ class ModelSpec(Config):
     )
     body: list[Any] = blocks_field("The blocks, run in order.", min_length=1)
     head: Any = Field(description="The output head: {\"type\": ..., ...} of a registered head type.")
+    augmentation: AugmentationConfig | None = Field(None, description="Distribution Augmentation: transformations of the training images and the input that tells the model which.")

@@ -19,6 +19,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch.nn.parallel import DistributedDataParallel
 
+from . import augmentation
 from . import checkpoint as ckpt
 from .data import ImageData, load_data
 from .distributed import World, all_sum, barrier, setup, teardown
@@ -100,10 +101,14 @@ def pick_device(name: str, world: World) -> torch.device:
     return device
 
 
-def conditioning_for(model: ARModel | StagedModel, data: ImageData, index: torch.Tensor, device) -> dict[str, torch.Tensor]:
-    """The provided inputs of a batch: class labels from the data."""
+def conditioning_for(model: ARModel | StagedModel, data: ImageData, index: torch.Tensor, device, augment: dict[str, int] | None = None) -> dict[str, torch.Tensor]:
+    """The provided inputs of a batch: class labels from the data, and Distribution Augmentation's choices (the
+    identity, or the transformations ``augment`` names; a training step replaces them with its draws)."""
     cond = {}
     for name in model.provided_inputs:
+        if model.inputs[name].config.type == "augmentation":
+            cond[name] = augmentation.chosen(model, len(index), augment).to(device)
+            continue
         if model.inputs[name].config.type != "class_label":
             raise TrainingError(f"input '{name}' ({model.inputs[name].config.type}) needs data that the sources do not provide; training supports class_label inputs")
         if data.labels is None:
@@ -113,10 +118,12 @@ def conditioning_for(model: ARModel | StagedModel, data: ImageData, index: torch
 
 
 @torch.no_grad()
-def evaluate(model: ARModel | StagedModel, data: ImageData, batch_size: int, device, world: World | None = None, dtype: str = "fp32") -> tuple[float, float]:
+def evaluate(model: ARModel | StagedModel, data: ImageData, batch_size: int, device, world: World | None = None, dtype: str = "fp32",
+             augment: dict[str, int] | None = None) -> tuple[float, float]:
     """Exact (bits per dimension, nats per image) over every image of ``data``: each rank takes the images
-    rank, rank + world, ... (no padding, no image counted twice) and the sums are reduced."""
-    sums, count = _nats_sums(model, data, batch_size, device, world or World(), dtype)
+    rank, rank + world, ... (no padding, no image counted twice) and the sums are reduced. ``augment`` (a model with
+    Distribution Augmentation): the images under those transformation choices, and the model told so; default the identity."""
+    sums, count = _nats_sums(model, data, batch_size, device, world or World(), dtype, augment)
     return sum(sums) / (count * model.image.dims * math.log(2)), sum(sums) / count
 
 
@@ -136,7 +143,7 @@ def stage_figures(model: StagedModel, nats: list[float]) -> list[dict]:
              "bits_per_image_dim": value / image_dims} for name, view, value in zip(model.names, model.views, nats)]
 
 
-def _nats_sums(model, data: ImageData, batch_size: int, device, world: World, dtype: str) -> tuple[list[float], float]:
+def _nats_sums(model, data: ImageData, batch_size: int, device, world: World, dtype: str, augment: dict[str, int] | None = None) -> tuple[list[float], float]:
     """Summed nats over this rank's share of ``data`` and all ranks: one sum per stage (one for a single model), and the image count."""
     model.eval()
     staged = isinstance(model, StagedModel)
@@ -145,8 +152,10 @@ def _nats_sums(model, data: ImageData, batch_size: int, device, world: World, dt
     for start in range(0, len(indices), batch_size):
         index = indices[start : start + batch_size]
         x = data.images[index].to(device)
+        if augment:
+            x = augmentation.apply(model, x, augmentation.chosen(model, len(x), augment))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16"):
-            cond = conditioning_for(model, data, index, device)
+            cond = conditioning_for(model, data, index, device, augment)
             parts = model.stage_nll(x, **cond) if staged else [model.nll(x, **cond)]
         sums = [total + float(part.double().sum()) for total, part in zip(sums, parts)]
     *sums, count = all_sum(world, *sums, float(len(indices)), device=device)
@@ -276,6 +285,11 @@ def _run(spec, data_source, test_source, run_dir: Path, config: TrainConfig, sta
         index = _batch_indices(config, len(train_data), step - 1, world)
         x = train_data.images[index].to(device, non_blocking=True)
         cond = conditioning_for(model, train_data, index, device)
+        if getattr(model, "transformations", None):  # Distribution Augmentation: each image under its drawn choices
+            choices = augmentation.draw(model, len(x))
+            x = augmentation.apply(model, x, choices)
+            if (name := augmentation.conditioning_name(model)) is not None:
+                cond[name] = choices.to(device)
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.dtype == "bf16"):
             nats = net(x, **cond)  # [B], float32 (heads compute their likelihood in float32)
@@ -406,7 +420,8 @@ class Board:
             from .sample import grid_image
 
             device = next(model.parameters()).device
-            conditioning = {k: model.inputs[k].example(samples, torch.Generator().manual_seed(seed)).to(device) for k in model.provided_inputs}
+            conditioning = {k: (augmentation.chosen(model, samples) if model.inputs[k].config.type == "augmentation"  # the identity
+                                else model.inputs[k].example(samples, torch.Generator().manual_seed(seed))).to(device) for k in model.provided_inputs}
             images = model.sample(samples, conditioning=conditioning, generator=torch.Generator(device).manual_seed(seed)).cpu()
             levels = model.image.levels
             if palette is not None:

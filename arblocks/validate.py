@@ -21,13 +21,15 @@ from .registry import Registry
 from .spec import BLOCKS_MARK, TYPED_MARK, ModelSpec
 from .spec_size import MAX_DEPTH, check_size
 
-KIND_WORDS = {"block": "block", "head": "head", "input": "input", "ordering": "ordering", "attention": "attention pattern", "view": "view"}
+KIND_WORDS = {"block": "block", "head": "head", "input": "input", "ordering": "ordering", "attention": "attention pattern", "view": "view",
+              "transformation": "transformation"}
 LIST_COMMANDS = {
     "block": "`arblocks blocks`",
     "head": "`arblocks blocks --kind head`",
     "input": "`arblocks blocks --kind input`",
     "ordering": "`arblocks blocks --kind ordering`",
     "view": "`arblocks blocks --kind view`",
+    "transformation": "`arblocks blocks --kind transformation`",
     "attention": "`arblocks blocks --kind attention`",
 }
 
@@ -65,7 +67,7 @@ def parse_spec(data: Any, registry: Registry | None = None, source: str | None =
         raise SpecError([Problem("", "type_error", f"a spec must be a JSON object, got {type(data).__name__}")], source)
     if "stages" in data:
         raise SpecError([Problem("/stages", "staged", "this spec lists stages: load it with arblocks.load_staged (a StagedModel); "
-                                 "see docs/spec-format.md#stages-models-of-several-variables-in-progress-issue-13")], source)
+                                 "see docs/spec-format.md#stages-models-of-several-variables")], source)
     check_size(data, source)
     try:
         spec = ModelSpec.model_validate(data)
@@ -81,11 +83,17 @@ def parse_spec(data: Any, registry: Registry | None = None, source: str | None =
         for name, raw in data["inputs"].items():
             inputs[name] = validate_typed(raw, ("inputs", name), registry, "input", problems)
     head = validate_typed(data["head"], ("head",), registry, "head", problems) if "head" in data else None
+    augmentation = None
+    raw_augmentation = data.get("augmentation")
+    if spec is not None and spec.augmentation is not None:
+        typed = [validate_typed(raw, ("augmentation", "transformations", i), registry, "transformation", problems)
+                 for i, raw in enumerate(raw_augmentation["transformations"])]
+        augmentation = spec.augmentation.model_copy(update={"transformations": typed})
     raw_ordering = data.get("ordering", "raster")
     ordering = validate_typed({"type": raw_ordering} if isinstance(raw_ordering, str) else raw_ordering, ("ordering",), registry, "ordering", problems)
     if problems:
         raise SpecError(problems, source)
-    return spec.model_copy(update={"body": blocks, "inputs": inputs, "head": head, "ordering": ordering})
+    return spec.model_copy(update={"body": blocks, "inputs": inputs, "head": head, "ordering": ordering, "augmentation": augmentation})
 
 
 def validate_defaults(raw: Any, registry: Registry, problems: list[Problem]) -> dict[str, dict]:

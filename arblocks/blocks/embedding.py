@@ -11,6 +11,7 @@ from torch import nn
 from ..block import Block
 from ..errors import BlockError
 from ..hookspecs import hookimpl
+from ..ops import label_vectors
 from ..spec import BlockConfig
 from ..streams import Causal
 
@@ -39,10 +40,10 @@ class Embedding(Block):
         self.output_info = label.with_(kind="map", channels=config.channels, height=self.size[0], width=self.size[1])
 
     def forward(self, labels):
-        return repeat(self.table(labels), "b c -> b c h w", h=self.size[0], w=self.size[1])
+        return repeat(label_vectors(self.table, labels), "b c -> b c h w", h=self.size[0], w=self.size[1])
 
     def forward_at(self, region, cache, labels):
-        return repeat(self.table(labels), "b c -> b c n", n=len(region))
+        return repeat(label_vectors(self.table, labels), "b c -> b c n", n=len(region))
 
     def causality(self, inputs, aux):
         if inputs[0] != Causal.NONE:

@@ -15,7 +15,7 @@ from ..errors import BlockError
 from ..hookspecs import hookimpl
 from ..incremental import Reach, conv_at, pointwise_at
 from ..layers import Conv
-from ..ops import ungrouped
+from ..ops import label_vectors, ungrouped
 from ..spec import BlockConfig, StreamRefs, stream_field
 from ..streams import Causal, canonical, join
 from .shifted_conv import KernelSize
@@ -65,7 +65,7 @@ class Gate(Block):
 
     def forward(self, x, label=None, cond=None):
         if self.label is not None:
-            x = x + self.label(label)[:, :, None, None]
+            x = x + label_vectors(self.label, label)[:, :, None, None]
         if self.cond is not None:
             x = x + self.cond(cond)
         return split_gate(x, self.groups)
@@ -149,7 +149,7 @@ class GatedResnet(Block):
         c1 = F.dropout(self.f(c1), self.config.dropout, self.training)
         c2 = self.conv2(F.pad(c1, self.padding))
         if self.label is not None:
-            c2 = c2 + self.label(label)[:, :, None, None]
+            c2 = c2 + label_vectors(self.label, label)[:, :, None, None]
         a, b = c2.chunk(2, dim=1)
         return x + a * torch.sigmoid(b)
 
@@ -165,7 +165,7 @@ class GatedResnet(Block):
         region.put(cache, self.f(c1))  # dropout is off when sampling
         c2 = conv_at(self.conv2, cache, region, top, left)
         if self.label is not None:
-            c2 = c2 + self.label(label)[:, :, None]
+            c2 = c2 + label_vectors(self.label, label)[:, :, None]
         a, b = c2.chunk(2, dim=1)
         return region.take(x) + a * torch.sigmoid(b)
 

@@ -15,9 +15,9 @@ from ..block import Block, Elementwise, require_map
 from ..errors import BlockError
 from ..hookspecs import hookimpl
 from ..model import float_to_levels
-from ..ops import ungrouped
+from ..ops import label_vectors, ungrouped
 from ..sequence import SUBPIXELS, SequencePositions, from_sequence, previous_position, sequence_layout, to_sequence
-from ..spec import BlockConfig
+from ..spec import BlockConfig, StreamRefs, stream_field
 from ..streams import Causal, canonical
 
 
@@ -33,6 +33,10 @@ class TokenEmbeddingConfig(BlockConfig):
     )
     start: Literal["learned", "zeros"] = Field("learned", description="What the first position sees with `shift`: a learned vector (Image GPT) or zeros (Image and Sparse Transformers).")
     scale: bool = Field(False, description="Multiply the embeddings by sqrt(channels) (Image Transformer).")
+    label: StreamRefs | None = stream_field(
+        "Class-label input (a class label, or Distribution Augmentation's transformation choices): its learned vector is added to the start vector "
+        "that the first position sees (with `shift`), as Distribution Augmentation's start token."
+    )
 
 
 class TokenEmbedding(Block):
@@ -59,20 +63,33 @@ class TokenEmbedding(Block):
             previous, first = previous_position(seq)
             self.register_buffer("previous", previous, persistent=False)
             self.register_buffer("first", first, persistent=False)
+        if "label" in aux:
+            if aux["label"].kind != "label" or not config.shift:
+                raise BlockError("label must name a class-label input, and it reaches the sequence through the start vector (shift: true)", field="label")
+            self.label = nn.Embedding(aux["label"].channels, config.channels)
+            nn.init.normal_(self.label.weight, std=0.02)
+        else:
+            self.label = None
         self.output_info = source.with_(channels=config.channels * self.per_pixel)
 
-    def forward(self, x):
+    def start_vector(self, embedded: torch.Tensor, label: torch.Tensor | None) -> torch.Tensor:
+        """What the first position sees: ``[1 or B, 1, D]``, the learned start (or zeros) plus the label's vector."""
+        start = self.start.to(embedded.dtype) if self.start is not None else embedded.new_zeros(embedded.shape[-1])
+        if self.label is not None:
+            return (start + label_vectors(self.label, label).to(embedded.dtype))[:, None, :]
+        return start[None, None, :]
+
+    def forward(self, x, label=None):
         h, w = x.shape[2:]
         tokens = float_to_levels(x, self.levels)  # [B, P, H, W] from [-1, 1]
         embedded = self.table(to_sequence(tokens, self.per_pixel)[..., 0] + self.offset)  # [B, N, D]
         if self.config.scale:
             embedded = embedded * math.sqrt(self.config.channels)
         if self.config.shift:
-            start = self.start.to(embedded.dtype) if self.start is not None else embedded.new_zeros(())
-            embedded = torch.where(self.first[None, :, None], start, embedded[:, self.previous])
+            embedded = torch.where(self.first[None, :, None], self.start_vector(embedded, label), embedded[:, self.previous])
         return from_sequence(embedded, self.per_pixel, h, w)
 
-    def forward_at(self, region, cache, x):
+    def forward_at(self, region, cache, x, label=None):
         """The embeddings of the region's sequence positions, reading the image's tokens where they lie."""
         p = self.per_pixel
         index = (region.flat[:, None] * p + torch.arange(p, device=x.device)).flatten()  # [m] sequence positions
@@ -84,8 +101,7 @@ class TokenEmbedding(Block):
         if self.config.scale:
             embedded = embedded * math.sqrt(self.config.channels)
         if self.config.shift:
-            start = self.start.to(embedded.dtype) if self.start is not None else embedded.new_zeros(())
-            embedded = torch.where(self.first[index][None, :, None], start, embedded)
+            embedded = torch.where(self.first[index][None, :, None], self.start_vector(embedded, label), embedded)
         return rearrange(embedded, "b (n p) d -> b (p d) n", p=p)
 
     def causality(self, inputs, aux):

@@ -1,0 +1,90 @@
+"""Distribution Augmentation (Jun et al., 2020) in a spec's ``augmentation`` section (issue 14).
+
+Training draws, per image and step, one choice of each listed transformation (:mod:`arblocks.transformations`),
+applies them in order to the image, and passes the choices to the model on the conditioning input: a label stream
+of ``[B, K]`` indices into one joint table of sum(choices) rows, which blocks read like a class label (the rows of an
+image's K choices are summed, as the official code sums one learned start-token row per transformation kind).
+Evaluation and sampling use the identity (every choice 0) unless told otherwise (``{"rotation": 1}``): the model is
+then a model of the untransformed images, the one whose bits/dim the paper reports.
+
+With ``conditioning: null`` the images are transformed but the model is not told (the paper's ablation: plain data
+augmentation, which models the mixture of the transformed distributions).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from .errors import ArblocksError
+from .inputs import InputType
+from .spec import InputConfig
+from .streams import StreamInfo
+
+
+class AugmentationInputConfig(InputConfig):
+    """The transformation choices of Distribution Augmentation (made by the builder from the spec's `augmentation`)."""
+
+    type: Literal["augmentation"] = "augmentation"
+
+
+class AugmentationChoices(InputType):
+    """The conditioning input: ``[B, K]`` choices (one per transformation) to ``[B, K]`` rows of the joint table."""
+
+    Config = AugmentationInputConfig
+    shift_invariant = True
+
+    def __init__(self, transformations: list):
+        super().__init__(AugmentationInputConfig(), None)
+        self.choices = [t.choices for t in transformations]
+        offsets = torch.tensor([0, *self.choices[:-1]]).cumsum(0)
+        self.register_buffer("offsets", offsets, persistent=False)
+        self.info = StreamInfo(channels=sum(self.choices), kind="label")
+
+    def forward(self, batch, value, like):
+        expected = (batch, len(self.choices))
+        if tuple(value.shape) != expected or value.dtype.is_floating_point:
+            raise ValueError(f"the augmentation choices must be an integer tensor of shape {list(expected)}, got {value.dtype} {list(value.shape)}")
+        limits = torch.tensor(self.choices, device=value.device)
+        if value.numel() and bool(((value < 0) | (value >= limits)).any()):
+            raise ValueError(f"augmentation choices must lie in [0, choices) per transformation, with choices {self.choices}")
+        return value.long() + self.offsets.to(value.device)
+
+    def example(self, batch, generator=None):
+        return torch.stack([torch.randint(n, (batch,), generator=generator) for n in self.choices], dim=1)
+
+
+class AugmentationError(ArblocksError):
+    """A chosen transformation that the model does not have, or a choice out of its range."""
+
+
+def draw(model, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Training's choices ``[B, K]``: per image, each transformation's draw (identity with chance 1 - probability)."""
+    return torch.stack([t.draw(batch, generator) for t in model.transformations], dim=1)
+
+
+def apply(model, x: torch.Tensor, choices: torch.Tensor) -> torch.Tensor:
+    """The images under their choices ``[B, K]``, the transformations applied in the spec's order."""
+    for k, transformation in enumerate(model.transformations):
+        x = transformation.apply(x, choices[:, k].to(x.device))
+    return x
+
+
+def chosen(model, batch: int, wanted: dict[str, int] | None = None) -> torch.Tensor:
+    """Choices ``[B, K]`` fixed for every image: 0 (the identity) unless ``wanted`` names a transformation type."""
+    wanted = dict(wanted or {})
+    names = [t.config.type for t in model.transformations]
+    for name, value in wanted.items():
+        if name not in names:
+            raise AugmentationError(f"the model has no transformation '{name}'; its transformations are {', '.join(names) or 'none'}")
+        n = model.transformations[names.index(name)].choices
+        if not 0 <= value < n:
+            raise AugmentationError(f"{name} has choices 0..{n - 1} (0 is the identity), got {value}")
+    return torch.tensor([[wanted.get(name, 0) for name in names]] * batch, dtype=torch.long)
+
+
+def conditioning_name(model) -> str | None:
+    """The input stream that carries the choices, or None (no augmentation, or augmentation without conditioning)."""
+    augmentation = model.spec.augmentation
+    return None if augmentation is None else augmentation.conditioning
