@@ -176,13 +176,16 @@ class Builder:
                 field = "" if error.field in (None, "type") else f"/{error.field}"
                 self.problem(f"/augmentation/transformations/{i}{field or '/type'}", "transformation_does_not_fit", error.message)
         name = augmentation.conditioning
-        if name is not None and len(transformations) == len(augmentation.transformations):
-            if name in state.streams:
-                self.problem("/augmentation/conditioning", "duplicate", f"'{name}' is already {'the image stream' if name == IMAGE_STREAM else 'an input'}; name the conditioning stream otherwise")
-            else:
-                module = AugmentationChoices(transformations)
-                input_modules[name] = module
-                state.streams[name] = module.info
+        if name is None:
+            return transformations
+        if name in state.streams:
+            self.problem("/augmentation/conditioning", "duplicate", f"'{name}' is already {'the image stream' if name == IMAGE_STREAM else 'an input'}; name the conditioning stream otherwise")
+        elif len(transformations) == len(augmentation.transformations):
+            module = AugmentationChoices(transformations)
+            input_modules[name] = module
+            state.streams[name] = module.info
+        else:  # a transformation did not fit (reported): the stream still exists, so that its readers are not reported too
+            state.streams[name] = StreamInfo(channels=1, kind="label")
         return transformations
 
     def walk(self, nodes: Sequence[Any], path: str, label: str, state: _State) -> None:

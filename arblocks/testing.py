@@ -27,7 +27,8 @@ builds small models that compose the block with the built-in ones and checks wha
 ``check_view(view_type)`` checks a view (a deterministic function of the image that a stage models, see
 :mod:`arblocks.views`) for every image it fits: integer levels of its declared output, the same levels for an image
 alone or in any batch, and ``known_pixels`` sound (no pixel it calls known changes when the unknown image pixels are
-redrawn). ``check_plugin`` runs it on the views a plugin registers.
+redrawn). ``check_plugin`` runs it on the views a plugin registers, and ``check_transformation`` on its transformations
+(choice 0 the identity, every choice a bijection of the sub-pixels, each image under its own choice).
 
 A block or pattern class may give ``examples``: a list of config dicts (without ``type``) to test; otherwise its
 defaults are used.
@@ -300,9 +301,11 @@ def check_plugin(plugin: str, registry: Registry | None = None, size: int = 5) -
     registry = registry or get_registry()
     mine = lambda entries: [e.name for e in entries.values() if plugin in (e.plugin, e.distribution) and not getattr(e.cls, "structural", False)]  # noqa: E731
     blocks, patterns, views = mine(registry.blocks), mine(registry.attention_patterns), mine(registry.views)
-    if not blocks and not patterns and not views:
-        known = sorted({e.plugin for kind in (registry.blocks, registry.attention_patterns, registry.views) for e in kind.values()})
-        raise ValueError(f"plugin '{plugin}' registers no block, attention pattern or view (known plugins: {known})")
+    transformations = mine(registry.transformations)
+    if not blocks and not patterns and not views and not transformations:
+        kinds = (registry.blocks, registry.attention_patterns, registry.views, registry.transformations)
+        known = sorted({e.plugin for kind in kinds for e in kind.values()})
+        raise ValueError(f"plugin '{plugin}' registers no block, attention pattern, view or transformation (known plugins: {known})")
     report = ConformanceReport()
     for name in blocks:
         report.findings.extend(check_block(name, registry, size).findings)
@@ -310,7 +313,48 @@ def check_plugin(plugin: str, registry: Registry | None = None, size: int = 5) -
         report.findings.extend(check_pattern(name, registry, size).findings)
     for name in views:
         report.findings.extend(check_view(name, registry).findings)
+    for name in transformations:
+        report.findings.extend(check_transformation(name, registry).findings)
     return report
+
+
+def check_transformation(transformation_type: str, registry: Registry | None = None) -> ConformanceReport:
+    """Check a transformation's contract (choice 0 the identity, every choice a bijection of the sub-pixels, each image
+    under its own choice) for each of its ``examples`` on every image of VIEW_IMAGES it applies to."""
+    from .errors import BlockError
+    from .spec import ImageSpec
+
+    registry = registry or get_registry()
+    cls = registry.transformations[transformation_type].cls
+    report = ConformanceReport()
+    for (i, example), (c, h, w, bits) in itertools.product(enumerate(getattr(cls, "examples", None) or [{}]), VIEW_IMAGES):
+        image = ImageSpec(channels=c, height=h, width=w, bits=bits)
+        try:
+            transformation = cls(cls.Config.model_validate({"type": transformation_type, **example}), image)
+        except BlockError:
+            continue  # does not apply to this image, and says so
+        case = f"example {i}, image {c}x{h}x{w}"
+        _finding(report, transformation_type, case, "transformation contract", lambda t=transformation, image=image: _transformation_contract(t, image))
+    if not report.findings:
+        report.findings.append(Finding(transformation_type, "all", "applicable", False, "applies to none of the kit's images: give it `examples`"))
+    return report
+
+
+def _transformation_contract(transformation, image) -> str | None:
+    n = transformation.choices
+    if not isinstance(n, int) or n < 1:
+        return f"choices must be a positive integer, got {n!r}"
+    x = torch.arange(image.dims).reshape(1, image.channels, image.height, image.width).repeat(n, 1, 1, 1)  # every sub-pixel distinct
+    out = transformation.apply(x, torch.arange(n))
+    if tuple(out.shape) != tuple(x.shape):
+        return f"apply changed the shape {list(x.shape)} to {list(out.shape)}"
+    if not torch.equal(out[0], x[0]):
+        return "choice 0 must be the identity"
+    for k in range(n):
+        if not torch.equal(out[k].flatten().sort().values, x[k].flatten()):
+            return f"choice {k} is not a bijection of the sub-pixels (a model of the transformed images would not be one of the images)"
+    alone = torch.cat([transformation.apply(x[k : k + 1], torch.tensor([k])) for k in range(n)])
+    return None if torch.equal(alone, out) else "an image's transformation depends on the rest of its batch"
 
 
 #: images a view is tried on: (channels, height, width, bits)
