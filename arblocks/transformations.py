@@ -13,9 +13,9 @@ transformation was applied, and evaluates and samples under the identity. A tran
   (``choice``: ``[B]`` integers). Each choice must be a bijection of the image's sub-pixels (a permutation of
   positions and channels), so that a model of the transformed images is a model of the images.
 
-Built in: ``rotation`` (4: by 0, 90, 180, 270 degrees), ``transpose`` (2), ``reverse`` (2: the sub-pixels in reverse
-order, i.e. flipped vertically and horizontally with the channels reversed), ``color_permutation`` (6 orders of RGB)
-and ``jigsaw`` (24 orders of the 2x2 grid of quadrants).
+Built in: ``rotation`` (4: by 0, 90, 180, 270 degrees), ``transpose`` (2), ``reverse`` (2: the pixels in reverse
+raster order, i.e. a rotation by 180 degrees, as in the official code), ``color_permutation`` (6 orders of RGB) and
+``jigsaw`` (24 orders of the 2x2 grid of quadrants).
 """
 
 from __future__ import annotations
@@ -35,7 +35,11 @@ class TransformationConfig(Config):
     """Base of transformation configs."""
 
     type: str
-    probability: float = Field(0.5, ge=0, le=1, description="Chance that training draws a choice other than the identity (then uniformly among them).")
+    probability: float | None = Field(
+        None, ge=0, le=1,
+        description="Chance that training draws a choice other than the identity (then uniformly among them); null (the default): every choice "
+        "equally likely, as the official code draws them.",
+    )
 
 
 class Transformation:
@@ -64,7 +68,10 @@ class Transformation:
         raise NotImplementedError
 
     def draw(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Training's choice per image: the identity with chance 1 - probability, else a uniform other choice."""
+        """Training's choice per image: the identity with chance 1 - probability, else a uniform other choice (without
+        a probability: uniform over all choices)."""
+        if self.config.probability is None:
+            return torch.randint(self.choices, (batch,), generator=generator)
         other = torch.rand(batch, generator=generator) < self.config.probability
         pick = torch.randint(1, self.choices, (batch,), generator=generator) if self.choices > 1 else torch.zeros(batch, dtype=torch.long)
         return torch.where(other, pick, torch.zeros_like(pick))
@@ -112,7 +119,7 @@ class Transpose(Transformation):
 
 
 class ReverseConfig(TransformationConfig):
-    """The sub-pixels in reverse raster order (choice 1): flipped vertically and horizontally, channels reversed."""
+    """The pixels in reverse raster order (choice 1): flipped vertically and horizontally (a rotation by 180 degrees)."""
 
     type: Literal["reverse"] = "reverse"
 
@@ -125,7 +132,7 @@ class Reverse(Transformation):
         self.choices = 2
 
     def one(self, x, k):
-        return x.flip(1, 2, 3)
+        return x.flip(2, 3)
 
 
 class ColorPermutationConfig(TransformationConfig):

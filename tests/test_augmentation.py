@@ -45,7 +45,8 @@ def test_the_built_in_transformations_do_what_they_say():
     x = distinct_image()
     assert torch.equal(transformation("rotation").one(x, 1), torch.rot90(x, 1, (2, 3)))
     assert torch.equal(transformation("transpose").one(x, 1), x.transpose(2, 3))
-    assert torch.equal(transformation("reverse").one(x, 1).permute(0, 2, 3, 1).flatten(), x.permute(0, 2, 3, 1).flatten().flip(0))  # the sequence backwards
+    pixels = x.flatten(2)  # [1, C, H*W]
+    assert torch.equal(transformation("reverse").one(x, 1).flatten(2), pixels.flip(2))  # the pixels backwards, each keeping its channels
     assert torch.equal(transformation("color_permutation").one(x, 5), x[:, [2, 1, 0]])
     jig = transformation("jigsaw").one(x, 23)  # (3, 2, 1, 0): the quadrants in reverse order
     assert torch.equal(jig[..., :2, :2], x[..., 2:, 2:]) and torch.equal(jig[..., 2:, 2:], x[..., :2, :2])
@@ -57,6 +58,8 @@ def test_training_draws_the_identity_with_the_chance_it_is_told():
     assert abs(float((draws != 0).float().mean()) - 0.25) < 0.02
     assert set(draws.tolist()) == {0, 1, 2, 3}
     assert int(transformation("rotation", probability=0.0).draw(100).max()) == 0
+    uniform = transformation("rotation").draw(20000, torch.Generator().manual_seed(1))  # no probability: every choice alike
+    assert all(abs(float((uniform == k).float().mean()) - 0.25) < 0.02 for k in range(4))
 
 
 @pytest.mark.parametrize("name, image, words", [
