@@ -36,6 +36,8 @@ def shrunk(name: str, size: int, **changes):
         if isinstance(node.get("channels"), int) and node["channels"] > 24:
             node["channels"] = 24  # splits into 8 heads and into 3 sub-pixel groups
         node.pop("qk_channels", None)
+        if node.get("heads", 0) > 8:
+            node["heads"] = 8  # 24 channels split into 8 heads
 
     visit(data["body"], shrink)
     visit(data.get("defaults", {}), shrink)
@@ -51,7 +53,7 @@ def exact(model, n=2, conditioning=None, known=None, known_mask=None, seed=3):
 
 
 SHIPPED = sorted(p.stem for p in SPECS.glob("*.json") if "stages" not in json.loads(p.read_text()))  # specs with stages: tests/test_aux_models.py
-SIZES = {"pixelcnn_pp": 8, "pixelcnn_pp_classcond": 8}
+SIZES = {"pixelcnn_pp": 8, "pixelcnn_pp_classcond": 8, "distaug_pixelcnn_pp_small": 8}
 
 
 @pytest.mark.parametrize("name", SHIPPED)
