@@ -3,6 +3,7 @@
 from .attention_patterns import AttentionPattern
 from .block import Block, BuildContext, ChannelMixing, Elementwise
 from .builder import build_model
+from .checkpoint import load_checkpoint
 from .errors import ArblocksError, BlockError, Problem, RegistryError, SpecError
 from .head import Head, PointwiseHead
 from .hookspecs import hookimpl
@@ -22,5 +23,5 @@ __all__ = [
     "ARModel", "ArblocksError", "AttentionPattern", "Block", "BlockConfig", "ChannelMixing", "BlockError", "BuildContext", "Causal", "Elementwise", "Head", "PointwiseHead",
     "HeadConfig", "ImageSpec", "InputConfig", "InputType", "ModelSpec", "Ordering", "Problem", "RegistryError",
     "SpecError", "StreamInfo", "build_model", "get_registry", "hookimpl", "load_registry", "load_spec", "parse_spec",
-    "sample_images", "stream_field", "StagedModel", "load_staged",
+    "sample_images", "stream_field", "StagedModel", "load_staged", "load_checkpoint",
 ]

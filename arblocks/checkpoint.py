@@ -87,6 +87,16 @@ def spec_of(state: dict[str, Any]):
     return spec
 
 
+def load_checkpoint(path: str | Path, weights: str = "ema"):
+    """A trained model and what the run recorded: ``(model, info)``, the model in evaluation mode with its EMA weights
+    (``weights="ema"``, the default) or its last step's (``"raw"``); ``info`` has ``step``, ``config`` (the training
+    options), ``skipped_steps``, ``spec`` (the validated spec) and ``palette`` when the run quantized colours."""
+    model, state = load_model(path, weights)
+    info = {"step": state["step"], "config": state["config"], "skipped_steps": state["skipped_steps"], "spec": model.spec,
+            **({"palette": state["palette"]} if "palette" in state else {})}
+    return model, info
+
+
 def load_model(path: str | Path, weights: str = "ema"):
     """The model of a checkpoint (an :class:`arblocks.ARModel`, or an :class:`arblocks.StagedModel` for a spec with
     stages), with its EMA weights (``weights="ema"``, the default) or its raw weights."""

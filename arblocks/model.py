@@ -155,3 +155,25 @@ class ARModel(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    # -- the spec's blocks in Python ----------------------------------------------------------
+    def block(self, where: str) -> nn.Module:
+        """The module of the spec's block at a JSON path (``"/body/3"``, ``"/body/4[1]/body/0"`` for a repeat's second
+        copy) or with a label (its ``name``). A container (``repeat``, ``residual``), or a block path that a repeat
+        copies (without ``[k]``), gives the modules as an ``nn.ModuleList``. The paths and labels are those of the
+        ``arblocks build`` table."""
+        same = [self.layers[s.index] for s in self.steps if where in (s.path, s.label)]
+        if len(same) == 1:
+            return same[0]
+        inside = same or [self.layers[s.index] for s in self.steps if s.path.startswith((where + "/", where + "[")) or s.label.startswith((where + "/", where + "["))]
+        if inside:  # a container, or a block that a repeat copies (its path without the copy's [k])
+            return nn.ModuleList(inside)
+        from .errors import did_you_mean
+
+        known = [s.path for s in self.steps] + [s.label for s in self.steps if s.label != s.path]
+        raise KeyError(f"no block at '{where}' (the paths and labels of `arblocks build`'s table){did_you_mean(where, known)}")
+
+    def parameter_table(self) -> list[dict]:
+        """The rows of the ``arblocks build`` table: each block's label, type, output shape, trainable parameters,
+        nesting depth and causal state (containers count the blocks they hold)."""
+        return [{"label": r.label, "type": r.type, "output": r.shape, "parameters": r.params, "depth": r.depth, "state": r.causal} for r in self.rows]
