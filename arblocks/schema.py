@@ -20,14 +20,18 @@ def _merge_defs(target: dict, schema: dict) -> dict:
 
 
 def _union(registry: Registry, kind: str, defs: dict) -> dict:
-    refs, mapping = [], {}
+    """Every registered type of a kind, chosen by ``type``: an ``if``/``then`` per type (so that a validator reports
+    the error inside the chosen type's config, e.g. an unknown field, not "valid under none of the schemas"), the type
+    names as an enum, and the OpenAPI-style ``discriminator`` mapping that editors read."""
+    branches, mapping = [], {}
     for name, entry in sorted(registry.entries[kind].items()):
         key = f"{kind}.{name}"
         defs[key] = _merge_defs(defs, entry.config.model_json_schema(ref_template="#/$defs/{model}"))
         defs[key]["x-plugin"] = entry.distribution
-        refs.append({"$ref": f"#/$defs/{key}"})
+        branches.append({"if": {"properties": {"type": {"const": name}}, "required": ["type"]}, "then": {"$ref": f"#/$defs/{key}"}})
         mapping[name] = f"#/$defs/{key}"
-    return {"oneOf": refs, "discriminator": {"propertyName": "type", "mapping": mapping}}
+    return {"type": "object", "required": ["type"], "properties": {"type": {"enum": sorted(mapping)}}, "allOf": branches,
+            "discriminator": {"propertyName": "type", "mapping": mapping}}
 
 
 def _typed_properties(props: dict, registry: Registry) -> None:

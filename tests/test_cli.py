@@ -161,3 +161,17 @@ def test_eval_averages_over_orders_for_order_agnostic_specs_only(tmp_path, capsy
     capsys.readouterr()
     assert main(["eval", str(tiny / "checkpoint.pt"), "--data", "digits", "--orders", "2"]) == 2
     assert "averaging over orders needs blocks that work under every order" in capsys.readouterr().err
+
+
+def test_the_schema_chooses_a_config_by_its_type_so_a_validator_names_the_wrong_field():
+    from jsonschema.exceptions import best_match
+
+    validator = jsonschema.Draft202012Validator(spec_json_schema())
+    data = json.loads((ROOT / "specs/pixelcnn.json").read_text())
+    data["body"][0]["kernl"] = 3
+    error = best_match(validator.iter_errors(data))
+    assert "'kernl' was unexpected" in error.message and list(error.absolute_path) == ["body", 0]
+    data["body"][0] = {"type": "masked_cnv"}
+    error = best_match(validator.iter_errors(data))
+    assert "'masked_cnv' is not one of" in error.message and list(error.absolute_path) == ["body", 0, "type"]
+    assert spec_json_schema()["$defs"]["Block"]["discriminator"]["mapping"]["masked_conv"] == "#/$defs/block.masked_conv"
