@@ -64,7 +64,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("spec", help="path of a JSON spec")
     b.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
     b.add_argument("--json", action="store_true", help="print a JSON report instead of a table")
-    b.add_argument("--check-size", type=int, default=None, metavar="N",
+    b.add_argument("--check-size", "--size", dest="check_size", type=int, default=None, metavar="N",
                    help="check causality on an N x N image at most (default: the largest size whose check fits about a second per mode)")
     b.add_argument("--no-check", action="store_true", help="skip the causality check")
     b.set_defaults(run=cmd_build)
@@ -107,9 +107,10 @@ def parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="exact bits/dim (and nats per image) of a checkpoint on a dataset")
     e.add_argument("checkpoint", help="checkpoint.pt of a run")
-    e.add_argument("--data", required=True, help="data source: digits, npz:PATH, mnist:PATH, cifar10:PATH, folder:PATH")
+    e.add_argument("--data", default=None, help="data source: digits, npz:PATH, mnist:PATH, cifar10:PATH, folder:PATH (default: the one the run "
+                   "trained on, from run.json next to the checkpoint)")
     e.add_argument("--split", default="test", help="the split to evaluate: test (default), train or valid")
-    e.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
+    e.add_argument("--batch-size", "--eval-batch-size", dest="batch_size", type=int, default=64, help="images per forward pass (default 64; train calls it --eval-batch-size)")
     e.add_argument("--weights", choices=["ema", "raw"], default="ema", help="the averaged weights (default) or the last step's")
     e.add_argument("--binarize", action="store_true", help="binarize the images (threshold at half the range), as in training")
     e.add_argument("--data-key", default=None, help="array name inside an npz file")
@@ -119,6 +120,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--orders", type=int, default=1, metavar="K",
                    help="average the likelihood over K of the 8 transposed/reflected forms of the spec's ordering (a mixture, as in "
                         "locally masked convolutions); needs blocks that work under every order (default 1)")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar")
     e.add_argument("--augment", action="append", default=[], metavar="NAME=K", help=AUGMENT_HELP + "; the test images are transformed alike")
     e.set_defaults(run=cmd_eval)
 
@@ -287,6 +289,7 @@ TRAIN_FLAGS = [
     ("max_bad_steps", {"type": int}), ("data_key", {}), ("device", {}), ("dtype", {"choices": ["fp32", "bf16"]}),
     ("binarize", {"action": "store_const", "const": True}), ("no_init", {"action": "store_const", "const": True}),
     ("palette", {"type": int}), ("tensorboard", {"action": "store_const", "const": True}), ("tensorboard_samples", {"type": int}),
+    ("eval_limit", {"type": int}),
     ("no_check", {"action": "store_const", "const": True}),
 ]
 
@@ -341,9 +344,10 @@ def cmd_train(args) -> int:
     with spec_source(args.spec):
         result = train(spec, args.data, args.out, config, resume=args.resume, test_source=args.test_data, progress=not args.no_progress)
     test = f", test {result.test_bits_per_dim:.4f} bits/dim ({result.test_nats_per_image:.2f} nats per image)" if result.test_bits_per_dim is not None else ""
-    print(f"{args.out}: step {result.step}, train {result.train_bits_per_dim:.4f} bits/dim{test}, {result.skipped_steps} skipped step(s)")
-    if result.test_stages:
-        print(format_stages(result.test_stages))
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary
+        print(f"{args.out}: step {result.step}, train {result.train_bits_per_dim:.4f} bits/dim{test}, {result.skipped_steps} skipped step(s)")
+        if result.test_stages:
+            print(format_stages(result.test_stages))
     return EXIT_OK
 
 
@@ -351,6 +355,17 @@ def format_stages(figures: list[dict]) -> str:
     """The per-stage lines of a staged model's test figures."""
     return "\n".join(f"  stage '{f['stage']}' ({f['view']['type']}): {f['nats_per_image']:.2f} nats per image, {f['bits_per_dim_own']:.4f} bits per "
                      f"dimension of its own variable, {f['bits_per_image_dim']:.4f} of the image's bits/dim" for f in figures)
+
+
+def recorded_data(checkpoint: str) -> tuple[str, dict]:
+    """The data source a run evaluated on (its test source, else its training source) and its training options, from
+    the run.json next to ``checkpoint``."""
+    record = Path(checkpoint).parent / "run.json"
+    try:
+        run = json.loads(record.read_text())
+        return run.get("test_data") or run["data"], run.get("config", {})
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UsageError(f"--data is needed: {record} does not say which data the run used") from None
 
 
 def cmd_eval(args) -> int:
@@ -364,6 +379,10 @@ def cmd_eval(args) -> int:
     if not args.no_check:
         require_causal(model.spec, "evaluation")
     device = pick_device(args.device, World())
+    if args.data is None:  # the run's own data, as run.json records it
+        args.data, recorded = recorded_data(args.checkpoint)
+        args.binarize = args.binarize or recorded.get("binarize", False)
+        args.data_key = args.data_key or recorded.get("data_key")
     data = load_data(args.data, args.split, model.image, args.binarize, args.data_key, palette=state.get("palette"))
     per_order = stages = None
     augment = parse_augment(args.augment, model) if args.augment else None
@@ -372,7 +391,7 @@ def cmd_eval(args) -> int:
     if args.orders != 1 and isinstance(model, StagedModel):
         raise UsageError("--orders averages the orders of one model; a spec with stages has one order per stage")
     if isinstance(model, StagedModel):
-        bpd, nats, stages = evaluate_stages(model.to(device), data, args.batch_size, device)
+        bpd, nats, stages = evaluate_stages(model.to(device), data, args.batch_size, device, progress=not args.no_progress)
     elif args.orders != 1:
         from .order_average import evaluate_orders, ordering_variants
 
@@ -382,7 +401,7 @@ def cmd_eval(args) -> int:
             raise UsageError(str(error)) from None
         bpd, nats, per_order = evaluate_orders(models, data, args.batch_size, device)
     else:
-        bpd, nats = evaluate(model.to(device), data, args.batch_size, device, augment=augment)
+        bpd, nats = evaluate(model.to(device), data, args.batch_size, device, augment=augment, progress=not args.no_progress)
     if args.json:
         print(json.dumps({"checkpoint": args.checkpoint, "step": state["step"], "split": args.split, "images": len(data), "bits_per_dim": bpd,
                           "nats_per_image": nats, "weights": args.weights, "orders": args.orders, "bits_per_dim_per_order": per_order,

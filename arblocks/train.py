@@ -53,6 +53,7 @@ class TrainConfig(BaseModel):
     seed: int = Field(0, ge=0, description="Seed of the data order, the initialization and every step's randomness.")
     eval_every: int = Field(500, gt=0, description="Evaluate test bits/dim with the EMA weights every N steps (and at the end).")
     eval_batch_size: int = Field(64, gt=0, description="Images per forward pass when evaluating the test split.")
+    eval_limit: int | None = Field(None, gt=0, description="Evaluate on the first N test images only (quicker evaluations in a short run; the figures are of that subset).")
     checkpoint_every: int = Field(100, gt=0, description="Write the checkpoint every N steps (and at the end).")
     log_every: int = Field(10, gt=0, description="Write a train row to metrics.csv every N steps.")
     max_bad_steps: int = Field(10, gt=0, description="Stop after this many consecutive steps with a non-finite loss or gradient.")
@@ -119,18 +120,19 @@ def conditioning_for(model: ARModel | StagedModel, data: ImageData, index: torch
 
 @torch.no_grad()
 def evaluate(model: ARModel | StagedModel, data: ImageData, batch_size: int, device, world: World | None = None, dtype: str = "fp32",
-             augment: dict[str, int] | None = None) -> tuple[float, float]:
+             augment: dict[str, int] | None = None, progress: bool = False) -> tuple[float, float]:
     """Exact (bits per dimension, nats per image) over every image of ``data``: each rank takes the images
     rank, rank + world, ... (no padding, no image counted twice) and the sums are reduced. ``augment`` (a model with
     Distribution Augmentation): the images under those transformation choices, and the model told so; default the identity."""
-    sums, count = _nats_sums(model, data, batch_size, device, world or World(), dtype, augment)
+    sums, count = _nats_sums(model, data, batch_size, device, world or World(), dtype, augment, progress)
     return sum(sums) / (count * model.image.dims * math.log(2)), sum(sums) / count
 
 
 @torch.no_grad()
-def evaluate_stages(model: StagedModel, data: ImageData, batch_size: int, device, world: World | None = None, dtype: str = "fp32") -> tuple[float, float, list[dict]]:
+def evaluate_stages(model: StagedModel, data: ImageData, batch_size: int, device, world: World | None = None, dtype: str = "fp32",
+                    progress: bool = False) -> tuple[float, float, list[dict]]:
     """As :func:`evaluate`, with each stage's figures too (:func:`stage_figures`), from the same pass."""
-    sums, count = _nats_sums(model, data, batch_size, device, world or World(), dtype)
+    sums, count = _nats_sums(model, data, batch_size, device, world or World(), dtype, progress=progress)
     total = sum(sums)
     return total / (count * model.image.dims * math.log(2)), total / count, stage_figures(model, [s / count for s in sums])
 
@@ -143,12 +145,14 @@ def stage_figures(model: StagedModel, nats: list[float]) -> list[dict]:
              "bits_per_image_dim": value / image_dims} for name, view, value in zip(model.names, model.views, nats)]
 
 
-def _nats_sums(model, data: ImageData, batch_size: int, device, world: World, dtype: str, augment: dict[str, int] | None = None) -> tuple[list[float], float]:
+def _nats_sums(model, data: ImageData, batch_size: int, device, world: World, dtype: str, augment: dict[str, int] | None = None,
+               progress: bool = False) -> tuple[list[float], float]:
     """Summed nats over this rank's share of ``data`` and all ranks: one sum per stage (one for a single model), and the image count."""
     model.eval()
     staged = isinstance(model, StagedModel)
     indices = torch.arange(world.rank, len(data), world.size)
     sums = [0.0] * (len(model.stages) if staged else 1)
+    bar = _progress(progress and world.main, len(indices), 0, unit="image")
     for start in range(0, len(indices), batch_size):
         index = indices[start : start + batch_size]
         x = data.images[index].to(device)
@@ -158,6 +162,10 @@ def _nats_sums(model, data: ImageData, batch_size: int, device, world: World, dt
             cond = conditioning_for(model, data, index, device, augment)
             parts = model.stage_nll(x, **cond) if staged else [model.nll(x, **cond)]
         sums = [total + float(part.double().sum()) for total, part in zip(sums, parts)]
+        if bar is not None:
+            bar.update(len(index))
+    if bar is not None:
+        bar.close()
     *sums, count = all_sum(world, *sums, float(len(indices)), device=device)
     return sums, count
 
@@ -205,6 +213,8 @@ def train(
         if state["spec_hash"] != ckpt.spec_hash(spec):
             raise TrainingError(f"{path} was trained from another spec (spec hash {state['spec_hash'][:12]}, this spec {ckpt.spec_hash(spec)[:12]})")
         config = TrainConfig.model_validate({**state["config"], "steps": max(config.steps, state["config"]["steps"])})
+        if state["step"] >= config.steps:
+            raise TrainingError(f"the run in {run_dir} has finished its {state['step']} steps; pass --steps above {state['step']} to train it further")
     elif path.exists():
         raise TrainingError(f"{run_dir} already holds a run ({CHECKPOINT}); continue it with --resume or choose another --out")
 
@@ -237,6 +247,8 @@ def _run(spec, data_source, test_source, run_dir: Path, config: TrainConfig, sta
         palette = fit_palette(load_raw(data_source, "train", config.data_key).images, config.palette, seed=config.seed)
     train_data = load_data(data_source, "train", spec.image, config.binarize, config.data_key, palette=palette)
     test_data = load_data(test_source, "test", spec.image, config.binarize, config.data_key, palette=palette)
+    if config.eval_limit is not None and config.eval_limit < len(test_data):
+        test_data = ImageData(test_data.images[: config.eval_limit], None if test_data.labels is None else test_data.labels[: config.eval_limit], test_data.bits)
     if len(train_data) < config.batch_size:
         raise TrainingError(f"the training split has {len(train_data)} images, fewer than one batch of {config.batch_size}")
 
@@ -271,7 +283,8 @@ def _run(spec, data_source, test_source, run_dir: Path, config: TrainConfig, sta
             stale.unlink()
         _trim_metrics(run_dir / METRICS, start)
         (run_dir / "spec.json").write_text(json.dumps(json.loads(ckpt.spec_json(spec)), indent=2) + "\n")  # the effective spec (after --set)
-        (run_dir / "run.json").write_text(json.dumps({"spec": json.loads(ckpt.spec_json(spec)), "data": data_source, "config": config.model_dump(mode="json"),
+        (run_dir / "run.json").write_text(json.dumps({"spec": json.loads(ckpt.spec_json(spec)), "data": data_source, "test_data": test_source,
+                                                      "config": config.model_dump(mode="json"),
                                                       "causality_check": causality}, indent=2))
     bar = _progress(progress and world.main, config.steps, start)
     board = Board(run_dir, start) if config.tensorboard and world.main else None
@@ -391,12 +404,12 @@ def _save(world: World, run_dir: Path, spec, model, ema: EMA, optimizer, schedul
     barrier(world)
 
 
-def _progress(enabled: bool, total: int, initial: int):
+def _progress(enabled: bool, total: int, initial: int, unit: str = "step"):
     if not enabled:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
+    return tqdm(total=total, initial=initial, unit=unit, dynamic_ncols=True)
 
 
 class Board:

@@ -1,5 +1,6 @@
 """The Python API a notebook user reaches for: loading a checkpoint, a block by its path, the parameter table."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,21 @@ def test_load_checkpoint_gives_the_trained_model_and_its_record(tmp_path):
     assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), raw.state_dict().values()))
     images = model.sample(2, generator=torch.Generator().manual_seed(0))
     assert images.shape == (2, 1, 8, 8)
+
+
+def test_the_cli_says_one_thing_one_way(tmp_path, capsys):
+    """build --size is check's --size; eval --eval-batch-size is train's; eval reads its data from the run's record;
+    training can evaluate on a subset; resuming a finished run says so."""
+    assert main(["build", str(ROOT / "tests/specs/tiny_digits.json"), "--size", "4", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["causality"]["image"][1:] == [4, 4]
+    run = tmp_path / "run"
+    assert main(["train", str(ROOT / "tests/specs/tiny_digits.json"), "--data", "digits", "--out", str(run), "--steps", "2", "--batch-size", "8",
+                 "--eval-limit", "20", "--no-progress"]) == 0
+    capsys.readouterr()
+    rows = [line.split(",") for line in (run / "metrics.csv").read_text().splitlines() if ",test," in line]
+    assert rows and all(float(r[3]) > 0 for r in rows)
+    assert main(["eval", str(run / "checkpoint.pt"), "--eval-batch-size", "100", "--json", "--no-progress"]) == 0  # data: the run's own
+    report = json.loads(capsys.readouterr().out)
+    assert report["images"] == 297 and report["split"] == "test"  # the whole digits test split (training evaluated 20 of them)
+    assert main(["train", str(ROOT / "tests/specs/tiny_digits.json"), "--data", "digits", "--out", str(run), "--steps", "2", "--resume"]) == 2
+    assert "has finished its 2 steps" in capsys.readouterr().err
