@@ -202,13 +202,15 @@ class Builder:
                 out = config.out or self.default_out(config, state)
                 state.streams[out] = None  # unknown from here on; readers are skipped quietly
                 state.last = out
+                if getattr(config, "push", None):  # its push still happens, so later pops are not reported as well
+                    state.stacks.setdefault(config.push, []).append((None, node_path))
 
     # -- one block ------------------------------------------------------------------------------
     def add_block(self, cls: type[Block], config: BlockConfig, path: str, label: str, state: _State) -> None:
         refs = self.refs(config.in_, state.last)
         if cls.num_inputs is not None and len(refs) != cls.num_inputs:
             self.fail(f"{path}/in", "arity", f"'{config.type}' reads {cls.num_inputs} stream(s), got {len(refs)}")
-        inputs = [self.read(ref, f"{path}/in", state) for ref in refs]
+        inputs = [self.read_or_none(ref, f"{path}/in", state) for ref in refs]
         aux_refs, aux = {}, {}
         for field_name, f in type(config).model_fields.items():
             extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
@@ -216,7 +218,7 @@ class Builder:
             if extra.get(STREAM_MARK) and value is not None:
                 key = f.alias or field_name
                 aux_refs[field_name] = self.refs(value, state.last)
-                aux[field_name] = self.concat([self.read(r, f"{path}/{key}", state) for r in aux_refs[field_name]], f"{path}/{key}")
+                aux[field_name] = self.concat([self.read_or_none(r, f"{path}/{key}", state) for r in aux_refs[field_name]], f"{path}/{key}")
         if any(i is None for i in [*inputs, *aux.values()]):
             raise _Failed  # an input failed earlier; that problem is already reported
         self.check_ordering(cls, config, path)
@@ -284,6 +286,14 @@ class Builder:
             return [Ref("stream", last)]
         items = value if isinstance(value, list) else [value]
         return [Ref("pop", v.pop) if isinstance(v, PopRef) else Ref("stream", v) for v in items]
+
+    def read_or_none(self, ref: Ref, path: str, state: _State) -> StreamInfo | None:
+        """:meth:`read`, with a failure reported and None returned, so that a block's other references are still read
+        (its pops still pop: the stacks stay as the spec means them, and later pops are not reported too)."""
+        try:
+            return self.read(ref, path, state)
+        except _Failed:
+            return None
 
     def read(self, ref: Ref, path: str, state: _State) -> StreamInfo | None:
         if ref.kind == "pop":

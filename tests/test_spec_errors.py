@@ -177,3 +177,21 @@ def test_building_stops_at_the_block_that_passes_the_parameter_limit(monkeypatch
     with pytest.raises(SpecError, match="more than the limit of 2,000") as caught:
         build_model(spec)
     assert caught.value.problems[0].path == "/body/2"  # 80 + 1,168 + 2,320 parameters: the third block passes 2,000
+
+
+def test_a_stream_typo_inside_a_repeat_is_reported_once_without_cascading_into_the_skip_stacks():
+    import json
+    from pathlib import Path
+
+    from arblocks.builder import build_model
+    from arblocks.validate import parse_spec
+
+    data = json.loads((Path(__file__).parent.parent / "specs/pixelcnn_pp.json").read_text())
+    data["body"][5]["body"][0]["body"][1]["aux"] = "uu"  # in the up pass: the failing block's pushes must still count
+    data["body"][9]["body"][1]["aux"] = ["uu", {"pop": "ul_skips"}]  # in the down pass: its pop must still pop
+    with pytest.raises(SpecError) as error:
+        build_model(parse_spec(data), device="meta")
+    assert [(p.path, p.message.split(" (streams")[0]) for p in error.value.problems] == [
+        ("/body/5/body/0/body/1/aux", "stream 'uu' is read before it is written; did you mean 'u'?"),
+        ("/body/9/body/1/aux", "stream 'uu' is read before it is written; did you mean 'u'?"),
+    ]
