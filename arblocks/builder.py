@@ -10,6 +10,7 @@ is collected with its JSON path and raised as one :class:`~arblocks.errors.SpecE
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,7 @@ import torch
 from torch import nn
 
 from .block import Block, BuildContext
-from .errors import BlockError, Problem, SpecError, did_you_mean
+from .errors import BlockError, Problem, SpecError, SpecWarning, did_you_mean
 from .incremental import Reach
 from .model import ARModel, Ref, Step
 from .ops import keeps_groups, ungrouped
@@ -157,9 +158,20 @@ class Builder:
         head, head_in = self.build_head(state)
         if self.problems:
             raise SpecError(self.problems)
+        self.warn_unread(input_modules, head_in)
         model = ARModel(self.spec, image, self.layers, self.steps, head, head_in, input_modules, self.rows)
         model.transformations = transformations
         return model
+
+    def warn_unread(self, input_modules: nn.ModuleDict, head_in: str) -> None:
+        """Warn about inputs that no block reads: the caller would feed them for nothing (a class label that
+        conditions nothing, augmentation choices the model is never told)."""
+        read = {ref.name for step in self.steps for ref in [*step.inputs, *(r for refs in step.aux.values() for r in refs)] if ref.kind == "stream"}
+        read.add(head_in)
+        for name in input_modules:
+            if name not in read:
+                where = "/augmentation/conditioning" if self.spec.augmentation is not None and name == self.spec.augmentation.conditioning else f"/inputs/{name}"
+                warnings.warn(f"{where}: input '{name}' is declared but no block reads it", SpecWarning, stacklevel=2)
 
     def build_augmentation(self, state: _State, input_modules: nn.ModuleDict) -> list:
         """The spec's transformations, and the label input that carries their choices (Distribution Augmentation)."""

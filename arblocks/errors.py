@@ -29,6 +29,10 @@ class ArblocksError(Exception):
     """Base class of the errors arblocks raises on purpose."""
 
 
+class SpecWarning(UserWarning):
+    """A spec that builds but probably does not say what its author meant (an input that no block reads)."""
+
+
 class SpecError(ArblocksError):
     """A spec is invalid; ``problems`` lists every problem found."""
 

@@ -95,7 +95,8 @@ def parse_staged(data: dict, registry: Registry | None = None, source: str | Non
     for k, (stage, view) in enumerate(zip(spec.stages, views)):
         if view is None:
             continue
-        earlier = {spec.stages[j].name: _as_input(views[j], view.output) for j in range(k) if views[j] is not None}
+        mentioned = [data["stages"][k].get("body"), data.get("defaults")]  # an earlier variable becomes an input where the stage names it
+        earlier = {spec.stages[j].name: _as_input(views[j], view.output) for j in range(k) if views[j] is not None and _names(mentioned, spec.stages[j].name)}
         compiled = {"name": f"{spec.name}/{stage.name}", "image": view.output.model_dump(), "ordering": data["stages"][k].get("ordering", "raster"),
                     "inputs": {**data.get("inputs", {}), **data["stages"][k].get("inputs", {}), **earlier},
                     "defaults": data.get("defaults", {}), "body": data["stages"][k]["body"], "head": data["stages"][k]["head"]}
@@ -126,6 +127,18 @@ def _view(raw: Any, image: ImageSpec, path: tuple, registry: Registry, problems:
         where = "/" + "/".join(map(str, path)) + (f"/{error.field}" if error.field and error.field != "type" else "")
         problems.append(Problem(where, "view_does_not_fit", error.message))
         return None
+
+
+def _names(value: Any, name: str) -> bool:
+    """Whether ``name`` occurs as a string anywhere in ``value`` (a stage's body or the defaults: the places a block
+    can name a stream)."""
+    if isinstance(value, str):
+        return value == name
+    if isinstance(value, dict):
+        return any(_names(v, name) for v in value.values())
+    if isinstance(value, list):
+        return any(_names(v, name) for v in value)
+    return False
 
 
 def _as_input(view: View, image: ImageSpec) -> dict:

@@ -154,14 +154,14 @@ def test_a_map_input_with_a_factor_that_does_not_divide_the_image_or_a_reserved_
 def test_an_earlier_stage_at_a_fraction_of_the_size_follows_the_stage_to_smaller_check_sizes():
     spec = parse_staged(json.loads((ROOT / "specs/pixelcnn_aux_pyramid_small.json").read_text()))
     last = spec.stage_specs[-1]
-    assert last.inputs["level16"].factor == 2 and last.inputs["level8"].factor == 4
+    assert last.inputs["level16"].factor == 2 and "level8" not in last.inputs  # only the variables a stage names become its inputs
     from arblocks.causality import check_image
 
     small = build_model(last, image=check_image(last, 8))  # 16x16 -> an 8x8 check: the level below is 4x4
     assert small.inputs["level16"].info.shape == (3, 4, 4)
     x = torch.randint(0, 256, (1, 3, 8, 8))
-    assert small(x, level16=torch.zeros(1, 3, 4, 4), level8=torch.zeros(1, 3, 2, 2)).shape[-2:] == (8, 8)
-    assert sample_images(small.eval(), 1, conditioning={"level16": torch.zeros(1, 3, 4, 4), "level8": torch.zeros(1, 3, 2, 2)}).shape == (1, 3, 8, 8)
+    assert small(x, level16=torch.zeros(1, 3, 4, 4)).shape[-2:] == (8, 8)
+    assert sample_images(small.eval(), 1, conditioning={"level16": torch.zeros(1, 3, 4, 4)}).shape == (1, 3, 8, 8)
 
 
 def test_class_labels_reach_every_stage_in_training_and_sampling(tmp_path, capsys):

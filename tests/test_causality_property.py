@@ -79,12 +79,21 @@ def placed(block_type: str, example: dict, placement: str, stream: str, fill: bo
     return [{**block, "in": source, "out": "g"}, {"type": join, "in": [stream, "g"], "out": stream}]
 
 
+def mentions(value, name: str) -> bool:
+    """Whether a body names the stream ``name`` (an input nobody reads is left out: the builder warns about it)."""
+    if isinstance(value, dict):
+        return any(mentions(v, name) for v in value.values())
+    if isinstance(value, list):
+        return any(mentions(v, name) for v in value)
+    return value == name
+
+
 def spec_of(start: str, body: list[dict], head: dict, channels: int, size: int, bits: int, ordering: dict) -> dict:
     prefix, suffix = STARTS[start]
     if start == "token sequence" and channels > 1 and not registry().heads[head["type"]].cls.joint:
         prefix = [{**prefix[0], "subpixels": True}]  # a sequence of sub-pixels for heads that predict one at a time
     return {"name": "random", "image": {"channels": channels, "height": size, "width": size, "bits": bits}, "ordering": ordering,
-            "inputs": INPUTS, "body": [*prefix, *body, *suffix], "head": head}
+            "inputs": {name: config for name, config in INPUTS.items() if name == "label" or mentions(body, name)}, "body": [*prefix, *body, *suffix], "head": head}
 
 
 def builds(data: dict):

@@ -195,3 +195,33 @@ def test_a_stream_typo_inside_a_repeat_is_reported_once_without_cascading_into_t
         ("/body/5/body/0/body/1/aux", "stream 'uu' is read before it is written; did you mean 'u'?"),
         ("/body/9/body/1/aux", "stream 'uu' is read before it is written; did you mean 'u'?"),
     ]
+
+
+def test_an_input_that_no_block_reads_is_warned_about(tmp_path):
+    import json
+    import warnings
+    from pathlib import Path
+
+    from arblocks.builder import build_model
+    from arblocks.errors import SpecWarning
+    from arblocks.validate import parse_spec
+
+    data = json.loads((Path(__file__).parent / "specs/tiny_digits.json").read_text())
+    data["inputs"] = {"digit": {"type": "class_label", "num_classes": 10}}
+    with pytest.warns(SpecWarning, match="/inputs/digit: input 'digit' is declared but no block reads it"):
+        build_model(parse_spec(data))
+    data["body"][1]["body"][0]["body"][1] = {"type": "masked_conv", "kernel_size": 3, "channels": 16}
+    data["body"].insert(1, {"type": "gate", "label": "digit"})
+    data["body"][0]["channels"] = 32
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SpecWarning)
+        build_model(parse_spec(data))  # read by the gate: no warning
+    aug = json.loads((Path(__file__).parent / "specs/tiny_digits.json").read_text())
+    aug["augmentation"] = {"transformations": [{"type": "rotation"}]}  # the choices are passed, but nothing reads them
+    path = tmp_path / "aug.json"
+    path.write_text(json.dumps(aug))
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "arblocks", "build", str(path), "--no-check"], capture_output=True, text=True)
+    assert out.returncode == 0 and "warning: /augmentation/conditioning: input 'augmentation' is declared but no block reads it" in out.stderr
