@@ -106,6 +106,7 @@ class Builder:
         self.rank = self.ordering.rank(self.image.height, self.image.width)
         self.shared: dict = {}  # modules that blocks share (attention masks), see BuildContext.shared
         self.problems: list[Problem] = []
+        self.mixed_at: dict[str, str] = {}  # stream -> the block that first mixed its sub-pixel channel groups (for messages)
         self.layers: list[nn.Module] = []
         self.steps: list[Step] = []
         self.rows: list[Row] = []
@@ -235,8 +236,11 @@ class Builder:
             raise _Failed  # an input failed earlier; that problem is already reported
         self.check_ordering(cls, config, path)
         block = self.construct(cls, config, inputs, aux, self.context(path, label), path)
-        out_state = self.causal_state(block, [i.causal for i in inputs], {k: v.causal for k, v in aux.items()}, path)
+        read = [r.name for r in [*refs, *(r for rs in aux_refs.values() for r in rs)] if r.kind == "stream"]
+        mixed_before = next((self.mixed_at[name] for name in read if name in self.mixed_at), None)
+        out_state = self.causal_state(block, [i.causal for i in inputs], {k: v.causal for k, v in aux.items()}, path, mixed_before)
         out = config.out or self.default_out(config, state)
+        self.track_mixing(out, out_state, [*inputs, *aux.values()], mixed_before, path, config.type)
         if out in self.readonly:
             self.fail(f"{path}/out", "readonly", f"'{out}' is {'the image' if out == IMAGE_STREAM else 'a spec input'} and cannot be written; choose another stream name")
         info = block.output_info.with_(causal=out_state)
@@ -270,18 +274,31 @@ class Builder:
         except Exception as error:  # noqa: BLE001 - a plugin bug must not become a traceback
             self.fail(path, "build_failed", f"'{config.type}' failed to build: {type(error).__name__}: {error}")
 
-    def causal_state(self, block, inputs: list[Causal], aux: dict[str, Causal], path: str) -> Causal:
+    def causal_state(self, block, inputs: list[Causal], aux: dict[str, Causal], path: str, mixed_at: str | None = None) -> Causal:
         channels = self.image.channels
+        cause = f" (the sub-pixel channel groups were mixed at {mixed_at})" if mixed_at else ""
         try:
             state = canonical(block.causality(inputs, aux), channels)
         except ChainCausalityError as error:
-            return self.not_causal(f"{error.path}/{error.field}" if error.field else error.path, error.message)
+            return self.not_causal(f"{error.path}/{error.field}" if error.field else error.path, error.message + cause)
         except BlockError as error:
-            return self.not_causal(f"{path}/{error.field}" if error.field else path, error.message)
+            return self.not_causal(f"{path}/{error.field}" if error.field else path, error.message + cause)
         if state == Causal.FUTURE:
             seen = ", ".join(s.label for s in inputs) or "none"
             return self.not_causal(path, f"'{block.config.type}' makes its output depend on later pixels (input states: {seen}); see docs/spec-format.md#causality")
         return state
+
+    def track_mixing(self, out: str, out_state: Causal, read: list, mixed_before: str | None, path: str, block_type: str) -> None:
+        """Remember which block first mixed the sub-pixel channel groups of a stream (its state became 'current' from
+        grouped inputs), so that a later error about mixed groups can name it instead of only the block that noticed."""
+        grouped = (Causal.STRICT, Causal.INCLUSIVE)
+        if self.image.channels > 1 and out_state == Causal.CURRENT:
+            if mixed_before is not None:
+                self.mixed_at[out] = mixed_before
+            elif any(i is not None and i.causal in grouped for i in read):
+                self.mixed_at[out] = f"{path} ({block_type})"
+        else:
+            self.mixed_at.pop(out, None)
 
     def default_out(self, config: BlockConfig, state: _State) -> str:
         first = config.in_[0] if isinstance(config.in_, list) and config.in_ else config.in_
@@ -405,7 +422,8 @@ class Builder:
         if info.causal > allowed:
             hint = causal_hint(info.causal, allowed)
             if self.static_causality:
-                self.problem("/head/in", "not_causal", f"head '{config.type}' needs features in state '{allowed.label}' or stricter, but stream '{name}' is '{info.causal.label}' (it may see the sub-pixel it predicts); {hint}")
+                cause = f"; the sub-pixel channel groups were mixed at {self.mixed_at[name]}" if name in self.mixed_at else ""
+                self.problem("/head/in", "not_causal", f"head '{config.type}' needs features in state '{allowed.label}' or stricter, but stream '{name}' is '{info.causal.label}' (it may see the sub-pixel it predicts){cause}; {hint}")
         self.rows.append(Row("head", config.type, "x".join(map(str, (self.image.channels, self.image.height, self.image.width))), count_params(head), 0, ""))
         return head, name
 

@@ -225,3 +225,21 @@ def test_an_input_that_no_block_reads_is_warned_about(tmp_path):
 
     out = subprocess.run([sys.executable, "-m", "arblocks", "build", str(path), "--no-check"], capture_output=True, text=True)
     assert out.returncode == 0 and "warning: /augmentation/conditioning: input 'augmentation' is declared but no block reads it" in out.stderr
+
+
+def test_an_error_about_mixed_channel_groups_names_the_block_that_mixed_them():
+    from arblocks.builder import build_model
+    from arblocks.validate import parse_spec
+
+    data = {"name": "mix", "image": {"channels": 3, "height": 4, "width": 4, "bits": 8},
+            "body": [{"type": "masked_conv", "mask": "A", "kernel_size": 3, "channels": 18},
+                     {"type": "conv", "kernel_size": 1}, {"type": "relu"}],  # the 1x1 conv mixes R, G and B; the relu only carries it on
+            "head": {"type": "categorical"}}
+    with pytest.raises(SpecError) as error:
+        build_model(parse_spec(data))
+    (problem,) = error.value.problems
+    assert problem.path == "/head/in" and "the sub-pixel channel groups were mixed at /body/1 (conv)" in problem.message
+    data["body"].append({"type": "masked_conv", "mask": "B", "kernel_size": 3, "channels": 18})
+    with pytest.raises(SpecError) as error:
+        build_model(parse_spec(data))
+    assert [(p.path, "mixed at /body/1 (conv)" in p.message) for p in error.value.problems][0] == ("/body/3/in", True)
