@@ -422,7 +422,8 @@ class Builder:
         if info.causal > allowed:
             hint = causal_hint(info.causal, allowed)
             if self.static_causality:
-                cause = f"; the sub-pixel channel groups were mixed at {self.mixed_at[name]}" if name in self.mixed_at else ""
+                # the mixing is the cause only for a head that takes grouped features (a joint head takes none of the pixel)
+                cause = f"; the sub-pixel channel groups were mixed at {self.mixed_at[name]}" if name in self.mixed_at and allowed > Causal.PAST else ""
                 self.problem("/head/in", "not_causal", f"head '{config.type}' needs features in state '{allowed.label}' or stricter, but stream '{name}' is '{info.causal.label}' (it may see the sub-pixel it predicts){cause}; {hint}")
         self.rows.append(Row("head", config.type, "x".join(map(str, (self.image.channels, self.image.height, self.image.width))), count_params(head), 0, ""))
         return head, name
