@@ -321,23 +321,7 @@ def check_plugin(plugin: str, registry: Registry | None = None, size: int = 5) -
 def check_transformation(transformation_type: str, registry: Registry | None = None) -> ConformanceReport:
     """Check a transformation's contract (choice 0 the identity, every choice a bijection of the sub-pixels, each image
     under its own choice) for each of its ``examples`` on every image of VIEW_IMAGES it applies to."""
-    from .errors import BlockError
-    from .spec import ImageSpec
-
-    registry = registry or get_registry()
-    cls = registry.transformations[transformation_type].cls
-    report = ConformanceReport()
-    for (i, example), (c, h, w, bits) in itertools.product(enumerate(getattr(cls, "examples", None) or [{}]), VIEW_IMAGES):
-        image = ImageSpec(channels=c, height=h, width=w, bits=bits)
-        try:
-            transformation = cls(cls.Config.model_validate({"type": transformation_type, **example}), image)
-        except BlockError:
-            continue  # does not apply to this image, and says so
-        case = f"example {i}, image {c}x{h}x{w}"
-        _finding(report, transformation_type, case, "transformation contract", lambda t=transformation, image=image: _transformation_contract(t, image))
-    if not report.findings:
-        report.findings.append(Finding(transformation_type, "all", "applicable", False, "applies to none of the kit's images: give it `examples`"))
-    return report
+    return _check_on_images("transformation", transformation_type, registry, _transformation_contract)
 
 
 def _transformation_contract(transformation, image) -> str | None:
@@ -363,22 +347,28 @@ VIEW_IMAGES = ((1, 8, 8, 8), (3, 8, 8, 8), (3, 12, 6, 5), (1, 4, 4, 1))
 
 def check_view(view_type: str, registry: Registry | None = None) -> ConformanceReport:
     """Check a view's contract (see the module's docstring) for each of its ``examples`` on every image of VIEW_IMAGES it fits."""
+    return _check_on_images("view", view_type, registry, _view_contract)
+
+
+def _check_on_images(kind: str, type_name: str, registry: Registry | None, contract) -> ConformanceReport:
+    """``contract(instance, image)`` (None, or what is wrong) for each of the type's ``examples`` built on every image of
+    VIEW_IMAGES it fits (views and transformations: functions of the image, checked without a model)."""
     from .errors import BlockError
     from .spec import ImageSpec
 
     registry = registry or get_registry()
-    cls = registry.views[view_type].cls
+    cls = registry.entries[kind][type_name].cls
     report = ConformanceReport()
     for (i, example), (c, h, w, bits) in itertools.product(enumerate(getattr(cls, "examples", None) or [{}]), VIEW_IMAGES):
         image = ImageSpec(channels=c, height=h, width=w, bits=bits)
         try:
-            view = cls(cls.Config.model_validate({"type": view_type, **example}), image)
+            instance = cls(cls.Config.model_validate({"type": type_name, **example}), image)
         except BlockError:
-            continue  # the view does not fit this image, and says so
+            continue  # it does not fit this image, and says so
         case = f"example {i}, image {c}x{h}x{w} at {bits} bits"
-        _finding(report, view_type, case, "view contract", lambda view=view, image=image: _view_contract(view, image))
+        _finding(report, type_name, case, f"{kind} contract", lambda instance=instance, image=image: contract(instance, image))
     if not report.findings:
-        report.findings.append(Finding(view_type, "all", "applicable", False, "the view fits none of the kit's images: give it `examples`"))
+        report.findings.append(Finding(type_name, "all", "applicable", False, f"the {kind} fits none of the kit's images: give it `examples`"))
     return report
 
 
