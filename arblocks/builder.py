@@ -20,7 +20,7 @@ from torch import nn
 
 from .block import Block, BuildContext
 from .errors import BlockError, Problem, SpecError, SpecWarning, did_you_mean
-from .incremental import Reach
+from .incremental import Reach, Region, incremental_kind, windowed_forward
 from .model import ARModel, Ref, Step
 from .ops import keeps_groups, ungrouped
 from .plugins import get_registry
@@ -71,6 +71,32 @@ class Chain(nn.Module):
                 return None
             total = total + reach
         return total
+
+    # -- cached sampling: a chain with a non-local layer (running means, attention) steps layer by layer ----------
+    def steps_in_place(self) -> bool:
+        """Whether every layer keeps the chain's input size, so that one region of positions serves them all."""
+        return all((layer.output_info.height, layer.output_info.width) == (self.output_info.height, self.output_info.width) for layer in self.layers)
+
+    def new_cache(self, batch, device, dtype):
+        return {"buffers": {}, "layers": [layer.new_cache(batch, device, dtype) for layer in self.layers]}
+
+    def forward_at(self, region: Region, cache, h: torch.Tensor) -> torch.Tensor:
+        """The chain's output [B, C, n] at the region. Each layer's output is kept in a full-size buffer (written at the
+        regions computed so far, as the sampler writes streams), which the next layer reads like any stream."""
+        for i, layer in enumerate(self.layers):
+            kind = incremental_kind(layer)
+            if kind == "step":
+                out = layer.forward_at(region, cache["layers"][i], h)
+            elif kind == "window":
+                out = windowed_forward(layer, layer.reach(), region, [h], {})
+            else:
+                out = region.take(layer(h))
+            if i + 1 < len(self.layers):
+                if i not in cache["buffers"]:
+                    cache["buffers"][i] = h.new_zeros(h.shape[0], out.shape[1], h.shape[2], h.shape[3])
+                region.put(cache["buffers"][i], out, only_groups=True)
+                h = cache["buffers"][i]
+        return out
 
     def causality(self, state: Causal) -> Causal:
         for layer, path in zip(self.layers, self.paths):

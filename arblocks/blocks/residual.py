@@ -7,6 +7,7 @@ from typing import Any, Literal
 from ..block import Block, require_map
 from ..errors import BlockError
 from ..hookspecs import hookimpl
+from ..incremental import windowed_forward
 from ..spec import BlockConfig, blocks_field
 from ..streams import join
 
@@ -41,6 +42,18 @@ class Residual(Block):
 
     def reach(self):
         return self.body.reach()
+
+    # cached sampling: a local body runs on a window (reach); any other steps layer by layer through the chain
+    def new_cache(self, batch, device, dtype):
+        return self.body.new_cache(batch, device, dtype)
+
+    def forward_at(self, region, cache, x):
+        reach = self.body.reach()
+        if reach is not None:
+            return windowed_forward(self, reach, region, [x], {})
+        if not self.body.steps_in_place():
+            return region.take(self(x))
+        return region.take(x) + self.body.forward_at(region, cache, x)
 
     def causality(self, inputs, aux):
         return join(inputs[0], self.body.causality(inputs[0]))
