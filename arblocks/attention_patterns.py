@@ -16,12 +16,14 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 import torch
+from einops import rearrange, repeat
 from pydantic import Field, NonNegativeInt, PositiveInt
 
 from .errors import BlockError
 from .hookspecs import hookimpl
 from .sequence import SequencePositions
 from .spec import Config, typed_field
+from .streams import Causal, StreamInfo
 
 
 class PatternConfig(Config):
@@ -55,6 +57,27 @@ def attention_mask(patterns: list[AttentionPattern], seq: SequencePositions, hea
     self_only = torch.eye(len(seq), dtype=torch.bool)
     masks = torch.stack([(checked(p, p.allowed(seq), len(seq)) & causal) | self_only for p in patterns])
     return masks if len(patterns) == 1 else masks.repeat_interleave(heads // len(patterns), dim=0)
+
+
+def frontier_mask(ctx: Any, sources: list[StreamInfo], target: StreamInfo, per_pixel: int = 1) -> torch.Tensor:
+    """``[N, N]`` bool over a stream's positions in sequence storage order (``(h w c)``): may query ``i`` attend to key
+    ``j``, i.e. does everything the key's ``sources`` may depend on at ``j`` lie within what the output, in state
+    ``target``, may depend on at ``i``? Compares the streams' frontiers (:meth:`arblocks.block.BuildContext.frontier`),
+    so it holds at any resolution, under any ordering and for any state of the keys and values. A stream that already
+    depends on the future gives no constraint here: the builder rejects it with its own message."""
+    streams = [*sources, target]
+    n = target.height * target.width * per_pixel
+    if any(s.causal == Causal.FUTURE for s in streams):
+        return torch.ones(n, n, dtype=torch.bool)
+
+    def per_position(info: StreamInfo) -> torch.Tensor:  # [N]: the frontier of each sequence position
+        times = ctx.frontier(info)  # [G, h, w]
+        if per_pixel > 1 and len(times) == per_pixel:  # a sub-pixel sequence over a grouped state: one group per sub-pixel
+            return rearrange(times, "c h w -> (h w c)")
+        return repeat(times.amax(0), "h w -> (h w c)", c=per_pixel)
+
+    keys = torch.stack([per_position(s) for s in sources]).amax(0)
+    return keys[None, :] <= per_position(target)[:, None]
 
 
 def checked(pattern: AttentionPattern, allowed: torch.Tensor, n: int) -> torch.Tensor:

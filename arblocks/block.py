@@ -27,6 +27,7 @@ from torch import nn
 from .errors import BlockError
 from .incremental import Reach, Region
 from .ops import ungrouped
+from .readiness import position_order, ready_times
 from .spec import BlockConfig, ImageSpec
 from .streams import Causal, StreamInfo, canonical
 
@@ -49,6 +50,16 @@ class BuildContext:
     registry: Any = None
     #: modules that blocks of one model share, by a key the blocks choose (one attention mask for 128 layers)
     shared: dict = field(default_factory=dict)
+
+    def order_of(self, info: StreamInfo):
+        """[h, w] long: the generation order of a stream's positions, at the stream's own resolution (a lower-resolution
+        position comes when the earliest pixel of its block does; see :mod:`arblocks.readiness`)."""
+        return position_order(self.rank, info.height, info.width)
+
+    def frontier(self, info: StreamInfo):
+        """[G, h, w] long: per channel group and position of a stream, how many sub-pixels (in generation order) its
+        values may depend on, from its causal state (:func:`arblocks.readiness.ready_times`)."""
+        return ready_times(info, self.rank, self.image.channels)
 
 
 class Block(nn.Module):

@@ -19,8 +19,10 @@ states a ``reach()``: translation-equivariant, zero-padded, reading its inputs w
    shifted by the offset between the two, and the inequality is tested against the full-size ready times, so any
    ordering works. A dependency outside the block's stated reach is reported too: the mapping relies on it.
 
-Blocks without a reach (attention, embeddings of positions, position-dependent plugin blocks) are not covered: they
-are checked only inside the model, at the size of the whole-model check, and the report names them.
+Blocks without a reach (attention, embeddings of positions, position-dependent plugin blocks) are proven on their
+whole full-size streams when that is affordable (attention at a U-Net's 8x8 level, or over a 32x32 image's pixels),
+the block built for the full size when the check's copy holds masks for the small image; the others are checked only
+inside the model, at the size of the whole-model check, and the report names them.
 """
 
 from __future__ import annotations
@@ -299,19 +301,22 @@ def _violations(path: str, slot: _Slot, dep: torch.Tensor, rows: _Axis, cols: _A
 
 
 def prove_blocks(model: ARModel, full: ARModel, rank: torch.Tensor, modes=("train", "eval"), seed: int = 0, limit: int = 20,
-                 select=None, budget: float = FULL_STREAM_BUDGET) -> BlockProofs:
+                 select=None, budget: float = FULL_STREAM_BUDGET, full_layer=None) -> BlockProofs:
     """The block-level proof (see the module's docstring). ``model`` holds the weights (float64, e.g. the whole-model
     check's copy built for a small image), ``full`` the same spec built at its own size (the meta device will do),
     ``rank`` the ordering's ranks at that size. ``select(module) -> bool`` picks the blocks to prove (default: all,
     and the head). A block without a reach, or one that cannot run on a window, is proven on its full-size streams
-    when that costs at most ``budget`` multiply-accumulates."""
+    when that costs at most ``budget`` multiply-accumulates; ``full_layer(index)``, if given, supplies step ``index``'s
+    block built for the full size (float64, the same weights) for a block whose masks or tables are built for the small
+    image's streams, such as attention at a lower resolution."""
     prover = _Prover(rank, full.image.channels, modes, seed, limit, budget)
     slots_of_steps, head_in = step_slots(full)
-    jobs = [(step.path, model.layers[step.index], slots, step.info) for step, slots in zip(full.steps, slots_of_steps)]
-    jobs.append(("/head", _HeadCall(model.head), [_Slot(f"stream '{full.head_in}'", head_in, index=0)], _head_info(model, full, head_in)))
-    for path, layer, slots, out in jobs:
+    jobs = [(step.path, model.layers[step.index], slots, step.info, step.index) for step, slots in zip(full.steps, slots_of_steps)]
+    jobs.append(("/head", _HeadCall(model.head), [_Slot(f"stream '{full.head_in}'", head_in, index=0)], _head_info(model, full, head_in), None))
+    for path, layer, slots, out, index in jobs:
         if select is None or select(layer):
-            prover.prove(path, layer, slots, out)
+            rebuild = (lambda index=index: full_layer(index)) if full_layer is not None and index is not None else None
+            prover.prove(path, layer, slots, out, rebuild)
     return prover.proofs
 
 
@@ -324,7 +329,7 @@ class _Prover:
         self.proofs = BlockProofs()
         self.memo: dict = {}
 
-    def prove(self, path: str, layer, slots: list[_Slot], out: StreamInfo) -> None:
+    def prove(self, path: str, layer, slots: list[_Slot], out: StreamInfo, rebuild=None) -> None:
         maps = [s for s in slots if s.full.kind == "map"]
         reach = layer.reach() if callable(getattr(layer, "reach", None)) else None
         if Causal.FUTURE in (out.causal, *(s.full.causal for s in slots)):  # the builder's states already show a leak
@@ -336,6 +341,8 @@ class _Prover:
             if found is None and _full_stream_cost(layer, maps, out, self.C) <= self.budget:
                 whole = Reach(*(max(out.height, *(s.full.height for s in maps)),) * 2, *(max(out.width, *(s.full.width for s in maps)),) * 2)
                 found = self._windowed(path, layer, slots, maps, out, whole, whole=True)
+                if found is None and rebuild is not None:  # built for the small image's streams: the full-size block instead
+                    found = self._windowed(path, rebuild(), slots, maps, out, whole, whole=True, full_size=True)
             if found is None:
                 self.proofs.uncovered.append(path)
             elif found:
@@ -343,7 +350,7 @@ class _Prover:
             else:
                 self.proofs.proven.append(path)
 
-    def _windowed(self, path, layer, slots, maps, out, reach: Reach, whole: bool = False) -> list[BlockViolation] | None:
+    def _windowed(self, path, layer, slots, maps, out, reach: Reach, whole: bool = False, full_size: bool = False) -> list[BlockViolation] | None:
         """The violations found through a window (the whole streams if ``whole``), or None if the block cannot run on it."""
         rows = _axis(out.height, [s.full.height for s in maps], reach.top, reach.bottom)
         cols = _axis(out.width, [s.full.width for s in maps], reach.left, reach.right)
@@ -353,7 +360,7 @@ class _Prover:
         in_indices = [_group_index(s.full, self.C) for s in maps]
         in_groups = [int(ix.max()) + 1 for ix in in_indices]
         config = getattr(layer, "config", None)
-        key = (type(layer), config.model_dump_json() if hasattr(config, "model_dump_json") else id(layer), whole,
+        key = (type(layer), config.model_dump_json() if hasattr(config, "model_dump_json") else id(layer), whole, full_size,
                tuple((s.full.channels, rows.small_in[i], cols.small_in[i]) for i, s in enumerate(maps)),
                tuple(in_groups), int(out_index.max()) + 1, tuple(s.full.kind for s in slots))
         if key not in self.memo:

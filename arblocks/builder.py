@@ -24,6 +24,7 @@ from .incremental import Reach, Region, incremental_kind, windowed_forward
 from .model import ARModel, Ref, Step
 from .ops import keeps_groups, ungrouped
 from .plugins import get_registry
+from .readiness import ready_times
 from .registry import Registry
 from .spec import IMAGE_STREAM, STREAM_MARK, BlockConfig, ImageSpec, ModelSpec, PopRef
 from .spec_size import max_parameters
@@ -44,6 +45,16 @@ class Row:
     params: int
     depth: int = 0
     causal: str = ""
+
+
+def rows_above_come_first(ordering, image: ImageSpec) -> bool:
+    """Whether the ordering generates every pixel of the rows above a pixel before it (raster order does), which the
+    chain of states assumes when it puts ``above`` before ``past``: the frontier of 'above' within that of 'past'."""
+    with torch.device("cpu"):  # also in a meta build: the ranks are needed as values
+        rank = ordering.rank(image.height, image.width)
+        shape = dict(channels=1, height=image.height, width=image.width)
+        above = ready_times(StreamInfo(**shape, causal=Causal.ABOVE), rank, 1)
+        return bool((above <= ready_times(StreamInfo(**shape, causal=Causal.PAST), rank, 1)).all())
 
 
 class Chain(nn.Module):
@@ -130,6 +141,7 @@ class Builder:
 
         self.ordering = ordering_of(spec, self.registry)
         self.rank = self.ordering.rank(self.image.height, self.image.width)
+        self.rows_above_first = rows_above_come_first(self.ordering, self.image)
         self.shared: dict = {}  # modules that blocks share (attention masks), see BuildContext.shared
         self.problems: list[Problem] = []
         self.mixed_at: dict[str, str] = {}  # stream -> the block that first mixed its sub-pixel channel groups (for messages)
@@ -309,6 +321,9 @@ class Builder:
             return self.not_causal(f"{error.path}/{error.field}" if error.field else error.path, error.message + cause)
         except BlockError as error:
             return self.not_causal(f"{path}/{error.field}" if error.field else path, error.message + cause)
+        if state == Causal.ABOVE and not self.rows_above_first:
+            return self.not_causal(path, f"'{block.config.type}' gives state 'above' (the rows above a pixel), but the ordering "
+                                         f"'{self.ordering.key}' does not generate those rows before the pixel, so they are not in its past")
         if state == Causal.FUTURE:
             seen = ", ".join(s.label for s in inputs) or "none"
             return self.not_causal(path, f"'{block.config.type}' makes its output depend on later pixels (input states: {seen}); see docs/spec-format.md#causality")

@@ -573,7 +573,8 @@ def _full_size(model: ARModel, full: ARModel, rule: SizeRule, registry: Registry
     rank = ordering_of(full.spec, registry).rank(h, w)
     with torch.nn.utils.parametrize.cached():
         proofs = prove_blocks(model, full, rank, modes=modes, seed=seed, select=_plugin_code(registry) if only_plugins else None,
-                              budget=FULL_STREAM_BUDGET if only_plugins else CHECK_FULL_STREAM_BUDGET)
+                              budget=FULL_STREAM_BUDGET if only_plugins else CHECK_FULL_STREAM_BUDGET,
+                              full_layer=_full_layers(model, full, registry))
     proven, uncovered = _unique(proofs.proven), _unique(proofs.uncovered)
     shown = ", ".join(uncovered[:5]) + (f" and {len(uncovered) - 5} more" if len(uncovered) > 5 else "")
     why = rule.reason if rule.extent is None else f"{rule.reason}; the size rule needs {nh}x{nw}, more than the check affords"
@@ -592,6 +593,24 @@ def _full_size(model: ARModel, full: ARModel, rule: SizeRule, registry: Registry
     else:
         status, reason = "block by block", f"every block and the head ({len(proven)}) keep their causal statements at full size ({why})"
     return FullSize(rule.full, status, reason, proofs)
+
+
+def _full_layers(model: ARModel, full: ARModel, registry: Registry):
+    """``index -> block``: step ``index``'s block of the spec built at its own size in float64 on the CPU (once, when
+    first asked), holding the checked copy's weights wherever their shapes agree."""
+    from .builder import build_model
+
+    built: list[ARModel] = []
+
+    def layer(index: int):
+        if not built:
+            built.append(build_model(full.spec, registry, static_causality=False).double())
+        block, small = built[0].layers[index], model.layers[index]
+        mine = block.state_dict()
+        block.load_state_dict({k: v for k, v in small.state_dict().items() if k in mine and mine[k].shape == v.shape}, strict=False)
+        return block
+
+    return layer
 
 
 def _plugin_code(registry: Registry):

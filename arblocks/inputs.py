@@ -68,9 +68,14 @@ class ClassLabel(InputType):
 
 
 class PositionalGridConfig(InputConfig):
-    """Two maps of the row and column coordinates, centred and scaled by the image size (PixelSNAIL's background)."""
+    """Two maps of the row and column coordinates, centred and scaled by the map's size (PixelSNAIL's background)."""
 
     type: Literal["positional_grid"] = "positional_grid"
+    factor: int = Field(
+        1, gt=0, le=4096,
+        description="The map is the image's size divided by this, rounded up as a stride-2 convolution rounds (the "
+        "background of a lower resolution: 4 for a U-Net's 8x8 level of a 32x32 image).",
+    )
 
 
 class PositionalGrid(InputType):
@@ -79,7 +84,7 @@ class PositionalGrid(InputType):
 
     def __init__(self, config, image):
         super().__init__(config, image)
-        h, w = image.height, image.width
+        h, w = -(-image.height // config.factor), -(-image.width // config.factor)
         rows = (torch.arange(h, dtype=torch.float32) - h / 2) / h
         cols = (torch.arange(w, dtype=torch.float32) - w / 2) / w
         grid = torch.stack(torch.meshgrid(rows, cols, indexing="ij"))  # [2, H, W]

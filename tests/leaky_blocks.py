@@ -9,7 +9,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from arblocks import BlockConfig, Elementwise, hookimpl
+from arblocks.blocks.attention import CausalAttention, CausalAttentionConfig
 from arblocks.blocks.masked_conv import MaskedConv, MaskedConvConfig, conv_mask
+from arblocks.streams import Causal
 
 
 class CircularMaskedConvConfig(MaskedConvConfig):
@@ -166,12 +168,52 @@ FIRST_LAYER = {"threshold_leak", "level_branch_leak", "mask_b_first"}
 WIDE = {"wide_tap_leak", "wide_tap_no_reach"}
 
 
+# -- at a lower resolution, and under other orderings (issue 18) ---------------------------------------------------
+class AttentionOneAheadConfig(CausalAttentionConfig):
+    """causal_attention that also attends to the next position of its stream, at whatever resolution it works."""
+
+    type: Literal["attention_one_ahead"] = "attention_one_ahead"
+
+
+class AttentionOneAhead(CausalAttention):
+    Config = AttentionOneAheadConfig
+
+    def __init__(self, config, inputs, aux, ctx):
+        super().__init__(config, inputs, aux, ctx)
+        order = ctx.order_of(inputs[0]).flatten()
+        self.attend = self.attend | (order[None, :] == order[:, None] + 1)  # key = the query's next position
+        self.has_past = self.attend.any(-1, keepdim=True).to(self.has_past.dtype)
+
+
+class RowsAboveMeanConfig(BlockConfig):
+    """Each position gets the mean of every pixel in the rows above it: truly state 'above', under any ordering."""
+
+    type: Literal["rows_above_mean"] = "rows_above_mean"
+
+
+class RowsAboveMean(Elementwise):
+    Config = RowsAboveMeanConfig
+
+    def reach(self):
+        return None
+
+    def forward(self, x):
+        rows = x.mean(3, keepdim=True).cumsum(2) / torch.arange(1, x.shape[2] + 1, dtype=x.dtype)[:, None]  # [B, C, H, 1]
+        above = F.pad(rows[:, :, :-1], (0, 0, 1, 0))  # the mean over the rows strictly above
+        return above.expand_as(x)
+
+    def causality(self, inputs, aux):
+        return Causal.ABOVE
+
+
 class LeakyPlugin:
     @hookimpl
     def arblocks_register_blocks(self, register):
         register(CircularMaskedConv)
         register(BatchNorm)
         register(PeekBelow)
+        register(AttentionOneAhead)
+        register(RowsAboveMean)
         for block in CORPUS:
             register(block)
 

@@ -35,6 +35,8 @@ def shrunk(name: str, size: int, **changes):
             node["times"] = TIMES.get(node["times"], min(node["times"], 2))
         if isinstance(node.get("channels"), int) and node["channels"] > 24:
             node["channels"] = 24  # splits into 8 heads and into 3 sub-pixel groups
+        if node.get("type") == "slice" and node["stop"] > 24:
+            node["stop"] = 24  # the values' slice of a narrowed key+value projection
         node.pop("qk_channels", None)
         if node.get("heads", 0) > 8:
             node["heads"] = 8  # 24 channels split into 8 heads
@@ -53,7 +55,7 @@ def exact(model, n=2, conditioning=None, known=None, known_mask=None, seed=3):
 
 
 SHIPPED = sorted(p.stem for p in SPECS.glob("*.json") if "stages" not in json.loads(p.read_text()))  # specs with stages: tests/test_aux_models.py
-SIZES = {"pixelcnn_pp": 8, "pixelcnn_pp_classcond": 8, "distaug_pixelcnn_pp_small": 8}
+SIZES = {"pixelcnn_pp": 8, "pixelcnn_pp_classcond": 8, "distaug_pixelcnn_pp_small": 8, "pixelcnn_pp_attention8": 8, "pixelcnn_pp_attention8_small": 8}
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -147,7 +149,8 @@ def test_random_masked_compositions_sample_exactly(case):
 @st.composite
 def two_stream_compositions(draw):
     """PixelCNN++-like bodies: a stream of rows above (u) and one of earlier pixels (ul), gated resnets, a strided
-    down-up pair, causal attention with positional keys, skip stacks, concatenated auxiliary inputs."""
+    down-up pair (with causal attention or a transformer block at half the resolution), causal attention with
+    positional keys, skip stacks, concatenated auxiliary inputs."""
     channels = draw(st.sampled_from([1, 3]))
     size = draw(st.sampled_from([4, 5]))
     f = 6
@@ -164,7 +167,17 @@ def two_stream_compositions(draw):
             body.append({"type": "gated_resnet", "in": "ul", "aux": draw(st.sampled_from(["u", ["u", "grid"]]))})
         elif kind == "down_up" and size % 2 == 0:
             body += [{"type": "down_right_shifted_conv", "in": "ul", "out": "low", "stride": 2},
-                     {"type": "gated_resnet", "in": "low"},
+                     {"type": "gated_resnet", "in": "low"}]
+            low_attention = draw(st.sampled_from([None, "causal_attention", "transformer_block"]))
+            if low_attention == "causal_attention":  # at half the resolution, keys from the half-size background
+                body += [{"type": "concat", "in": ["low", "grid_low"], "out": "low_keys"},
+                         {"type": "conv", "in": "low_keys", "out": "low_keys", "channels": f},
+                         {"type": "causal_attention", "in": "low", "key": "low_keys", "value": "low", "out": "low_att",
+                          "include_current": draw(st.booleans())},
+                         {"type": "gated_resnet", "in": "low", "aux": "low_att"}]
+            elif low_attention == "transformer_block":
+                body.append({"type": "transformer_block", "in": "low", "heads": 2})
+            body += [
                      {"type": "down_shifted_conv", "in": "u", "out": "low_u", "stride": 2},
                      {"type": "down_shifted_deconv", "in": "low_u", "out": "up_u"},
                      {"type": "down_right_shifted_deconv", "in": "low", "out": "up"},
@@ -185,7 +198,9 @@ def two_stream_compositions(draw):
     body += [{"type": "gated_resnet", "in": "ul", "aux": {"pop": "skips"}} for _ in range(pushed)]
     head = draw(st.sampled_from([{"type": "logistic_mixture", "components": 2}, {"type": "categorical", "in": "ul"}]))
     head["in"] = "ul"
-    inputs = {"grid": {"type": "positional_grid"}, "label": {"type": "class_label", "num_classes": 3}}
+    inputs = {"grid": {"type": "positional_grid"}, "grid_low": {"type": "positional_grid", "factor": 2},
+              "label": {"type": "class_label", "num_classes": 3}}
+    inputs = {name: config for name, config in inputs.items() if name == "label" or any(f"'{name}'" in str(block) for block in body)}
     return spec_dict(body, head, channels=channels, size=size, bits=8 if head["type"] == "logistic_mixture" else 3, inputs=inputs)
 
 

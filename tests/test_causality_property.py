@@ -42,8 +42,10 @@ PLACEMENTS = ("on the stream", "on a branch, added back", "on a branch, concaten
 #: a conditioning network reads, e.g. an earlier stage's variable)
 INPUTS = {"label": {"type": "class_label", "num_classes": 3}, "map": {"type": "conditioning_map", "channels": WIDTH},
           "lowres": {"type": "conditioning_map", "channels": WIDTH, "factor": 2}}
-STRIDE_STEP = {"h": {"type": "down_right_shifted_conv", "kernel_size": [2, 2], "stride": 2, "channels": WIDTH},
+#: a stride-2 step down and the matching upsampling back, by the stream the block is placed on
+STRIDE_STEP = {"h": {"type": "down_right_shifted_conv", "kernel_size": [2, 2], "stride": 2, "shift_right": True, "channels": WIDTH},
                "u": {"type": "down_shifted_conv", "kernel_size": [2, 3], "stride": 2, "channels": WIDTH}}
+UPSAMPLING = {"h": {"type": "down_right_shifted_deconv", "channels": WIDTH}, "u": {"type": "down_shifted_deconv", "channels": WIDTH}}
 
 
 @cache
@@ -72,8 +74,10 @@ def placed(block_type: str, example: dict, placement: str, stream: str, fill: bo
         return [block] if placement == "on the stream" and stream == "h" else []
     if placement == "on the stream":
         return [{**block, "in": stream, "out": stream}]
-    if placement == "after a stride-2 step":
-        return [{**STRIDE_STEP[stream], "in": stream, "out": stream}, {**block, "in": stream, "out": stream}]
+    if placement == "after a stride-2 step":  # at half the resolution (attention too), then upsampled and added back
+        block.update({name: "low" for name in marked(block_type, STREAM_MARK) if block.get(name) in ("h", stream)})
+        return [{**STRIDE_STEP[stream], "in": stream, "out": "low"}, {**block, "in": "low", "out": "low"},
+                {**UPSAMPLING[stream], "in": "low", "out": "g"}, {"type": "add", "in": [stream, "g"], "out": stream}]
     source = {"from the label": "label", "from the image": "x", "from the map": "map", "from the half-size map": "lowres"}.get(placement.split(",")[0], stream)
     join = "concat" if placement.endswith("concatenated") else "add"
     return [{**block, "in": source, "out": "g"}, {"type": join, "in": [stream, "g"], "out": stream}]

@@ -3,7 +3,10 @@
 Queries come from the ``in`` stream, keys and values from the ``key`` and ``value`` streams (already projected: in
 PixelSNAIL by 1x1 gated resnets over the features, the raw image and the background). Every position attends to the
 positions before it in the spec's ordering. Because the keys and values may hold the raw image, the current position stays
-hidden unless ``include_current`` is set (for keys and values that see only earlier pixels themselves). The first
+hidden unless ``include_current`` is set (for keys and values that see only earlier pixels themselves). On a lower-resolution stream (a U-Net's
+8x8 level) a position stands for its block of pixels and comes in the order of the block's earliest pixel; a key is
+attended only where everything it may depend on lies before that pixel (the streams' frontiers,
+:func:`arblocks.attention_patterns.frontier_mask`), so the statement holds at any resolution. The first
 position has nothing to attend to: its output is zero, never NaN. Attention runs through
 ``torch.nn.functional.scaled_dot_product_attention`` with a boolean mask buffer (for SDPA, True means *attend*).
 """
@@ -17,6 +20,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from pydantic import Field
 
+from ..attention_patterns import frontier_mask
 from ..block import Block, require_map
 from ..errors import BlockError
 from ..hookspecs import hookimpl
@@ -41,8 +45,8 @@ class CausalAttentionConfig(BlockConfig):
 
 
 def causal_mask(rank: torch.Tensor, include_current: bool) -> torch.Tensor:
-    """[N, N] bool over the raster-flattened positions: may query i attend to key j, i.e. does j come before i in the
-    generation order (or is it i, with ``include_current``)? True means attend, the SDPA convention."""
+    """[N, N] bool over the raster-flattened positions of a stream: may query i attend to key j, i.e. does j come before
+    i in the stream's generation order (or is it i, with ``include_current``)? True means attend, the SDPA convention."""
     r = rank.flatten()
     return (r[None, :] <= r[:, None]) if include_current else (r[None, :] < r[:, None])
 
@@ -66,9 +70,12 @@ class CausalAttention(Block):
         for name, channels in (("in", query.channels), ("value", value.channels)):
             if channels % config.heads:
                 raise BlockError(f"{channels} channels do not split into {config.heads} heads", field=name)
-        if tuple(ctx.rank.shape) != (query.height, query.width):
-            raise BlockError(f"causal_attention works at the image's resolution {tuple(ctx.rank.shape)}, got {query.describe()}", field="in")
-        mask = causal_mask(ctx.rank, config.include_current)
+        if query.height > ctx.image.height or query.width > ctx.image.width:
+            raise BlockError(f"causal_attention works at the image's resolution or below, got {query.describe()} for a "
+                             f"{ctx.image.height}x{ctx.image.width} image", field="in")
+        # positions in the generation order of the pixels they stand for, keys only where all they see is in the output's past
+        mask = causal_mask(ctx.order_of(query), config.include_current)
+        mask &= frontier_mask(ctx, [key, value], query.with_(causal=Causal.PAST))
         has_past = mask.any(-1, keepdim=True)  # [N, 1]
         # a query with nothing to attend to (the first position) attends to itself and is then zeroed: no NaN, no gradient
         self.register_buffer("attend", mask | (~has_past & torch.eye(len(mask), dtype=torch.bool)), persistent=False)

@@ -15,7 +15,7 @@ from pydantic import Field
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..attention_patterns import attention_mask, pattern_of
+from ..attention_patterns import attention_mask, frontier_mask, pattern_of
 from ..block import Block, ChannelMixing, require_map
 from ..errors import BlockError
 from ..hookspecs import hookimpl
@@ -106,8 +106,9 @@ class TransformerBlock(Block):
     def __init__(self, config: TransformerBlockConfig, inputs, aux, ctx):
         super().__init__(config, inputs, aux, ctx)
         source = require_map(inputs[0])
-        if tuple(ctx.rank.shape) != (source.height, source.width):
-            raise BlockError(f"transformer_block works at the image's resolution {tuple(ctx.rank.shape)}", field="in")
+        if source.height > ctx.image.height or source.width > ctx.image.width:
+            raise BlockError(f"transformer_block works at the image's resolution or below, got {source.describe()} for a "
+                             f"{ctx.image.height}x{ctx.image.width} image", field="in")
         self.per_pixel, width = sequence_layout(source.channels, ctx.image.channels, config.subpixels)
         self.qk = config.qk_channels or width
         for name, channels in (("qk_channels", self.qk), ("heads", width)):
@@ -123,12 +124,22 @@ class TransformerBlock(Block):
         self.proj = nn.Linear(width, width, bias=attention_bias)
         self.fc = nn.Linear(width, hidden, bias=bias)
         self.fc_out = nn.Linear(hidden, width, bias=bias)
-        key = json.dumps([[p.model_dump() for p in patterns], config.heads, self.per_pixel])
+        key = json.dumps([[p.model_dump() for p in patterns], config.heads, self.per_pixel, source.shape, source.causal.label])
         if key not in ctx.shared:
-            seq = SequencePositions.of_image(ctx.rank, self.per_pixel)
-            ctx.shared[key] = SharedMask(attention_mask([pattern_of(p, ctx.registry) for p in patterns], seq, config.heads), config.heads)
+            ctx.shared[key] = SharedMask(self.mask(patterns, source, ctx), config.heads)
         self.attend = ctx.shared[key]  # mask [1 or heads, N, N]
         self.output_info = source
+
+    def mask(self, patterns, source, ctx) -> torch.Tensor:
+        """[1 or heads, N, N]: the patterns in the stream's generation order, where every key's frontier lies within the
+        output's (:func:`arblocks.attention_patterns.frontier_mask`; at the image's resolution that is the causal order)."""
+        seq = SequencePositions.of_image(ctx.order_of(source), self.per_pixel)
+        mask = attention_mask([pattern_of(p, ctx.registry) for p in patterns], seq, self.config.heads)
+        try:
+            target = source.with_(causal=self.causality([source.causal], {}))
+        except BlockError:  # the builder reports the state that cannot be causal
+            return mask
+        return mask & frontier_mask(ctx, [source], target, self.per_pixel)
 
     def forward(self, x):
         h, w = x.shape[2:]
