@@ -307,16 +307,17 @@ def prove_blocks(model: ARModel, full: ARModel, rank: torch.Tensor, modes=("trai
     ``rank`` the ordering's ranks at that size. ``select(module) -> bool`` picks the blocks to prove (default: all,
     and the head). A block without a reach, or one that cannot run on a window, is proven on its full-size streams
     when that costs at most ``budget`` multiply-accumulates; ``full_layer(index)``, if given, supplies step ``index``'s
-    block built for the full size (float64, the same weights) for a block whose masks or tables are built for the small
-    image's streams, such as attention at a lower resolution."""
+    block built for the full size (float64, the same weights) for that proof: the check's copy holds masks and tables
+    built for the small image's streams (attention's mask, which may even broadcast over larger streams)."""
     prover = _Prover(rank, full.image.channels, modes, seed, limit, budget)
     slots_of_steps, head_in = step_slots(full)
     jobs = [(step.path, model.layers[step.index], slots, step.info, step.index) for step, slots in zip(full.steps, slots_of_steps)]
     jobs.append(("/head", _HeadCall(model.head), [_Slot(f"stream '{full.head_in}'", head_in, index=0)], _head_info(model, full, head_in), None))
     for path, layer, slots, out, index in jobs:
         if select is None or select(layer):
-            rebuild = (lambda index=index: full_layer(index)) if full_layer is not None and index is not None else None
-            prover.prove(path, layer, slots, out, rebuild)
+            sized = index is not None and _sized_to_streams(layer, full.layers[index])
+            rebuild = (lambda index=index: full_layer(index)) if sized and full_layer is not None else None
+            prover.prove(path, layer, slots, out, sized, rebuild)
     return prover.proofs
 
 
@@ -329,7 +330,10 @@ class _Prover:
         self.proofs = BlockProofs()
         self.memo: dict = {}
 
-    def prove(self, path: str, layer, slots: list[_Slot], out: StreamInfo, rebuild=None) -> None:
+    def prove(self, path: str, layer, slots: list[_Slot], out: StreamInfo, sized: bool = False, rebuild=None) -> None:
+        """``sized``: the block's buffers or parameters depend on its streams' size (attention masks, tables of
+        positions), so the check's copy cannot run at full size: ``rebuild()`` gives the block built for it, and its
+        cost counts every pair of positions."""
         maps = [s for s in slots if s.full.kind == "map"]
         reach = layer.reach() if callable(getattr(layer, "reach", None)) else None
         if Causal.FUTURE in (out.causal, *(s.full.causal for s in slots)):  # the builder's states already show a leak
@@ -338,11 +342,11 @@ class _Prover:
             (self.proofs.uncovered if reach is None else self.proofs.proven).append(path)
         else:
             found = self._windowed(path, layer, slots, maps, out, reach) if reach is not None else None
-            if found is None and _full_stream_cost(layer, maps, out, self.C) <= self.budget:
+            if found is None and (rebuild is not None or not sized) and _full_stream_cost(layer, maps, out, self.C, sized) <= self.budget:
                 whole = Reach(*(max(out.height, *(s.full.height for s in maps)),) * 2, *(max(out.width, *(s.full.width for s in maps)),) * 2)
-                found = self._windowed(path, layer, slots, maps, out, whole, whole=True)
-                if found is None and rebuild is not None:  # built for the small image's streams: the full-size block instead
-                    found = self._windowed(path, rebuild(), slots, maps, out, whole, whole=True, full_size=True)
+                # a size-specific block as built for the full-size streams (the small image's mask may even broadcast)
+                block = rebuild() if sized else layer
+                found = self._windowed(path, block, slots, maps, out, whole, whole=True, full_size=sized)
             if found is None:
                 self.proofs.uncovered.append(path)
             elif found:
@@ -380,10 +384,23 @@ class _Prover:
         return found
 
 
-def _full_stream_cost(layer, maps: list[_Slot], out: StreamInfo, image_channels: int) -> float:
+def _sized_to_streams(small, full) -> bool:
+    """Whether a block's parameters or buffers differ in shape between its copy for the check's small image and the
+    one for the spec's own size (``full`` may be on the meta device)."""
+    def shapes(module):
+        return [tuple(t.shape) for t in (*module.parameters(), *module.buffers())]
+
+    return shapes(small) != shapes(full)
+
+
+def _full_stream_cost(layer, maps: list[_Slot], out: StreamInfo, image_channels: int, pairs: bool = False) -> float:
     """Rough multiply-accumulates of proving a block on its full-size streams: one pass per output (position, channel
-    group) and per walked input (position, group, value), each about (parameters + channels) x output positions."""
+    group) and per walked input (position, group, value), each about (parameters + channels) x output positions, plus,
+    with ``pairs`` (a block whose tables follow its streams' size, such as attention), channels x every pair of
+    positions."""
     weights = sum(p.numel() for p in layer.parameters()) + sum(s.full.channels for s in maps) + out.channels
+    if pairs:
+        weights += sum(s.full.channels for s in maps) * max(s.full.height * s.full.width for s in maps)
     groups = lambda info: len(stream_groups(info, image_channels))  # noqa: E731
     items = groups(out) * out.height * out.width + len(BLOCK_WALK) * sum(groups(s.full) * s.full.height * s.full.width for s in maps)
     return float(weights) * out.height * out.width * items

@@ -117,7 +117,11 @@ def test_the_block_proof_builds_attention_for_the_full_size_streams():
     rank = ordering_of(spec).rank(32, 32)
     select = lambda module: type(module).__name__ == "CausalAttention"  # noqa: E731
     without = prove_blocks(small, full, rank, modes=("eval",), select=select, budget=1e11)
-    assert without.uncovered == ["/body/9/body/8", "/body/11/body/8"] and not without.proven
+    assert without.uncovered == ["/body/9/body/8", "/body/11/body/8"] and not without.proven  # 3x3 masks on 8x8 streams
     layers = build_model(spec).double().layers
     proofs = prove_blocks(small, full, rank, modes=("eval",), select=select, budget=1e11, full_layer=lambda i: layers[i])
+    assert proofs.proven == ["/body/9/body/8", "/body/11/body/8"] and not proofs.violations
+    # a check's copy at 4x4 holds 1x1 masks, which broadcast over the 8x8 streams: the proof must not use them
+    tiny = build_model(spec, image=spec.image.model_copy(update={"height": 4, "width": 4})).double()
+    proofs = prove_blocks(tiny, full, rank, modes=("eval",), select=select, budget=1e11, full_layer=lambda i: layers[i])
     assert proofs.proven == ["/body/9/body/8", "/body/11/body/8"] and not proofs.violations
