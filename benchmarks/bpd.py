@@ -78,6 +78,12 @@ def one_level(width: int) -> dict:
     return {"name": "one-level", "image": data["image"], "inputs": data["inputs"], "defaults": data["defaults"], "body": level["body"], "head": level["head"]}
 
 
+def without_attention(data):
+    """The attention-at-8x8 hybrid's U-Net alone: its attention modules (and their background) removed."""
+    data["body"] = [node for node in data["body"] if node.get("name") != "attention at 8x8"]
+    data["inputs"].pop("background")
+
+
 def rows_of(width: int):
     """Attention patterns sized to a one-channel image of this width: local blocks of 2 rows, a stride of one row."""
 
@@ -118,6 +124,15 @@ RUNS = {
     "aux-pyramid-cifar10-subset": dict(
         spec=lambda: narrowed("pixelcnn_aux_pyramid_small.json", {"channels": 3, "height": 32, "width": 32, "bits": 8}, widened(24)),
         data=f"npz:{DATA / 'cifar10_subset.npz'}", steps=400, batch=32, unit="bits/dim", published="as above",
+    ),
+    "attention8-cifar10-subset": dict(
+        spec=lambda: narrowed("pixelcnn_pp_attention8_small.json", {"channels": 3, "height": 32, "width": 32, "bits": 8}, lambda data: None),
+        data=f"npz:{DATA / 'cifar10_subset.npz'}", steps=400, batch=32, unit="bits/dim",
+        published="the hybrid of issue 18 (class-conditional PixelCNN++ U-Net, attention at 8x8 only); no published figure",
+    ),
+    "attention8-unet-only-cifar10-subset": dict(
+        spec=lambda: narrowed("pixelcnn_pp_attention8_small.json", {"channels": 3, "height": 32, "width": 32, "bits": 8}, without_attention),
+        data=f"npz:{DATA / 'cifar10_subset.npz'}", steps=400, batch=32, unit="bits/dim", published="the same U-Net without its attention modules",
     ),
     "pixelcnn-pp-digits": dict(
         spec=lambda: narrowed("pixelcnn_pp.json", {"channels": 1, "height": 8, "width": 8, "bits": 8}, small_pixelcnn_pp),
