@@ -85,3 +85,14 @@ def registry_with_plugin_from_docs(marker: str, name: str):
     module = types.ModuleType(f"{name}_plugin")
     exec(compile(code, "plugins.md", "exec"), module.__dict__)
     return load_registry(entry_points=False, extra_plugins=[(name, module)])
+
+
+def test_every_cli_option_is_in_the_docs():
+    """Each verb's options appear in docs/cli.md or docs/training.md (a new flag without a row fails here)."""
+    from arblocks.cli import parser
+
+    docs = (DOCS / "cli.md").read_text() + (DOCS / "training.md").read_text()
+    verbs = next(a for a in parser()._actions if a.__class__.__name__ == "_SubParsersAction").choices
+    missing = [f"{verb} {option}" for verb, sub in verbs.items() for action in sub._actions for option in action.option_strings
+               if option.startswith("--") and option != "--help" and not re.search(re.escape(option) + r"[` =,]", docs)]
+    assert not missing, f"undocumented options: {missing}"
