@@ -31,7 +31,7 @@ from ..streams import Causal, canonical, join
 
 
 class CausalAttentionConfig(BlockConfig):
-    """Multi-head attention of every position over the earlier positions of the image (queries from `in`, keys and values from `key` and `value`)."""
+    """Multi-head attention of every position over the earlier positions of the image (queries from `in`, keys and values from `key` and `value`), at the image's resolution or a lower one (a U-Net's 8x8 level: positions in the order of their blocks' first pixels)."""
 
     type: Literal["causal_attention"] = "causal_attention"
     key: StreamRefs | None = stream_field("Keys: a stream of the same size as the queries with the same number of channels.")

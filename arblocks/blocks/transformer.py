@@ -55,7 +55,7 @@ class LayerNorm(ChannelMixing):
 
 
 class TransformerBlockConfig(BlockConfig):
-    """Transformer block: masked multi-head self-attention and an MLP, each in a residual branch with a layer norm before (pre) or after (post)."""
+    """Transformer block: masked multi-head self-attention and an MLP, each in a residual branch with a layer norm before (pre) or after (post); at the image's resolution or a lower one."""
 
     type: Literal["transformer_block"] = "transformer_block"
     heads: int = Field(8, gt=0, le=256, description="Attention heads (the query/key and value widths must divide evenly).")
