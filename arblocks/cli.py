@@ -102,7 +102,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     for name, field in TRAIN_FLAGS:
-        t.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, help=train_help(name), **field)
+        t.add_argument(f"--{name.replace('_', '-')}", *TRAIN_ALIASES.get(name, ()), dest=name, default=None, help=train_help(name), **field)
     t.set_defaults(run=cmd_train)
 
     e = sub.add_parser("eval", help="exact bits/dim (and nats per image) of a checkpoint on a dataset")
@@ -121,6 +121,9 @@ def parser() -> argparse.ArgumentParser:
                    help="average the likelihood over K of the 8 transposed/reflected forms of the spec's ordering (a mixture, as in "
                         "locally masked convolutions); needs blocks that work under every order (default 1)")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
+    e.add_argument("--precision", "--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="run the model under autocast in bf16 or fp16 (default fp32; the likelihood is summed in float64)")
+    e.add_argument("--channels-last", action="store_true", help="the weights and the images in the channels-last memory format")
+    e.add_argument("--compile", action="store_true", help="torch.compile the model first (minutes of compilation; worth it on a GPU for large test sets)")
     e.add_argument("--augment", action="append", default=[], metavar="NAME=K", help=AUGMENT_HELP + "; the test images are transformed alike")
     e.set_defaults(run=cmd_eval)
 
@@ -286,12 +289,17 @@ TRAIN_FLAGS = [
     ("steps", {"type": int}), ("batch_size", {"type": int}), ("lr", {"type": float}), ("lr_decay", {"type": float}),
     ("grad_clip", {"type": float}), ("ema_decay", {"type": float}), ("seed", {"type": int}), ("eval_every", {"type": int}),
     ("eval_batch_size", {"type": int}), ("checkpoint_every", {"type": int}), ("log_every", {"type": int}),
-    ("max_bad_steps", {"type": int}), ("data_key", {}), ("device", {}), ("dtype", {"choices": ["fp32", "bf16"]}),
+    ("max_bad_steps", {"type": int}), ("data_key", {}), ("device", {}), ("precision", {"choices": ["fp32", "bf16", "fp16"]}),
+    ("compile", {"action": "store_const", "const": True}), ("compile_backend", {}), ("channels_last", {"action": "store_const", "const": True}),
     ("binarize", {"action": "store_const", "const": True}), ("no_init", {"action": "store_const", "const": True}),
     ("palette", {"type": int}), ("tensorboard", {"action": "store_const", "const": True}), ("tensorboard_samples", {"type": int}),
     ("eval_limit", {"type": int}),
     ("no_check", {"action": "store_const", "const": True}),
 ]
+
+
+#: other names of train's flags (older ones, kept working)
+TRAIN_ALIASES = {"precision": ("--dtype",)}
 
 
 SET_HELP = ("override a spec field, e.g. --set image.height=16 --set defaults.gated_resnet.dropout=0.1 (a dotted path, numbers "
@@ -372,6 +380,7 @@ def cmd_eval(args) -> int:
     from .causality import require_causal
     from .checkpoint import load_model
     from .data import load_data
+    from .precision import to_memory_format
     from .stages import StagedModel
     from .train import World, evaluate, evaluate_stages, pick_device
 
@@ -385,13 +394,19 @@ def cmd_eval(args) -> int:
         args.data_key = args.data_key or recorded.get("data_key")
     data = load_data(args.data, args.split, model.image, args.binarize, args.data_key, palette=state.get("palette"))
     per_order = stages = None
+    model = to_memory_format(model.to(device), args.channels_last)
+    if args.compile:
+        if args.orders != 1 or isinstance(model, StagedModel):
+            raise UsageError("--compile goes with a single model of one order")
+        model.compile(fullgraph=True)  # the forward pass; the likelihood sums stay eager
+    step = {"precision": args.precision, "channels_last": args.channels_last}
     augment = parse_augment(args.augment, model) if args.augment else None
     if augment and (args.orders != 1 or isinstance(model, StagedModel)):
         raise UsageError("--augment goes with a single model of one order")
     if args.orders != 1 and isinstance(model, StagedModel):
         raise UsageError("--orders averages the orders of one model; a spec with stages has one order per stage")
     if isinstance(model, StagedModel):
-        bpd, nats, stages = evaluate_stages(model.to(device), data, args.batch_size, device, progress=not args.no_progress)
+        bpd, nats, stages = evaluate_stages(model, data, args.batch_size, device, progress=not args.no_progress, **step)
     elif args.orders != 1:
         from .order_average import evaluate_orders, ordering_variants
 
@@ -401,7 +416,7 @@ def cmd_eval(args) -> int:
             raise UsageError(str(error)) from None
         bpd, nats, per_order = evaluate_orders(models, data, args.batch_size, device)
     else:
-        bpd, nats = evaluate(model.to(device), data, args.batch_size, device, augment=augment, progress=not args.no_progress)
+        bpd, nats = evaluate(model, data, args.batch_size, device, augment=augment, progress=not args.no_progress, **step)
     if args.json:
         print(json.dumps({"checkpoint": args.checkpoint, "step": state["step"], "split": args.split, "images": len(data), "bits_per_dim": bpd,
                           "nats_per_image": nats, "weights": args.weights, "orders": args.orders, "bits_per_dim_per_order": per_order,

@@ -16,6 +16,7 @@ from torch import nn
 
 from .errors import BlockError
 from .hookspecs import hookimpl
+from .ops import checks_values
 from .spec import ImageSpec, InputConfig
 from .streams import StreamInfo
 
@@ -59,7 +60,7 @@ class ClassLabel(InputType):
     def forward(self, batch, value, like):
         if value.shape != (batch,) or value.dtype.is_floating_point:
             raise ValueError(f"a class label must be an integer tensor of shape [{batch}], got {value.dtype} {tuple(value.shape)}")
-        if value.numel() and (value.min() < 0 or value.max() >= self.config.num_classes):
+        if checks_values(value) and value.numel() and (value.min() < 0 or value.max() >= self.config.num_classes):
             raise ValueError(f"class labels must lie in [0, {self.config.num_classes - 1}]")
         return value.long()
 

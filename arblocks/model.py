@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import torch
 from torch import nn
 
-from .ops import grouped_cat
+from .ops import checks_values, grouped_cat
 from .spec import IMAGE_STREAM, ImageSpec, ModelSpec
 from .streams import Causal, StreamInfo, canonical
 
@@ -81,9 +81,10 @@ class ARModel(nn.Module):
             raise ValueError(f"expected images of shape [B, {', '.join(map(str, expected))}], got {list(x.shape)}")
         if x.dtype.is_floating_point or x.dtype == torch.bool:
             raise ValueError(f"expected integer levels (e.g. torch.uint8 or torch.long), got {x.dtype}")
-        low, high = (int(x.min()), int(x.max())) if x.numel() else (0, 0)
-        if low < 0 or high >= image.levels:
-            raise ValueError(f"levels must lie in [0, {image.levels - 1}] for a {image.bits}-bit image, got [{low}, {high}]")
+        if checks_values(x) and x.numel():  # on the CPU in eager mode only: no device sync, no graph break (ops.checks_values)
+            low, high = int(x.min()), int(x.max())
+            if low < 0 or high >= image.levels:
+                raise ValueError(f"levels must lie in [0, {image.levels - 1}] for a {image.bits}-bit image, got [{low}, {high}]")
         dtype = next((p.dtype for p in self.parameters()), torch.get_default_dtype())
         return levels_to_float(x, image.levels, dtype)
 

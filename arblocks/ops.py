@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import torch
@@ -45,3 +46,13 @@ def label_vectors(table: torch.nn.Embedding, labels: torch.Tensor) -> torch.Tens
 def ungrouped(state: Causal) -> Causal:
     """The state of a stream whose channel groups were mixed."""
     return Causal.CURRENT if state in (Causal.STRICT, Causal.INCLUSIVE) else state
+
+
+def checks_values(t: torch.Tensor) -> bool:
+    """Whether a forward pass checks the values of an input tensor (levels and labels in range): in eager mode on the
+    CPU, where that costs neither a device synchronisation nor a graph break. Under ``torch.compile`` and on an
+    accelerator it is left to the data path (``arblocks.data`` converts every dataset to the spec's levels), unless
+    ``ARBLOCKS_CHECK_VALUES=1`` asks for it everywhere outside compiled code (debugging)."""
+    if torch.compiler.is_compiling():
+        return False
+    return t.device.type == "cpu" or os.environ.get("ARBLOCKS_CHECK_VALUES") == "1"

@@ -8,8 +8,9 @@ builds small models that compose the block with the built-in ones and checks wha
   dependence on future pixels and later channels, by float64 gradients and by the value-perturbation walk (which sees
   ``detach``, ``round``, comparisons and thresholds), and a pure forward (no buffer changes, the same outputs on a
   second call, an image's outputs independent of the rest of its batch), for every composition: the block as the
-  first layer (reading the image), after a first layer, in a residual, twice in a row, and on an earlier stage's
-  variable (a fully known map, as in a model of several stages) concatenated to the features; 1 and 3 image channels; a
+  first layer (reading the image), after a first layer, in a residual, twice in a row, at half the resolution (between
+  a stride-2 step down and up, as on a U-Net's lower level), and on an earlier stage's variable (a fully known map,
+  as in a model of several stages, at the image's size and at half of it) concatenated to the features; 1 and 3 image channels; a
   per-channel softmax head and a joint logistic-mixture head. Compositions that the block's own causal statement
   rules out are refused by the builder and skipped; the others must hold. The first two compositions are also proven
   block by block (:mod:`arblocks.block_proof`) for a 4x40 and a 40x4 image: the block's dependencies on a window, placed at
@@ -105,20 +106,43 @@ def compositions(block_type: str, example: dict, head: str) -> list[tuple[str, l
         ("in a residual", [first, {"type": "residual", "body": [{"type": "elu"}, block]}, after]),
         ("twice, with activations", [first, block, {"type": "tanh"}, block, after]),
         (EARLIER_CASE, [first, {**block, "in": EARLIER, "out": "c"}, {"type": "concat", "in": ["h", "c"], "out": "h"}, after]),
+        (HALF_CASE, [first, *at_half_resolution(block), after]),
+        (EARLIER_HALF_CASE, [first, {**block, "in": EARLIER_HALF, "out": "c"}, {"type": "concat", "in": ["h", "c"], "out": "h"}, after]),
     ]
+
+
+def at_half_resolution(block: dict) -> list[dict]:
+    """The block on a U-Net's lower level: a stride-2 step down from the features, the block (its stream fields that
+    name the features pointed at that level), the transposed step back up, added to the features."""
+    low = {key: "low" if value == "h" else value for key, value in block.items()}
+    return [{"type": "down_right_shifted_conv", "in": "h", "out": "low", "kernel_size": [2, 2], "shift_right": True, "stride": 2},
+            {**low, "in": "low", "out": "low"},
+            {"type": "down_right_shifted_deconv", "in": "low", "out": "up"},
+            {"type": "add", "in": ["h", "up"], "out": "h"}]
 
 
 #: the input that stands for an earlier stage's variable in a model of several stages (fully known: state none)
 EARLIER = "earlier"
 #: the composition that reads it; a block whose output cannot join the features there (one that changes the size) skips it
 EARLIER_CASE = "on an earlier stage's variable, concatenated to the features"
+#: an earlier stage's variable at half the image's size (a pyramid's lower level), and the composition that reads it
+#: (a block that upsamples it, such as ``deconv``, joins the features there)
+EARLIER_HALF = "earlier_half"
+EARLIER_HALF_CASE = "on an earlier stage's variable at half size, concatenated to the features"
+#: the block at half the resolution, between a stride-2 step and its transposed step (attention on a U-Net's lower level)
+HALF_CASE = "at half the resolution, between a stride-2 step down and up"
+#: compositions a block may not fit (its size or its streams' rule it out): skipped when they do not build
+OPTIONAL_CASES = (EARLIER_CASE, EARLIER_HALF_CASE, HALF_CASE)
 
 
 def _spec(body: list[dict], channels: int, size: int, head: str) -> dict:
     head_config = {"type": head, **({"components": 2} if head == "logistic_mixture" else {})}
-    reads_earlier = any(block.get("in") == EARLIER for block in body)
+    read = {block.get("in") for block in body if isinstance(block.get("in"), str)}
+    inputs = {EARLIER: {"type": "conditioning_map", "channels": 12}, EARLIER_HALF: {"type": "conditioning_map", "channels": 12, "factor": 2}}
+    if EARLIER_HALF in read or any(block.get("stride") == 2 for block in body):
+        size += size % 2  # an even size, which halves exactly
     return {"name": "conformance", "image": {"channels": channels, "height": size, "width": size, "bits": 4},
-            "inputs": {EARLIER: {"type": "conditioning_map", "channels": 12}} if reads_earlier else {}, "body": body, "head": head_config}
+            "inputs": {name: config for name, config in inputs.items() if name in read}, "body": body, "head": head_config}
 
 
 #: every check of the kit, in the order it runs them
@@ -139,7 +163,7 @@ def check_block(block_type: str, registry: Registry | None = None, size: int = 5
                 torch.manual_seed(0)
                 model = build_model(spec, registry=registry)
             except SpecError as error:
-                if all(p.type == "not_causal" for p in error.problems) or name == EARLIER_CASE:
+                if all(p.type == "not_causal" for p in error.problems) or name in OPTIONAL_CASES:
                     continue  # the block's own statement rules this use out, and the builder refuses it: nothing to test
                 report.findings.append(Finding(block_type, case, "builds", False, "; ".join(str(p) for p in error.problems)))
                 continue

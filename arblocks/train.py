@@ -13,10 +13,9 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from torch.nn.parallel import DistributedDataParallel
 
 from . import augmentation
@@ -26,6 +25,7 @@ from .distributed import World, all_sum, barrier, setup, teardown
 from .errors import ArblocksError
 from .layers import Conv, data_dependent_init
 from .model import ARModel
+from .precision import Precision, autocast, compiled, grad_scaler, in_memory_format, to_memory_format
 from .spec import ModelSpec
 from .stages import StagedModel, StagedSpec, build_any
 
@@ -61,7 +61,14 @@ class TrainConfig(BaseModel):
     binarize: bool = Field(False, description="Binarize the images (threshold at half the range).")
     data_key: str | None = Field(None, description="Array name for npz sources.")
     device: str = Field("auto", description="cpu, cuda, cuda:N or auto.")
-    dtype: Literal["fp32", "bf16"] = Field("fp32", description="bf16 runs the model under autocast; the loss stays float32.")
+    precision: Precision = Field(
+        "fp32", validation_alias=AliasChoices("precision", "dtype"),
+        description="bf16 or fp16 run the model under autocast (the weights and the loss stay float32; fp16 scales the loss); "
+        "on a GPU bf16 is the one to use (docs/training.md).",
+    )
+    compile: bool = Field(False, description="torch.compile the model for the training steps: a speed-up on a GPU after minutes of compilation; on the CPU usually slower (docs/performance.md).")
+    compile_backend: str = Field("inductor", description="torch.compile's backend (inductor; eager or aot_eager only trace, for debugging).")
+    channels_last: bool = Field(False, description="Keep the weights and the images in the channels-last memory format (faster convolutions on GPUs).")
     check: bool = Field(True, description="Check the spec's causality before training, as `arblocks build` does (run.json says how it went); off: --no-check.")
     tensorboard: bool = Field(False, description="Also write TensorBoard event files to RUN_DIR/tensorboard: train and test bits/dim, nats, learning rate, images/s, skipped steps, and a grid of samples at every evaluation (needs the tensorboard package).")
     tensorboard_samples: int = Field(4, ge=0, le=64, description="Images sampled (cached engine, averaged weights) for TensorBoard at every evaluation; 0: none.")
@@ -119,20 +126,20 @@ def conditioning_for(model: ARModel | StagedModel, data: ImageData, index: torch
 
 
 @torch.no_grad()
-def evaluate(model: ARModel | StagedModel, data: ImageData, batch_size: int, device, world: World | None = None, dtype: str = "fp32",
-             augment: dict[str, int] | None = None, progress: bool = False) -> tuple[float, float]:
+def evaluate(model: ARModel | StagedModel, data: ImageData, batch_size: int, device, world: World | None = None, precision: Precision = "fp32",
+             augment: dict[str, int] | None = None, progress: bool = False, channels_last: bool = False) -> tuple[float, float]:
     """Exact (bits per dimension, nats per image) over every image of ``data``: each rank takes the images
     rank, rank + world, ... (no padding, no image counted twice) and the sums are reduced. ``augment`` (a model with
     Distribution Augmentation): the images under those transformation choices, and the model told so; default the identity."""
-    sums, count = _nats_sums(model, data, batch_size, device, world or World(), dtype, augment, progress)
+    sums, count = _nats_sums(model, data, batch_size, device, world or World(), precision, augment, progress, channels_last)
     return sum(sums) / (count * model.image.dims * math.log(2)), sum(sums) / count
 
 
 @torch.no_grad()
-def evaluate_stages(model: StagedModel, data: ImageData, batch_size: int, device, world: World | None = None, dtype: str = "fp32",
-                    progress: bool = False) -> tuple[float, float, list[dict]]:
+def evaluate_stages(model: StagedModel, data: ImageData, batch_size: int, device, world: World | None = None, precision: Precision = "fp32",
+                    progress: bool = False, channels_last: bool = False) -> tuple[float, float, list[dict]]:
     """As :func:`evaluate`, with each stage's figures too (:func:`stage_figures`), from the same pass."""
-    sums, count = _nats_sums(model, data, batch_size, device, world or World(), dtype, progress=progress)
+    sums, count = _nats_sums(model, data, batch_size, device, world or World(), precision, progress=progress, channels_last=channels_last)
     total = sum(sums)
     return total / (count * model.image.dims * math.log(2)), total / count, stage_figures(model, [s / count for s in sums])
 
@@ -145,8 +152,8 @@ def stage_figures(model: StagedModel, nats: list[float]) -> list[dict]:
              "bits_per_image_dim": value / image_dims} for name, view, value in zip(model.names, model.views, nats)]
 
 
-def _nats_sums(model, data: ImageData, batch_size: int, device, world: World, dtype: str, augment: dict[str, int] | None = None,
-               progress: bool = False) -> tuple[list[float], float]:
+def _nats_sums(model, data: ImageData, batch_size: int, device, world: World, precision: Precision, augment: dict[str, int] | None = None,
+               progress: bool = False, channels_last: bool = False) -> tuple[list[float], float]:
     """Summed nats over this rank's share of ``data`` and all ranks: one sum per stage (one for a single model), and the image count."""
     model.eval()
     staged = isinstance(model, StagedModel)
@@ -155,10 +162,10 @@ def _nats_sums(model, data: ImageData, batch_size: int, device, world: World, dt
     bar = _progress(progress and world.main, len(indices), 0, unit="image")
     for start in range(0, len(indices), batch_size):
         index = indices[start : start + batch_size]
-        x = data.images[index].to(device)
+        x = in_memory_format(data.images[index].to(device), channels_last)
         if augment:
             x = augmentation.apply(model, x, augmentation.chosen(model, len(x), augment))
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16"):
+        with autocast(device, precision):
             cond = conditioning_for(model, data, index, device, augment)
             parts = model.stage_nll(x, **cond) if staged else [model.nll(x, **cond)]
         sums = [total + float(part.double().sum()) for total, part in zip(sums, parts)]
@@ -270,12 +277,17 @@ def _run(spec, data_source, test_source, run_dir: Path, config: TrainConfig, sta
         with torch.random.fork_rng(devices=[]):
             model.eval()
             data_dependent_init(objective, train_data.images[index].to(device), **conditioning_for(model, train_data, index, device))
+    to_memory_format(model, config.channels_last)
     ema = EMA(model, config.ema_decay)
     if state is not None:
         ema.state = {k: v.to(device) for k, v in state["ema"].items()}
     # after the init: DDP broadcasts rank 0's weights once. Buffers are constants built from the spec (masks, attention
     # masks of up to [heads, N, N]), the same on every rank, so they are not re-broadcast before every forward pass.
     net = DistributedDataParallel(objective, broadcast_buffers=False) if world.distributed else objective
+    net = compiled(net, config.compile, fullgraph=not world.distributed, backend=config.compile_backend)  # DDP splits graphs at its buckets
+    scaler = grad_scaler(device, config.precision)
+    if state is not None and "scaler" in state:
+        scaler.load_state_dict(state["scaler"])
 
     if world.main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -296,7 +308,7 @@ def _run(spec, data_source, test_source, run_dir: Path, config: TrainConfig, sta
         torch.manual_seed((config.seed * 1_000_003 + step) * world.size + world.rank)
         model.train()
         index = _batch_indices(config, len(train_data), step - 1, world)
-        x = train_data.images[index].to(device, non_blocking=True)
+        x = in_memory_format(train_data.images[index].to(device, non_blocking=True), config.channels_last)
         cond = conditioning_for(model, train_data, index, device)
         if getattr(model, "transformations", None):  # Distribution Augmentation: each image under its drawn choices
             choices = augmentation.draw(model, len(x))
@@ -304,15 +316,19 @@ def _run(spec, data_source, test_source, run_dir: Path, config: TrainConfig, sta
             if (name := augmentation.conditioning_name(model)) is not None:
                 cond[name] = choices.to(device)
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.dtype == "bf16"):
+        with autocast(device, config.precision):
             nats = net(x, **cond)  # [B], float32 (heads compute their likelihood in float32)
         loss = nats.sum() / (len(x) * spec.image.dims * math.log(2))
-        loss.backward()
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)  # fp16: the true gradients, for the norm and its clipping
         norm = _gradient_norm(model, config.grad_clip)
         loss_value = loss.item()
         if not (math.isfinite(norm) and math.isfinite(all_sum(world, loss_value, device=device)[0])):
             optimizer.zero_grad(set_to_none=True)
             skipped += 1
+            scaler.update()  # fp16: an overflow of the scaled gradients lowers the scale; that is not a bad step
+            if scaler.is_enabled() and math.isfinite(loss_value):
+                continue
             bad_in_a_row += 1
             if bad_in_a_row >= config.max_bad_steps:
                 raise TrainingError(
@@ -321,7 +337,8 @@ def _run(spec, data_source, test_source, run_dir: Path, config: TrainConfig, sta
                 )
             continue
         bad_in_a_row = 0
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         schedule.step()
         ema.update(model, step)
         window_loss += loss_value
@@ -341,14 +358,14 @@ def _run(spec, data_source, test_source, run_dir: Path, config: TrainConfig, sta
         if step % config.eval_every == 0 or step == config.steps:
             averaged = _ema_model(spec, ema, device)
             if isinstance(averaged, StagedModel):
-                last["test"], last["nats"], last["stages"] = evaluate_stages(averaged, test_data, config.eval_batch_size, device, world, config.dtype)
+                last["test"], last["nats"], last["stages"] = evaluate_stages(averaged, test_data, config.eval_batch_size, device, world, config.precision)
             else:
-                last["test"], last["nats"] = evaluate(averaged, test_data, config.eval_batch_size, device, world, config.dtype)
+                last["test"], last["nats"] = evaluate(averaged, test_data, config.eval_batch_size, device, world, config.precision)
             _write_metrics(world, run_dir, step, "test", last["test"], last["nats"], None, schedule.get_last_lr()[0], skipped)
             if board is not None:
                 board.test(step, last["test"], last["nats"], averaged, config.tensorboard_samples, config.seed, palette)
         if step % config.checkpoint_every == 0 or step == config.steps:
-            _save(world, run_dir, spec, model, ema, optimizer, schedule, step, skipped, config, palette)
+            _save(world, run_dir, spec, model, ema, optimizer, schedule, step, skipped, config, palette, scaler)
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -384,14 +401,15 @@ def _ema_model(spec: ModelSpec | StagedSpec, ema: EMA, device) -> ARModel | Stag
     return model
 
 
-def _save(world: World, run_dir: Path, spec, model, ema: EMA, optimizer, schedule, step: int, skipped: int, config: TrainConfig, palette=None) -> None:
+def _save(world: World, run_dir: Path, spec, model, ema: EMA, optimizer, schedule, step: int, skipped: int, config: TrainConfig, palette=None,
+          scaler=None) -> None:
     if world.main:
         state = {
             "format": ckpt.FORMAT,
             "spec": ckpt.spec_json(spec),
             "spec_hash": ckpt.spec_hash(spec),
-            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "ema": {k: v.detach().cpu() for k, v in ema.state.items()},
+            "model": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},  # contiguous: channels-last runs too
+            "ema": {k: v.detach().cpu().contiguous() for k, v in ema.state.items()},
             "optimizer": optimizer.state_dict(),
             "schedule": schedule.state_dict(),
             "step": step,
@@ -399,6 +417,7 @@ def _save(world: World, run_dir: Path, spec, model, ema: EMA, optimizer, schedul
             "config": config.model_dump(mode="json"),
             "world_size": world.size,
             **({"palette": palette} if palette is not None else {}),
+            **({"scaler": scaler.state_dict()} if scaler is not None and scaler.is_enabled() else {}),
         }
         ckpt.save_atomic(state, run_dir / CHECKPOINT)
     barrier(world)

@@ -185,6 +185,23 @@ class AttentionOneAhead(CausalAttention):
         self.has_past = self.attend.any(-1, keepdim=True).to(self.has_past.dtype)
 
 
+class AttentionAheadWhenDownsampledConfig(CausalAttentionConfig):
+    """attention_one_ahead's leak only on streams smaller than the image: a bug in lower-resolution handling alone."""
+
+    type: Literal["attention_ahead_when_downsampled"] = "attention_ahead_when_downsampled"
+
+
+class AttentionAheadWhenDownsampled(CausalAttention):
+    Config = AttentionAheadWhenDownsampledConfig
+
+    def __init__(self, config, inputs, aux, ctx):
+        super().__init__(config, inputs, aux, ctx)
+        if (inputs[0].height, inputs[0].width) != (ctx.image.height, ctx.image.width):
+            order = ctx.order_of(inputs[0]).flatten()
+            self.attend = self.attend | (order[None, :] == order[:, None] + 1)
+            self.has_past = self.attend.any(-1, keepdim=True).to(self.has_past.dtype)
+
+
 class RowsAboveMeanConfig(BlockConfig):
     """Each position gets the mean of every pixel in the rows above it: truly state 'above', under any ordering."""
 
@@ -213,6 +230,7 @@ class LeakyPlugin:
         register(BatchNorm)
         register(PeekBelow)
         register(AttentionOneAhead)
+        register(AttentionAheadWhenDownsampled)
         register(RowsAboveMean)
         for block in CORPUS:
             register(block)

@@ -125,3 +125,18 @@ def test_the_block_proof_builds_attention_for_the_full_size_streams():
     tiny = build_model(spec, image=spec.image.model_copy(update={"height": 4, "width": 4})).double()
     proofs = prove_blocks(tiny, full, rank, modes=("eval",), select=select, budget=1e11, full_layer=lambda i: layers[i])
     assert proofs.proven == ["/body/9/body/8", "/body/11/body/8"] and not proofs.violations
+
+
+def test_the_kit_places_blocks_at_half_resolution_and_catches_a_leak_there_only(leaky):
+    from arblocks.testing import HALF_CASE, check_block
+
+    report = check_block("attention_ahead_when_downsampled", registry=leaky, checks=("causality",))
+    failed = {f.case.split(", ")[-1] for f in report.failures() if f.check == "causality"}
+    assert failed == {HALF_CASE.split(", ")[-1]}, report.summary()
+
+
+def test_the_kit_builds_deconv_on_a_half_size_variable():
+    from arblocks.testing import EARLIER_HALF_CASE, check_block
+
+    report = check_block("deconv", checks=("causality",))
+    assert [f.ok for f in report.findings if f.case.endswith(EARLIER_HALF_CASE)] == [True] * 4
