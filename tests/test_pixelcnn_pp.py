@@ -58,3 +58,12 @@ def test_data_dependent_init_normalizes_every_layer():
         mean, std = out.mean(dim=(0, 2, 3)), out.std(dim=(0, 2, 3), unbiased=False)
         assert mean.abs().max() < 1e-4
         assert torch.allclose(std, torch.full_like(std, layer.init_scale), rtol=1e-3)
+
+
+def test_class_vectors_start_as_small_as_the_originals():
+    """PixelCNN++ initializes its class weights N(0, 0.05): beside conv2's initial scale of 0.1, N(0, 1) vectors would
+    swamp the gates at the start of training."""
+    torch.manual_seed(0)
+    model = build_model(load_spec(SPECS / "pixelcnn_pp_classcond.json"))
+    vectors = torch.cat([m.label.weight.flatten() for m in model.modules() if getattr(m, "label", None) is not None and hasattr(m.label, "weight")])
+    assert abs(float(vectors.std()) - 0.05) < 0.002

@@ -92,7 +92,7 @@ class GatedResnetConfig(BlockConfig):
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout probability after the first convolution.")
     weight_norm: bool = Field(True, description="Weight normalization of every convolution, with data-dependent initialization available.")
     aux: StreamRefs | None = stream_field("Auxiliary input of the same size (a list is concatenated): nin(f(aux)) is added after the first convolution.")
-    label: StreamRefs | None = stream_field("Class-label input: a learned per-class vector (no bias) is added before the gate.")
+    label: StreamRefs | None = stream_field("Class-label input: a learned per-class vector (no bias, initialized N(0, 0.05) as in PixelCNN++) is added before the gate.")
 
 
 DEFAULT_KERNELS = {"down_shifted": (2, 3), "down_right_shifted": (2, 2), "nin": (1, 1), "centred": (3, 3)}
@@ -134,6 +134,8 @@ class GatedResnet(Block):
         self.conv2 = Conv(width * filters, 2 * filters, kernel, weight_norm=wn, init_scale=0.1)
         check_conditioning(aux, (source.height, source.width))
         self.label = nn.Embedding(aux["label"].channels, 2 * filters) if "label" in aux else None
+        if self.label is not None:  # as PixelCNN++'s class weights: N(0, 0.05), small beside the 0.1 scale conv2 starts at
+            nn.init.normal_(self.label.weight, std=0.05)
         self.output_info = source
 
     def f(self, x):
