@@ -25,9 +25,19 @@ they refer to (:func:`position_order`), so a block that orders positions (attent
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .streams import Causal, StreamInfo
+
+
+def block_size(size: int, image_size: int) -> int:
+    """Image rows (or columns) per row of a smaller stream: the ratio when it divides, else the power of two that
+    stride-2 steps rounding up give (5 -> 3 -> 2: blocks of 4 rows, not ceil(5 / 2) = 3)."""
+    if image_size % size == 0:
+        return image_size // size
+    return 1 << math.ceil(math.log2(image_size / size))
 
 
 def pixel_of(size: int, image_size: int) -> torch.Tensor:
@@ -35,26 +45,27 @@ def pixel_of(size: int, image_size: int) -> torch.Tensor:
     for a larger stream the row it lies in."""
     index = torch.arange(size)
     if size <= image_size:
-        return index * -(-image_size // size)
+        return (index * block_size(size, image_size)).clamp(max=image_size - 1)
     return index * image_size // size
 
 
 def represented_pixels(rank: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """[h, w] rows and [h, w] columns: the image pixel each position of a ``height x width`` stream refers to.
 
-    A position of a stream no larger than the image covers a block of ``ceil(H / h) x ceil(W / w)`` pixels (cut at the
+    A position of a stream no larger than the image covers a block of :func:`block_size` rows and columns (cut at the
     border) and refers to the block's earliest pixel in the order ``rank``; otherwise each axis maps to the pixel it
     lies in."""
     H, W = rank.shape
     rows, cols = pixel_of(height, H), pixel_of(width, W)
     if height > H or width > W:
         return rows[:, None].expand(height, width), cols[None, :].expand(height, width)
-    fh, fw = -(-H // height), -(-W // width)
+    fh, fw = block_size(height, H), block_size(width, W)
     padded = torch.full((height * fh, width * fw), torch.iinfo(torch.long).max, dtype=torch.long)
     padded[:H, :W] = rank
     blocks = padded.view(height, fh, width, fw).permute(0, 2, 1, 3).flatten(2)  # [h, w, fh * fw]
     first = blocks.argmin(-1)  # [h, w]: index of the earliest pixel within each block
-    return rows[:, None] + first // fw, cols[None, :] + first % fw
+    # a block wholly beyond the image (a map of a size no stride gives) refers to the last row or column
+    return (rows[:, None] + first // fw).clamp(max=H - 1), (cols[None, :] + first % fw).clamp(max=W - 1)
 
 
 def position_order(rank: torch.Tensor, height: int, width: int) -> torch.Tensor:
