@@ -238,6 +238,21 @@ def test_attention_on_a_grouped_query_mixes_the_sub_pixel_groups():
     assert builds(data) is None  # a per-channel head cannot read it
 
 
+def test_a_grouped_skip_into_lmconvs_gated_resnet_mixes_the_sub_pixel_groups():
+    """lm_gated_resnet's skip (a 1x1 projection, PONO, then a mask-B convolution at the location) spreads a 'strict'
+    skip over every output channel of its pixel: the output is 'current' (it used to keep the skip's 'strict', and a
+    per-channel head saw a pixel's own channels: 48 violations, drawn by the property test in CI)."""
+    if "lm_gated_resnet" not in registry().blocks:
+        pytest.skip("needs the arblocks-lmconv plugin")
+    body = [{"type": "add", "in": "h", "out": "h"}, {"type": "lm_gated_resnet", "aux": "h", "in": "map", "out": "g"},
+            {"type": "add", "in": ["h", "g"], "out": "h"}]
+    data = spec_of("mask A", body, {"type": "categorical"}, 3, 4, 1, {"type": "raster"})
+    model = build_model(parse_spec(data, registry=registry()), registry=registry(), static_causality=False)
+    assert [row.causal for row in model.rows if row.type == "lm_gated_resnet"] == ["current"]
+    assert not check_model(model, modes=("train",), registry=registry()).ok  # the leak a 'strict' statement would hide
+    assert builds(data) is None  # and the builder refuses it for a per-channel head
+
+
 def test_a_raster_only_block_inside_a_container_follows_the_ordering_too():
     """A block whose statement holds only in raster order is refused under another ordering inside a residual's body
     as at the top level (it used to pass there, and channel_gate's running mean then leaked under the S-curve)."""

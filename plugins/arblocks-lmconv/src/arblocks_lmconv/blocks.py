@@ -16,6 +16,7 @@ from arblocks.blocks.conv import ConvOutputConfig
 from arblocks.errors import BlockError
 from arblocks.incremental import patch_index, patch_linear, pointwise_at, read_patches
 from arblocks.layers import Conv
+from arblocks.ops import ungrouped
 from arblocks.spec import StreamRefs, stream_field
 from arblocks.streams import canonical, join
 
@@ -173,4 +174,6 @@ class LmGatedResnet(Block):
         state = canonical(inputs[0], self.image.channels)
         if state > Causal.PAST and state != Causal.FUTURE:
             raise BlockError(f"the block's mask-B convolutions read their own location, which is '{state.label}' here", field="in")
-        return join(state, *aux.values())
+        # the skip's 1x1 projection, PONO and the mask-B convolution after it mix every channel of the location: a
+        # grouped skip ('strict', 'inclusive') reaches every output channel of its own location
+        return join(state, *(ungrouped(a) for a in aux.values()))
