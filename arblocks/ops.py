@@ -56,3 +56,15 @@ def checks_values(t: torch.Tensor) -> bool:
     if torch.compiler.is_compiling():
         return False
     return t.device.type == "cpu" or os.environ.get("ARBLOCKS_CHECK_VALUES") == "1"
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """``F.dropout``'s semantics (each value kept with probability 1 - p, independently, and scaled by 1 / (1 - p)).
+    On the CPU the keep mask comes from one float32 uniform per value compared with ``p``, which is 2.4x faster there
+    than ``F.dropout``'s Bernoulli draws (docs/performance.md); elsewhere, and under compilation, ``F.dropout``."""
+    if not training or p == 0:
+        return x
+    if x.device.type != "cpu" or torch.compiler.is_compiling():
+        return torch.nn.functional.dropout(x, p, True)
+    keep = torch.rand(x.shape, dtype=torch.float32) >= p
+    return x * keep.to(x.dtype) * (1.0 / (1.0 - p))

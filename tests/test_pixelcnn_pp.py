@@ -67,3 +67,21 @@ def test_class_vectors_start_as_small_as_the_originals():
     model = build_model(load_spec(SPECS / "pixelcnn_pp_classcond.json"))
     vectors = torch.cat([m.label.weight.flatten() for m in model.modules() if getattr(m, "label", None) is not None and hasattr(m.label, "weight")])
     assert abs(float(vectors.std()) - 0.05) < 0.002
+
+
+def test_dropout_keeps_f_dropouts_semantics():
+    """ops.dropout (a cheaper random-number path on the CPU): each value kept with probability 1 - p and scaled by
+    1 / (1 - p), independently; the identity in evaluation; the same draws from the same seed; gradients through the kept values."""
+    from arblocks.ops import dropout
+
+    x = torch.ones(200, 500, requires_grad=True)
+    torch.manual_seed(3)
+    y = dropout(x, 0.3, True)
+    kept = y != 0
+    assert abs(float(kept.float().mean()) - 0.7) < 0.005  # 100,000 draws: 0.005 is over 7 standard deviations
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.7))
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())
+    torch.manual_seed(3)
+    assert torch.equal(dropout(x, 0.3, True), y)
+    assert dropout(x, 0.3, False) is x and dropout(x, 0.0, True) is x

@@ -15,7 +15,7 @@ from ..errors import BlockError
 from ..hookspecs import hookimpl
 from ..incremental import Reach, conv_at, pointwise_at
 from ..layers import Conv
-from ..ops import label_vectors, ungrouped
+from ..ops import dropout, label_vectors, ungrouped
 from ..spec import BlockConfig, StreamRefs, stream_field
 from ..streams import Causal, canonical, join
 from .shifted_conv import KernelSize
@@ -148,7 +148,7 @@ class GatedResnet(Block):
         c1 = self.conv1(F.pad(self.f(x), self.padding))
         if self.nin_aux is not None:
             c1 = c1 + self.nin_aux(self.f(aux))
-        c1 = F.dropout(self.f(c1), self.config.dropout, self.training)
+        c1 = dropout(self.f(c1), self.config.dropout, self.training)
         c2 = self.conv2(F.pad(c1, self.padding))
         if self.label is not None:
             c2 = c2 + label_vectors(self.label, label)[:, :, None, None]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch.nn.functional as F
 from pydantic import Field
 
 from ..block import Elementwise
 from ..hookspecs import hookimpl
+from ..ops import dropout
 from ..spec import BlockConfig
 
 
@@ -23,7 +23,7 @@ class Dropout(Elementwise):
     Config = DropoutConfig
 
     def forward(self, x):
-        return F.dropout(x, self.config.p, self.training)
+        return dropout(x, self.config.p, self.training)
 
 
 @hookimpl

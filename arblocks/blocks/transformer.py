@@ -20,6 +20,7 @@ from ..block import Block, ChannelMixing, require_map
 from ..errors import BlockError
 from ..hookspecs import hookimpl
 from ..incremental import attend_at, attention_bias
+from ..ops import dropout
 from ..sequence import SUBPIXELS, SequencePositions, from_sequence, sequence_layout, to_sequence
 from ..spec import BlockConfig, typed_field
 from ..streams import Causal, canonical
@@ -193,8 +194,8 @@ class TransformerBlock(Block):
 
     def branch(self, seq, layer, norm):
         if self.config.norm == "pre":
-            return seq + F.dropout(layer(norm(seq)), self.config.dropout, self.training)
-        return norm(seq + F.dropout(layer(seq), self.config.dropout, self.training))
+            return seq + dropout(layer(norm(seq)), self.config.dropout, self.training)
+        return norm(seq + dropout(layer(seq), self.config.dropout, self.training))
 
     def attention(self, seq):
         q, k, v = self.qkv(seq).split([self.qk, self.qk, seq.shape[-1]], dim=-1)
