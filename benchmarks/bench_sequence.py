@@ -3,7 +3,7 @@ figures go to docs/performance.md).
 
     python benchmarks/bench_sequence.py [--specs igpt_small image_transformer_small sparse_transformer_small]
                                         [--batch 16] [--steps 5] [--device cpu|cuda] [--dtype fp32|bf16]
-                                        [--attention auto dense] [--kernels]
+                                        [--attention auto dense] [--kernels] [--sizes 8 16 32]
 
 Each spec (with each `--attention` kernel of its transformer blocks) runs in a child process, so that its peak memory is its own: a train step is forward, loss, backward and an
 Adam step on random images; peak memory is `torch.cuda.max_memory_allocated` on CUDA and the growth of the child's
@@ -31,19 +31,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_step import median_seconds, time_steps, train_step  # noqa: E402
 
 
-def train_steps(name: str, kernel: str, batch: int, steps: int, device: str, dtype: str, queue) -> None:
+def train_steps(name: str, kernel: str, batch: int, steps: int, device: str, dtype: str, queue, size: int | None = None) -> None:
     from arblocks import build_model, parse_spec
 
     torch.manual_seed(0)
     device = torch.device(device)
     data = json.loads((ROOT / f"specs/{name}.json").read_text())
     data.setdefault("defaults", {}).setdefault("transformer_block", {})["kernel"] = kernel
+    if size is not None:
+        data["image"].update(height=size, width=size)
     model = build_model(parse_spec(data)).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     image = model.image
     x = torch.randint(0, image.levels, (batch, image.channels, image.height, image.width), device=device)
     median, peak = time_steps(train_step(model, lambda m, images: m.nll(images).mean(), optimizer, x, dtype, device), steps, device)
-    queue.put({"spec": name, "kernel": kernel, "params": model.num_parameters(), "batch": batch, "step_s": median, "peak_gib": peak})
+    queue.put({"spec": name, "kernel": kernel, "size": image.height, "params": model.num_parameters(), "batch": batch, "step_s": median, "peak_gib": peak})
 
 
 def compare_layer(block, shared, batch: int, repeats: int, device: str) -> dict:
@@ -94,12 +96,13 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--kernels", action="store_true")
+    parser.add_argument("--sizes", nargs="*", type=int, default=[None], help="image sizes to run each spec at (default: the spec's own)")
     parser.add_argument("--attention", nargs="+", choices=["auto", "dense"], default=["auto"], help="transformer_block kernels to run each spec with")
     args = parser.parse_args()
     context = multiprocessing.get_context("spawn")
-    for name, kernel in ((n, k) for n in args.specs for k in args.attention):
+    for name, kernel, size in ((n, k, z) for n in args.specs for k in args.attention for z in args.sizes):
         queue = context.Queue()
-        child = context.Process(target=train_steps, args=(name, kernel, args.batch, args.steps, args.device, args.dtype, queue))
+        child = context.Process(target=train_steps, args=(name, kernel, args.batch, args.steps, args.device, args.dtype, queue, size))
         child.start()
         while True:  # a child killed for memory never answers: report it instead of waiting forever
             try:
