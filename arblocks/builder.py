@@ -20,7 +20,7 @@ from torch import nn
 
 from .block import Block, BuildContext
 from .errors import BlockError, Problem, SpecError, SpecWarning, did_you_mean
-from .incremental import Reach, Region, incremental_kind, windowed_forward
+from .incremental import Reach, Region, compute_at, incremental_kind
 from .model import ARModel, Ref, Step
 from .ops import keeps_groups, ungrouped
 from .plugins import get_registry
@@ -95,13 +95,7 @@ class Chain(nn.Module):
         """The chain's output [B, C, n] at the region. Each layer's output is kept in a full-size buffer (written at the
         regions computed so far, as the sampler writes streams), which the next layer reads like any stream."""
         for i, layer in enumerate(self.layers):
-            kind = incremental_kind(layer)
-            if kind == "step":
-                out = layer.forward_at(region, cache["layers"][i], h)
-            elif kind == "window":
-                out = windowed_forward(layer, layer.reach(), region, [h], {})
-            else:
-                out = region.take(layer(h))
+            out = compute_at(layer, incremental_kind(layer), region, cache["layers"][i], [h], {})
             if i + 1 < len(self.layers):
                 if i not in cache["buffers"]:
                     cache["buffers"][i] = h.new_zeros(h.shape[0], out.shape[1], h.shape[2], h.shape[3])

@@ -23,7 +23,7 @@ import torch
 from torch.nn.utils import parametrize
 
 from .draws import Event, Sampler, SamplingError, draw_at, events_of, start_images  # noqa: F401 - re-exported
-from .incremental import Region, incremental_kind, windowed_forward
+from .incremental import Region, compute_at, incremental_kind
 from .model import ARModel
 from .ops import grouped_cat
 from .readiness import ready_times, stream_groups
@@ -125,17 +125,8 @@ class CachedSampler(Sampler):
 
     @staticmethod
     def _layer(node: Node, inputs: list[Node], aux: dict[str, Node], cache):
-        layer, kind = node.layer, node.kind
-        reach = layer.reach() if kind == "window" else None
-
         def compute(region: Region):
-            args = [n.buffer for n in inputs]
-            kwargs = {k: n.buffer for k, n in aux.items()}
-            if kind == "step":
-                return layer.forward_at(region, cache, *args, **kwargs)
-            if kind == "window":
-                return windowed_forward(layer, reach, region, args, kwargs)
-            return region.take(layer(*args, **kwargs))
+            return compute_at(node.layer, node.kind, region, cache, [n.buffer for n in inputs], {k: n.buffer for k, n in aux.items()})
 
         return compute
 

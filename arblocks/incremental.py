@@ -146,6 +146,15 @@ def windowed_forward(block, reach: Reach, region: Region, inputs, aux) -> torch.
     return out[:, :, region.rows - out_r, region.cols - out_c]
 
 
+def compute_at(layer, kind: str, region: Region, cache, args: list, kwargs: dict) -> torch.Tensor:
+    """A layer's output [B, C, n] at the region by its :func:`incremental_kind`, from the full buffers of its inputs."""
+    if kind == "step":
+        return layer.forward_at(region, cache, *args, **kwargs)
+    if kind == "window":
+        return windowed_forward(layer, layer.reach(), region, args, kwargs)
+    return region.take(layer(*args, **kwargs))
+
+
 def incremental_kind(block) -> str:
     """How the cached sampler computes a block: ``step`` (its own forward_at), ``window`` (local, via its reach) or
     ``full`` (recomputed over the whole map: the fallback)."""
