@@ -128,6 +128,13 @@ def require_map(info: StreamInfo, what: str = "input", field: str = "in") -> Str
     return info
 
 
+def require_within_image(info: StreamInfo, ctx: BuildContext, block_type: str, field: str = "in") -> None:
+    """Refuse a stream larger than the image: its positions would not stand for whole pixels in the generation order."""
+    if info.height > ctx.image.height or info.width > ctx.image.width:
+        raise BlockError(f"{block_type} works at the image's resolution or below, got {info.describe()} for a "
+                         f"{ctx.image.height}x{ctx.image.width} image", field=field)
+
+
 def same_size(infos: Sequence[StreamInfo], field: str = "in") -> tuple[int, int]:
     sizes = {(i.height, i.width) for i in infos}
     if len(sizes) != 1:

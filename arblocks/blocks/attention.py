@@ -21,7 +21,7 @@ from einops import rearrange
 from pydantic import Field
 
 from ..attention_patterns import frontier_mask
-from ..block import Block, require_map
+from ..block import Block, require_map, require_within_image
 from ..errors import BlockError
 from ..hookspecs import hookimpl
 from ..incremental import attend_at, attention_bias
@@ -70,9 +70,7 @@ class CausalAttention(Block):
         for name, channels in (("in", query.channels), ("value", value.channels)):
             if channels % config.heads:
                 raise BlockError(f"{channels} channels do not split into {config.heads} heads", field=name)
-        if query.height > ctx.image.height or query.width > ctx.image.width:
-            raise BlockError(f"causal_attention works at the image's resolution or below, got {query.describe()} for a "
-                             f"{ctx.image.height}x{ctx.image.width} image", field="in")
+        require_within_image(query, ctx, "causal_attention")
         # positions in the generation order of the pixels they stand for, keys only where all they see is in the output's past
         mask = causal_mask(ctx.order_of(query), config.include_current)
         mask &= frontier_mask(ctx, [key, value], query.with_(causal=Causal.PAST))

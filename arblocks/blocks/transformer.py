@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..attention_patterns import attention_mask, frontier_mask, pattern_of
-from ..block import Block, ChannelMixing, require_map
+from ..block import Block, ChannelMixing, require_map, require_within_image
 from ..errors import BlockError
 from ..hookspecs import hookimpl
 from ..incremental import attend_at, attention_bias
@@ -107,9 +107,7 @@ class TransformerBlock(Block):
     def __init__(self, config: TransformerBlockConfig, inputs, aux, ctx):
         super().__init__(config, inputs, aux, ctx)
         source = require_map(inputs[0])
-        if source.height > ctx.image.height or source.width > ctx.image.width:
-            raise BlockError(f"transformer_block works at the image's resolution or below, got {source.describe()} for a "
-                             f"{ctx.image.height}x{ctx.image.width} image", field="in")
+        require_within_image(source, ctx, "transformer_block")
         self.per_pixel, width = sequence_layout(source.channels, ctx.image.channels, config.subpixels)
         self.qk = config.qk_channels or width
         for name, channels in (("qk_channels", self.qk), ("heads", width)):
