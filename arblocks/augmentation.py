@@ -47,7 +47,7 @@ class AugmentationChoices(InputType):
         expected = (batch, len(self.choices))
         if tuple(value.shape) != expected or value.dtype.is_floating_point:
             raise ValueError(f"the augmentation choices must be an integer tensor of shape {list(expected)}, got {value.dtype} {list(value.shape)}")
-        if checks_values(value) and value.numel() and bool(((value < 0) | (value >= torch.tensor(self.choices))).any()):
+        if checks_values(value) and value.numel() and bool(((value < 0) | (value >= torch.tensor(self.choices, device=value.device))).any()):
             raise ValueError(f"augmentation choices must lie in [0, choices) per transformation, with choices {self.choices}")
         return value.long() + self.offsets.to(value.device)
 
