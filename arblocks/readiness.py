@@ -29,6 +29,7 @@ import math
 
 import torch
 
+from .ops import channel_groups
 from .streams import Causal, StreamInfo
 
 
@@ -80,7 +81,8 @@ def position_order(rank: torch.Tensor, height: int, width: int) -> torch.Tensor:
 def stream_groups(info: StreamInfo, image_channels: int) -> list[int]:
     """The sub-pixel channel groups a stream's state distinguishes (one group when it keeps none apart)."""
     if info.causal in (Causal.STRICT, Causal.INCLUSIVE) and image_channels > 1:
-        return sorted({i * image_channels // info.channels for i in range(info.channels)})  # as ops.channel_groups
+        with torch.device("cpu"):  # values are needed, also in a meta build
+            return sorted(set(channel_groups(info.channels, image_channels).tolist()))
     return [0]
 
 
