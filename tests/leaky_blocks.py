@@ -180,9 +180,13 @@ class AttentionOneAhead(CausalAttention):
 
     def __init__(self, config, inputs, aux, ctx):
         super().__init__(config, inputs, aux, ctx)
-        order = ctx.order_of(inputs[0]).flatten()
-        self.attend = self.attend | (order[None, :] == order[:, None] + 1)  # key = the query's next position
-        self.has_past = self.attend.any(-1, keepdim=True).to(self.has_past.dtype)
+        if self.leaks_at(inputs[0], ctx):
+            order = ctx.order_of(inputs[0]).flatten()
+            self.attend = self.attend | (order[None, :] == order[:, None] + 1)  # key = the query's next position
+            self.has_past = self.attend.any(-1, keepdim=True).to(self.has_past.dtype)
+
+    def leaks_at(self, query, ctx) -> bool:
+        return True
 
 
 class AttentionAheadWhenDownsampledConfig(CausalAttentionConfig):
@@ -191,15 +195,11 @@ class AttentionAheadWhenDownsampledConfig(CausalAttentionConfig):
     type: Literal["attention_ahead_when_downsampled"] = "attention_ahead_when_downsampled"
 
 
-class AttentionAheadWhenDownsampled(CausalAttention):
+class AttentionAheadWhenDownsampled(AttentionOneAhead):
     Config = AttentionAheadWhenDownsampledConfig
 
-    def __init__(self, config, inputs, aux, ctx):
-        super().__init__(config, inputs, aux, ctx)
-        if (inputs[0].height, inputs[0].width) != (ctx.image.height, ctx.image.width):
-            order = ctx.order_of(inputs[0]).flatten()
-            self.attend = self.attend | (order[None, :] == order[:, None] + 1)
-            self.has_past = self.attend.any(-1, keepdim=True).to(self.has_past.dtype)
+    def leaks_at(self, query, ctx) -> bool:
+        return (query.height, query.width) != (ctx.image.height, ctx.image.width)
 
 
 class RowsAboveMeanConfig(BlockConfig):
