@@ -66,7 +66,7 @@ class TrainConfig(BaseModel):
         description="bf16 or fp16 run the model under autocast (the weights and the loss stay float32; fp16 scales the loss); "
         "on a GPU bf16 is the one to use (docs/training.md).",
     )
-    compile: bool = Field(False, description="torch.compile the model for the training steps: a speed-up on a GPU after minutes of compilation; on the CPU usually slower (docs/performance.md).")
+    compile: bool = Field(False, description="torch.compile the model for the training steps: minutes of compilation, repaid only by long runs (on the CPU the small specs step at 0.75-1.1x eager, docs/performance.md).")
     compile_backend: str = Field("inductor", description="torch.compile's backend (inductor; eager or aot_eager only trace, for debugging).")
     channels_last: bool = Field(False, description="Keep the weights and the images in the channels-last memory format (faster convolutions on GPUs).")
     check: bool = Field(True, description="Check the spec's causality before training, as `arblocks build` does (run.json says how it went); off: --no-check.")
