@@ -70,3 +70,17 @@ def test_kit_runs_a_block_on_an_earlier_stages_variable():
     report = check_block("conv", checks=("causality", "batch-size independence", "incremental step"))
     assert report.ok, report.summary()
     assert {f.check for f in report.findings if f.case.endswith(EARLIER_CASE)} == {"causality", "batch-size independence", "incremental step"}
+
+
+def test_kit_passes_residual_whose_body_steps_layer_by_layer(monkeypatch):
+    """A residual around a transformer block samples through Chain.forward_at (layer by layer, each layer's output in
+    a buffer), not by recomputing its whole map: the kit's incremental check finds it equal to the full forward pass."""
+    from arblocks.builder import Chain
+
+    stepped = []
+    step = Chain.forward_at
+    monkeypatch.setattr(Chain, "forward_at", lambda self, *args: stepped.append(1) or step(self, *args))
+    report = check_block("residual", checks=("causality", "incremental step"))
+    assert report.ok, report.summary()
+    assert any(f.case.startswith("example 1") and f.check == "incremental step" for f in report.findings)
+    assert stepped  # the body with attention went through the chain's step, not a whole-map recomputation

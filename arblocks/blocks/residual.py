@@ -25,6 +25,8 @@ class ResidualConfig(BlockConfig):
 class Residual(Block):
     Config = ResidualConfig
     orderings = None  # as causal as its body, which is checked block by block
+    #: a local body (a window when sampling) and one with attention (stepped layer by layer when sampling)
+    examples = [{"body": [{"type": "elu"}, {"type": "conv"}]}, {"body": [{"type": "layer_norm"}, {"type": "transformer_block", "heads": 1}]}]
 
     def __init__(self, config: ResidualConfig, inputs, aux, ctx):
         super().__init__(config, inputs, aux, ctx)
