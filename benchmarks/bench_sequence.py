@@ -39,13 +39,34 @@ def train_steps(name: str, kernel: str, batch: int, steps: int, device: str, dty
     data = json.loads((ROOT / f"specs/{name}.json").read_text())
     data.setdefault("defaults", {}).setdefault("transformer_block", {})["kernel"] = kernel
     if size is not None:
-        data["image"].update(height=size, width=size)
+        resize(data, size)
     model = build_model(parse_spec(data)).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     image = model.image
     x = torch.randint(0, image.levels, (batch, image.channels, image.height, image.width), device=device)
     median, peak = time_steps(train_step(model, lambda m, images: m.nll(images).mean(), optimizer, x, dtype, device), steps, device)
     queue.put({"spec": name, "kernel": kernel, "size": image.height, "params": model.num_parameters(), "batch": batch, "step_s": median, "peak_gib": peak})
+
+
+def resize(data: dict, size: int) -> None:
+    """The spec at ``size`` x ``size``. A strided pattern whose stride is the spec's row (in sub-pixels or pixels) keeps
+    it the row at the new size, as the Sparse Transformer defines it (l = sqrt N: O(N sqrt N) scores); a fixed stride
+    would keep O(N^2 / l)."""
+    image = data["image"]
+    rows = {image["width"] * image["channels"]: size * image["channels"], image["width"]: size}
+
+    def visit(node):
+        if isinstance(node, dict):
+            if node.get("type") in ("strided", "fixed") and node.get("stride") in rows:
+                node["stride"] = rows[node["stride"]]
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(data)
+    image.update(height=size, width=size)
 
 
 def compare_layer(block, shared, batch: int, repeats: int, device: str) -> dict:
@@ -60,7 +81,7 @@ def compare_layer(block, shared, batch: int, repeats: int, device: str) -> dict:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=shared.mask)
 
     def tiled():
-        return tiled_attention(q, k, v, shared.key_tiles, shared.tile_mask, shared.tile)
+        return tiled_attention(q, k, v, shared.key_tiles, shared.tile_mask, shared.tile, shared.tile_order)
 
     row = {"max_abs_difference": (dense() - tiled()).abs().max().item()}
     row["dense_s"] = median_seconds(lambda: dense().sum().backward(), repeats, device)

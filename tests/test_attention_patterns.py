@@ -110,12 +110,19 @@ def test_one_block_depends_on_exactly_the_sub_pixels_its_pattern_allows(pattern)
     assert_exact_dependencies(pattern, size=4)
 
 
-def test_the_tiled_path_depends_on_exactly_the_sub_pixels_its_pattern_allows():
-    pattern = {"type": "local_1d", "block": 48}
-    model = build_model(parse_spec(one_block_spec(pattern, heads=2, size=12)))
+@pytest.mark.parametrize(
+    "pattern, size, reordered",
+    [
+        ({"type": "local_1d", "block": 48}, 12, False),  # 432 sub-pixels, each query reads at most 96 earlier ones
+        ([{"type": "strided", "stride": 24, "part": "local"}, {"type": "strided", "stride": 24, "part": "stride"}], 8, True),
+    ],
+    ids=["local_1d", "strided_in_group_order"],
+)
+def test_the_tiled_path_depends_on_exactly_the_sub_pixels_its_pattern_allows(pattern, size, reordered):
+    model = build_model(parse_spec(one_block_spec(pattern, heads=2, size=size)))
     block = next(m for m in model.modules() if type(m).__name__ == "TransformerBlock")
-    assert block.attend.tile is not None  # 432 sub-pixels, each query reads at most 96 earlier ones
-    assert_exact_dependencies(pattern, size=12, samples=2)
+    assert block.attend.tile is not None and (block.attend.tile_order is not None) == reordered
+    assert_exact_dependencies(pattern, size=size, samples=2)
 
 
 def assert_exact_dependencies(pattern, size, samples=3):
@@ -199,8 +206,11 @@ def test_the_conformance_kit_checks_a_plugin_s_patterns(make_registry):
         {"type": "local_1d", "block": 32},
         {"type": "local_2d", "query_shape": [2, 4], "memory_flange": [2, 2]},
         [{"type": "local_1d", "block": 32}, {"type": "strided", "stride": 24, "part": "local"}],
+        [{"type": "strided", "stride": 24, "part": "local"}, {"type": "strided", "stride": 24, "part": "stride"}],
+        {"type": "strided", "stride": 7, "part": "stride"},
+        {"type": "fixed", "stride": 12, "part": "block"},
     ],
-    ids=["local_1d", "local_2d", "per_head"],
+    ids=["local_1d", "local_2d", "per_head", "sparse_transformer", "columns_of_7", "fixed_blocks"],
 )
 def test_tiled_attention_equals_the_dense_masked_attention_with_its_gradients(pattern):
     from arblocks.tiled_attention import tile_layout, tiled_attention
@@ -211,12 +221,32 @@ def test_tiled_attention_equals_the_dense_masked_attention_with_its_gradients(pa
     torch.manual_seed(0)
     q, k, v = (torch.randn(2, 2, 192, 4, dtype=torch.float64, requires_grad=True) for _ in range(3))
     dense = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    tiled = tiled_attention(q, k, v, layout.key_tiles, layout.mask, layout.tile)
+    tiled = tiled_attention(q, k, v, layout.key_tiles, layout.mask, layout.tile, layout.order)
     assert torch.allclose(dense, tiled, atol=1e-12)
     weights = torch.randn_like(dense)
     grads_dense = torch.autograd.grad((dense * weights).sum(), (q, k, v))
     grads_tiled = torch.autograd.grad((tiled * weights).sum(), (q, k, v))
     assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(grads_dense, grads_tiled))
+
+
+def test_a_pattern_of_disjoint_groups_is_tiled_in_group_order():
+    """The column part of a strided pattern scatters its keys over every tile in sequence order (stride 24 is no
+    multiple of a tile); grouped by residue class, each query tile reads one key tile."""
+    from arblocks.tiled_attention import linked_groups, tile_layout
+
+    mask, seq = mask_of({"type": "strided", "stride": 24, "part": "stride"}, 8, 8, per_pixel=3)
+    assert torch.equal(linked_groups(mask[0]), seq.step % 24)  # the residue classes, each named by its first position
+    layout = tile_layout(mask, heads=1)
+    assert layout.order is not None and layout.key_tiles.shape[-1] == 1
+    assert torch.equal(torch.sort(layout.order[0]).values, torch.arange(192))  # a permutation
+    assert all(len(set((seq.step[layout.order[0][t * layout.tile : (t + 1) * layout.tile]] % 24).tolist())) <= layout.tile // 8 for t in range(192 // layout.tile))
+
+
+def test_a_local_pattern_keeps_the_sequence_order():
+    from arblocks.tiled_attention import tile_layout
+
+    mask, _ = mask_of({"type": "local_1d", "block": 16}, 8, 8, per_pixel=3)
+    assert tile_layout(mask, heads=1).order is None
 
 
 def test_full_attention_is_never_tiled():

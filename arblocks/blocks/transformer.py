@@ -97,6 +97,7 @@ class SharedMask(nn.Module):
         if layout:
             self.register_buffer("key_tiles", layout.key_tiles, persistent=False)
             self.register_buffer("tile_mask", layout.mask, persistent=False)
+            self.register_buffer("tile_order", layout.order, persistent=False)  # None: tiles in the sequence's order
 
 
 class TransformerBlock(Block):
@@ -199,7 +200,7 @@ class TransformerBlock(Block):
         q, k, v = self.qkv(seq).split([self.qk, self.qk, seq.shape[-1]], dim=-1)
         q, k, v = (t.unflatten(-1, (self.config.heads, -1)).transpose(1, 2) for t in (q, k, v))  # [B, heads, N, c]
         if self.attend.tile and self.config.kernel == "auto":
-            mixed = tiled_attention(q, k, v, self.attend.key_tiles, self.attend.tile_mask, self.attend.tile)
+            mixed = tiled_attention(q, k, v, self.attend.key_tiles, self.attend.tile_mask, self.attend.tile, self.attend.tile_order)
         else:
             mixed = F.scaled_dot_product_attention(q, k, v, attn_mask=self.attend.mask)
         return self.proj(mixed.transpose(1, 2).flatten(2))  # [B, N, heads * c]
