@@ -1,18 +1,18 @@
 """Attention that computes only the tiles of the score matrix its mask keeps (a block-sparse path in plain PyTorch).
 
-The sequence is cut into tiles of ``T`` positions. For every query tile, :func:`tile_layout` lists the key tiles in
-which the mask keeps at least one score (at most ``K`` of them, padded); :func:`tiled_attention` gathers those key and
-value tiles and runs ``scaled_dot_product_attention`` on ``[T, K * T]`` blocks, with the mask cut the same way. The
-result is the dense masked attention's (the skipped tiles hold no kept score), at a cost that follows the kept tiles
-instead of N².
+The heads that share a pattern (a head group: all heads, or one of Sparse Transformer's two) are tiled together. Their
+sequence is cut into tiles of ``T`` positions. For every query tile, :func:`tile_layout` lists the key tiles in which
+the mask keeps at least one score (``K`` of them, padded); :func:`tiled_attention` gathers those key and value tiles
+and computes ``[T, K * T]`` blocks of scores with the mask cut the same way. The result is the dense masked
+attention's (the skipped tiles hold no kept score), at a cost that follows the kept tiles instead of N².
 
-Tiles are cut in a per-head order of the positions, chosen from two: the sequence's own, and one that puts positions
-that are never linked by a kept score (directly or through other positions) in separate runs
-(:func:`linked_groups`). A pattern made of disjoint groups, such as the column part of Sparse Transformer's strided
-pattern (every l-th position), is scattered over every tile in the sequence's order and block-diagonal in the
-other, so it is tiled whatever its stride. Local patterns (``local_1d``, ``local_2d``, the local part of ``strided``)
-keep the sequence's order. Patterns with a summary part, or full attention, touch every key tile and stay dense.
-Nothing here knows a pattern by name: a plugin's pattern gets the same choice from its mask.
+Tiles are cut in one of two orders of the positions: the sequence's own, or one that puts positions that are never
+linked by a kept score (directly or through other positions) in separate runs (:func:`linked_groups`). A pattern made
+of disjoint groups, such as the column part of Sparse Transformer's strided pattern (every l-th position), is
+scattered over every tile in the sequence's order and block-diagonal in the other, so it is tiled whatever its stride.
+Local patterns (``local_1d``, ``local_2d``, the local part of ``strided``) keep the sequence's order. A head group
+whose pattern touches most key tiles (a summary part, full attention) runs the dense masked attention. Nothing here
+knows a pattern by name: a plugin's pattern gets the same choice from its mask.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from einops import rearrange
+from torch import nn
 
 TILE_SIZES = (512, 256, 128, 64, 32, 16)
-#: use the tiled path only when each query computes at most this share of the dense scores
+#: tile a head group only when each query computes at most this share of the dense scores
 MAX_COMPUTED_SHARE = 0.5
 #: rounds of label propagation before :func:`linked_groups` gives up (it needs about log2 of a group's diameter)
 MAX_ROUNDS = 64
@@ -32,10 +33,12 @@ MAX_ROUNDS = 64
 
 @dataclass
 class TileLayout:
+    """The tiling of one head group's ``[N, N]`` mask."""
+
     tile: int
-    key_tiles: torch.Tensor  # [heads, nQ, K] long: the key tiles each query tile reads (padded with unoccupied tiles)
-    mask: torch.Tensor  # [heads * nQ, T, K * T] bool: the mask cut to those tiles (all False in the padding)
-    order: torch.Tensor | None = None  # [heads, N] long: each head's positions in tile order (None: the sequence's own)
+    key_tiles: torch.Tensor  # [nQ, K] long: the key tiles each query tile reads (padded with unoccupied tiles)
+    mask: torch.Tensor  # [nQ, T, K * T] bool: the mask cut to those tiles (all False in the padding)
+    order: torch.Tensor | None = None  # [N] long: the positions in tile order (None: the sequence's own)
 
 
 def linked_groups(mask: torch.Tensor) -> torch.Tensor | None:
@@ -65,64 +68,87 @@ def grouped_order(mask: torch.Tensor) -> torch.Tensor | None:
     return torch.sort(groups, stable=True).indices
 
 
-def occupied_tiles(mask: torch.Tensor, tile: int) -> torch.Tensor:
-    """``[nQ, nK]`` bool for an ``[N, N]`` mask: the tiles that hold a kept score."""
-    return rearrange(mask, "(q t) (k s) -> q k t s", t=tile, s=tile).any(-1).any(-1)
-
-
-def tile_layout(mask: torch.Tensor, heads: int) -> TileLayout | None:
-    """The cheapest tiling of a ``[P, N, N]`` mask (P = 1 or heads, each head in the better of its two orders), or None
-    when no tiling computes under half the scores."""
-    n = mask.shape[-1]
-    candidates = []  # per pattern: [(order or None, mask in that order)]
-    for p in range(len(mask)):
-        if p and torch.equal(mask[p], mask[p - 1]):  # heads of one group share their pattern's mask
-            candidates.append(candidates[-1])
-            continue
-        order = grouped_order(mask[p])
-        candidates.append([(None, mask[p])] + ([(order, mask[p][order][:, order])] if order is not None else []))
-    best = None
-    for tile in TILE_SIZES:
-        if n % tile or tile >= n:
-            continue
-        chosen = []  # per pattern: (keys computed per query, order, occupied tiles)
-        for options in candidates:
-            tiled = [(order, occupied_tiles(cut, tile)) for order, cut in options]
-            chosen.append(min(((int(occ.sum(-1).max()) * tile, order, occ) for order, occ in tiled), key=lambda c: c[0]))
-        width = max(c[0] for c in chosen)
-        if width <= MAX_COMPUTED_SHARE * n and (best is None or width < best[1]):
-            best = (tile, width, chosen)
+def tile_layout(mask: torch.Tensor) -> TileLayout | None:
+    """The cheapest tiling of an ``[N, N]`` mask, in the better of its two orders, or None when no tiling computes at
+    most :data:`MAX_COMPUTED_SHARE` of the scores."""
+    n = len(mask)
+    order = grouped_order(mask)
+    orders = [(None, mask)] + ([(order, mask[order][:, order])] if order is not None else [])
+    best = None  # (keys computed per query, tile, order, mask in that order, occupied tiles)
+    for tile in (t for t in TILE_SIZES if n % t == 0 and t < n):
+        for order, ordered in orders:
+            occupied = rearrange(ordered, "(q t) (k s) -> q k t s", t=tile, s=tile).any(-1).any(-1)  # [nQ, nK]
+            width = int(occupied.sum(-1).max()) * tile
+            if width <= MAX_COMPUTED_SHARE * n and (best is None or width < best[0]):
+                best = (width, tile, order, ordered, occupied)
     if best is None:
         return None
-    tile, width, chosen = best
-    per_query = width // tile
-    orders = torch.stack([order if order is not None else torch.arange(n) for _, order, _ in chosen])  # [P, N]
-    ordered = torch.stack([m[o][:, o] for m, o in zip(mask, orders)])  # [P, N, N] each head's mask in its tile order
-    occupied = torch.stack([occ for _, _, occ in chosen])  # [P, nQ, nK]
+    width, tile, order, ordered, occupied = best
     # the occupied tiles first; the padding is distinct unoccupied tiles, whose mask is all False
-    key_tiles = occupied.int().sort(dim=-1, descending=True, stable=True).indices[..., :per_query]  # [P, nQ, K]
-    tiles = rearrange(ordered, "p (q t) (k s) -> p q t k s", t=tile, s=tile)
-    index = key_tiles[:, :, None, :, None].expand(-1, -1, tile, -1, tile)
-    cut = tiles.gather(3, index)  # [P, nQ, T, K, T]
-    key_tiles = key_tiles.expand(heads, -1, -1).contiguous()
-    cut = rearrange(cut.expand(heads, -1, -1, -1, -1), "h q t k s -> (h q) t (k s)").contiguous()
-    reordered = any(order is not None for _, order, _ in chosen)
-    return TileLayout(tile, key_tiles, cut, orders.expand(heads, -1).contiguous() if reordered else None)
+    key_tiles = occupied.int().sort(dim=-1, descending=True, stable=True).indices[:, : width // tile]  # [nQ, K]
+    tiles = rearrange(ordered, "(q t) (k s) -> q t k s", t=tile, s=tile)
+    cut = tiles.gather(2, key_tiles[:, None, :, None].expand(-1, tile, -1, tile))  # [nQ, T, K, T]
+    return TileLayout(tile, key_tiles, rearrange(cut, "q t k s -> q t (k s)").contiguous(), order)
 
 
-def tiled_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_tiles: torch.Tensor, mask: torch.Tensor, tile: int, order: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Masked attention of ``q, k, v: [B, H, N, c]`` over the layout's tiles: ``[B, H, N, c_v]``."""
-    heads, n_q, per_query = key_tiles.shape
-    head = torch.arange(heads, device=q.device)[:, None]
-    if order is not None:  # each head's positions in its tile order
-        q, k, v = (t[:, head, order] for t in (q, k, v))  # [B, H, N, c]
+def tiled_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: TileLayout) -> torch.Tensor:
+    """Masked attention of one head group, ``q, k, v: [B, h, N, c]``, over the layout's tiles: ``[B, h, N, c_v]``."""
+    tile, order = layout.tile, layout.order
+    if order is not None:  # the positions in tile order
+        q, k, v = (t.index_select(2, order) for t in (q, k, v))
     kt, vt = (rearrange(t, "b h (q t) c -> b h q t c", t=tile) for t in (k, v))
-    keys, values = (rearrange(t[:, head[..., None], key_tiles], "b h q k t c -> b (h q) (k t) c") for t in (kt, vt))  # gathered tiles
-    queries = rearrange(q, "b h (q t) c -> b (h q) t c", t=tile)
-    out = F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask)  # [B, H * nQ, T, c_v]
-    out = rearrange(out, "b (h q) t c -> b h (q t) c", h=heads)
+    keys, values = (rearrange(t[:, :, layout.key_tiles], "b h q k t c -> b h q (k t) c") for t in (kt, vt))  # gathered tiles
+    queries = rearrange(q, "b h (q t) c -> b h q t c", t=tile)
+    out = masked_attention(queries, keys, values, layout.mask)  # [B, h, nQ, T, c_v]
+    out = rearrange(out, "b h q t c -> b h (q t) c")
     if order is None:
         return out
-    return torch.zeros_like(out).scatter(2, order[None, :, :, None].expand_as(out), out)  # back to the sequence's order
+    return torch.zeros_like(out).index_copy(2, order, out)  # back to the sequence's order
+
+
+def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """SDPA with a boolean mask (True: attend) where every query keeps at least one key. On the CPU, whose SDPA takes
+    its general path for a mask and unequal query and value widths (and checks for fully masked rows), the same
+    computation written out is faster."""
+    if q.device.type != "cpu":
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    scores = torch.matmul(q, k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # [..., T, K * T]
+    return torch.matmul(scores.masked_fill(~mask, float("-inf")).softmax(-1), v)
+
+
+class MaskedAttention(nn.Module):
+    """Masked multi-head attention with one ``[P, N, N]`` mask (P = 1, or one per head, the same within each of
+    ``groups`` equal runs of heads), shared by every block with the same pattern (moved to a device once). Each group
+    of heads takes the tiled path when that computes under half the scores (``kernel="auto"``), else the dense
+    masked SDPA."""
+
+    def __init__(self, mask: torch.Tensor, heads: int, groups: int = 1):
+        super().__init__()
+        self.register_buffer("mask", mask, persistent=False)
+        size = heads // groups  # equal runs of heads with one mask each: (first head, end)
+        self.head_groups = [(g * size, (g + 1) * size) for g in range(groups)]
+        self.tiles: list[int | None] = []
+        for i, (start, _) in enumerate(self.head_groups):
+            layout = tile_layout(mask[start]) if mask.device.type != "meta" else None  # a meta build has no mask values
+            self.tiles.append(layout.tile if layout else None)
+            for name in ("key_tiles", "mask", "order"):
+                self.register_buffer(f"tile_{name}_{i}", getattr(layout, name) if layout else None, persistent=False)
+
+    @property
+    def tiled(self) -> bool:
+        return any(self.tiles)
+
+    def layout(self, group: int) -> TileLayout | None:
+        tile = self.tiles[group]
+        return TileLayout(tile, *(getattr(self, f"tile_{name}_{group}") for name in ("key_tiles", "mask", "order"))) if tile else None
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernel: str = "auto") -> torch.Tensor:
+        """``q, k: [B, heads, N, c]``, ``v: [B, heads, N, c_v]`` -> ``[B, heads, N, c_v]``."""
+        if kernel == "dense" or not self.tiled:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=self.mask)
+        out = []
+        for group, (start, end) in enumerate(self.head_groups):
+            qs, ks, vs = (t[:, start:end] for t in (q, k, v))
+            layout = self.layout(group)
+            out.append(tiled_attention(qs, ks, vs, layout) if layout else F.scaled_dot_product_attention(qs, ks, vs, attn_mask=self.mask[start]))
+        return torch.cat(out, 1)

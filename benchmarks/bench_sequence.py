@@ -23,7 +23,6 @@ from pathlib import Path
 from queue import Empty
 
 import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -70,18 +69,16 @@ def resize(data: dict, size: int) -> None:
 
 
 def compare_layer(block, shared, batch: int, repeats: int, device: str) -> dict:
-    from arblocks.tiled_attention import tiled_attention
-
     n, heads, qk, width = shared.mask.shape[-1], block.config.heads, block.qk, block.qkv.in_features
     torch.manual_seed(0)
     q, k = (torch.randn(batch, heads, n, qk // heads, device=device, requires_grad=True) for _ in range(2))
     v = torch.randn(batch, heads, n, width // heads, device=device, requires_grad=True)
 
     def dense():
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=shared.mask)
+        return shared(q, k, v, kernel="dense")
 
     def tiled():
-        return tiled_attention(q, k, v, shared.key_tiles, shared.tile_mask, shared.tile, shared.tile_order)
+        return shared(q, k, v)
 
     row = {"max_abs_difference": (dense() - tiled()).abs().max().item()}
     row["dense_s"] = median_seconds(lambda: dense().sum().backward(), repeats, device)
@@ -101,9 +98,9 @@ def kernels(device: str, batch: int = 4, repeats: int = 3) -> dict:
         block = next(m for m in model.modules() if type(m).__name__ == "TransformerBlock")
         shared = block.attend.to(device)
         n = shared.mask.shape[-1]
-        row = {"kept_of_dense": shared.mask.float().mean().item(), "tile": shared.tile}
+        row = {"kept_of_dense": shared.mask.float().mean().item(), "tiles": shared.tiles}
         row["kept_of_causal"] = row["kept_of_dense"] / ((n + 1) / (2 * n))
-        if shared.tile:
+        if shared.tiled:
             row.update(compare_layer(block, shared, batch, repeats, device))
         results[name] = row
     return results

@@ -121,7 +121,7 @@ def test_one_block_depends_on_exactly_the_sub_pixels_its_pattern_allows(pattern)
 def test_the_tiled_path_depends_on_exactly_the_sub_pixels_its_pattern_allows(pattern, size, reordered):
     model = build_model(parse_spec(one_block_spec(pattern, heads=2, size=size)))
     block = next(m for m in model.modules() if type(m).__name__ == "TransformerBlock")
-    assert block.attend.tile is not None and (block.attend.tile_order is not None) == reordered
+    assert all(block.attend.tiles) and any(block.attend.layout(g).order is not None for g in range(len(block.attend.tiles))) == reordered
     assert_exact_dependencies(pattern, size=size, samples=2)
 
 
@@ -213,20 +213,32 @@ def test_the_conformance_kit_checks_a_plugin_s_patterns(make_registry):
     ids=["local_1d", "local_2d", "per_head", "sparse_transformer", "columns_of_7", "fixed_blocks"],
 )
 def test_tiled_attention_equals_the_dense_masked_attention_with_its_gradients(pattern):
-    from arblocks.tiled_attention import tile_layout, tiled_attention
+    from arblocks.tiled_attention import MaskedAttention
 
     mask, _ = mask_of(pattern, 8, 8, per_pixel=3, heads=2)  # 192 sub-pixels
-    layout = tile_layout(mask, heads=2)
-    assert layout is not None
+    attention = MaskedAttention(mask, heads=2, groups=len(pattern) if isinstance(pattern, list) else 1)
+    assert all(attention.tiles)
     torch.manual_seed(0)
-    q, k, v = (torch.randn(2, 2, 192, 4, dtype=torch.float64, requires_grad=True) for _ in range(3))
-    dense = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    tiled = tiled_attention(q, k, v, layout.key_tiles, layout.mask, layout.tile, layout.order)
+    q, k = (torch.randn(2, 2, 192, 4, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    v = torch.randn(2, 2, 192, 6, dtype=torch.float64, requires_grad=True)
+    dense = attention(q, k, v, kernel="dense")
+    assert torch.equal(dense, torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+    tiled = attention(q, k, v)
     assert torch.allclose(dense, tiled, atol=1e-12)
     weights = torch.randn_like(dense)
     grads_dense = torch.autograd.grad((dense * weights).sum(), (q, k, v))
     grads_tiled = torch.autograd.grad((tiled * weights).sum(), (q, k, v))
     assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(grads_dense, grads_tiled))
+
+
+def test_a_head_group_that_cannot_be_tiled_runs_dense_beside_one_that_is():
+    from arblocks.tiled_attention import MaskedAttention
+
+    mask, _ = mask_of([{"type": "full"}, {"type": "local_1d", "block": 16}], 8, 8, per_pixel=3, heads=4)
+    attention = MaskedAttention(mask, heads=4, groups=2)
+    assert attention.head_groups == [(0, 2), (2, 4)] and attention.tiles[0] is None and attention.tiles[1]
+    q, k, v = (torch.randn(1, 4, 192, 4, dtype=torch.float64) for _ in range(3))
+    assert torch.allclose(attention(q, k, v), attention(q, k, v, kernel="dense"), atol=1e-12)
 
 
 def test_a_pattern_of_disjoint_groups_is_tiled_in_group_order():
@@ -236,21 +248,22 @@ def test_a_pattern_of_disjoint_groups_is_tiled_in_group_order():
 
     mask, seq = mask_of({"type": "strided", "stride": 24, "part": "stride"}, 8, 8, per_pixel=3)
     assert torch.equal(linked_groups(mask[0]), seq.step % 24)  # the residue classes, each named by its first position
-    layout = tile_layout(mask, heads=1)
+    layout = tile_layout(mask[0])
     assert layout.order is not None and layout.key_tiles.shape[-1] == 1
-    assert torch.equal(torch.sort(layout.order[0]).values, torch.arange(192))  # a permutation
-    assert all(len(set((seq.step[layout.order[0][t * layout.tile : (t + 1) * layout.tile]] % 24).tolist())) <= layout.tile // 8 for t in range(192 // layout.tile))
+    assert torch.equal(torch.sort(layout.order).values, torch.arange(192))  # a permutation
+    classes = [set((seq.step[layout.order[t : t + layout.tile]] % 24).tolist()) for t in range(0, 192, layout.tile)]
+    assert all(len(c) == layout.tile // 8 for c in classes)  # whole residue classes of 8 positions per tile
 
 
 def test_a_local_pattern_keeps_the_sequence_order():
     from arblocks.tiled_attention import tile_layout
 
     mask, _ = mask_of({"type": "local_1d", "block": 16}, 8, 8, per_pixel=3)
-    assert tile_layout(mask, heads=1).order is None
+    assert tile_layout(mask[0]).order is None
 
 
 def test_full_attention_is_never_tiled():
     from arblocks.tiled_attention import tile_layout
 
     mask, _ = mask_of({"type": "full"}, 8, 8, per_pixel=3)
-    assert tile_layout(mask, heads=1) is None
+    assert tile_layout(mask[0]) is None

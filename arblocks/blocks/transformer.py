@@ -24,7 +24,7 @@ from ..ops import dropout
 from ..sequence import SUBPIXELS, SequencePositions, from_sequence, sequence_layout, to_sequence
 from ..spec import BlockConfig, typed_field
 from ..streams import Causal, canonical
-from ..tiled_attention import tile_layout, tiled_attention
+from ..tiled_attention import MaskedAttention
 
 
 class LayerNormConfig(BlockConfig):
@@ -85,21 +85,6 @@ class TransformerBlockConfig(BlockConfig):
     subpixels: bool = SUBPIXELS
 
 
-class SharedMask(nn.Module):
-    """One attention mask that every block with the same pattern shares (moved to a device once), with its tiling
-    when attention over the kept tiles only is cheaper (see :mod:`arblocks.tiled_attention`)."""
-
-    def __init__(self, mask: torch.Tensor, heads: int):
-        super().__init__()
-        self.register_buffer("mask", mask, persistent=False)
-        layout = tile_layout(mask, heads) if mask.device.type != "meta" else None  # a meta build has no mask values to tile
-        self.tile = layout.tile if layout else None
-        if layout:
-            self.register_buffer("key_tiles", layout.key_tiles, persistent=False)
-            self.register_buffer("tile_mask", layout.mask, persistent=False)
-            self.register_buffer("tile_order", layout.order, persistent=False)  # None: tiles in the sequence's order
-
-
 class TransformerBlock(Block):
     Config = TransformerBlockConfig
     examples = [{"heads": 2}, {"heads": 1, "pattern": {"type": "local_1d", "block": 4}}]
@@ -126,7 +111,7 @@ class TransformerBlock(Block):
         self.fc_out = nn.Linear(hidden, width, bias=bias)
         key = json.dumps([[p.model_dump() for p in patterns], config.heads, self.per_pixel, source.shape, source.causal.label])
         if key not in ctx.shared:
-            ctx.shared[key] = SharedMask(self.mask(patterns, source, ctx), config.heads)
+            ctx.shared[key] = MaskedAttention(self.mask(patterns, source, ctx), config.heads, max(len(patterns), 1))
         self.attend = ctx.shared[key]  # mask [1 or heads, N, N]
         self.output_info = source
 
@@ -199,10 +184,7 @@ class TransformerBlock(Block):
     def attention(self, seq):
         q, k, v = self.qkv(seq).split([self.qk, self.qk, seq.shape[-1]], dim=-1)
         q, k, v = (t.unflatten(-1, (self.config.heads, -1)).transpose(1, 2) for t in (q, k, v))  # [B, heads, N, c]
-        if self.attend.tile and self.config.kernel == "auto":
-            mixed = tiled_attention(q, k, v, self.attend.key_tiles, self.attend.tile_mask, self.attend.tile, self.attend.tile_order)
-        else:
-            mixed = F.scaled_dot_product_attention(q, k, v, attn_mask=self.attend.mask)
+        mixed = self.attend(q, k, v, self.config.kernel)
         return self.proj(mixed.transpose(1, 2).flatten(2))  # [B, N, heads * c]
 
     def mlp(self, seq):
