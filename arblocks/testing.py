@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from . import flex_attention
 from .builder import build_model
 from .causality import check_model, float64_probe
 from .errors import SpecError
@@ -202,7 +203,32 @@ def check_pattern(pattern_type: str, registry: Registry | None = None, size: int
                 report.findings.append(Finding(pattern_type, case, "builds", False, "; ".join(str(p) for p in error.problems)))
                 continue
             _run_checks(report, pattern_type, case, spec, model, registry)
+            _finding(report, pattern_type, case, "attention kernels agree", lambda data=data: kernels_agree(data, registry))
     return report
+
+
+#: the image size at which :func:`kernels_agree` compares the kernels (192 sub-pixels: tiles of 16 to 64 apply)
+KERNEL_SIZE = 8
+
+
+def kernels_agree(data: dict, registry: Registry) -> str | None:
+    """Do the transformer blocks of ``data`` (at :data:`KERNEL_SIZE`) compute the same outputs with every attention
+    kernel (``auto``: tiled where that pays, ``flex`` where this torch has FlexAttention, run uncompiled) as with the
+    dense masked attention? float64, evaluation mode, one set of weights."""
+    data = {**data, "image": {**data["image"], "height": KERNEL_SIZE, "width": KERNEL_SIZE}}
+    kernels = ("dense", "auto", "flex") if flex_attention.available() else ("dense", "auto")
+    x = torch.randint(0, 2 ** data["image"]["bits"], (2, data["image"]["channels"], KERNEL_SIZE, KERNEL_SIZE), generator=torch.Generator().manual_seed(1))
+    outputs, state = {}, None
+    for kernel in kernels:
+        body = [{**b, "kernel": kernel} if b.get("type") == "transformer_block" else b for b in data["body"]]
+        model = build_model(parse_spec({**data, "body": body}, registry=registry), registry=registry).double().eval()
+        state = state or model.state_dict()
+        model.load_state_dict(state)
+        with torch.no_grad(), flex_attention.uncompiled():
+            outputs[kernel] = model(x)
+    differences = {k: (out - outputs["dense"]).abs().max().item() for k, out in outputs.items()}
+    wrong = {k: d for k, d in differences.items() if d > 1e-9}
+    return None if not wrong else "; ".join(f"kernel '{k}' differs from the dense masked attention by up to {d:.3g}" for k, d in wrong.items())
 
 
 def _finding(report, block, case, check, fn):

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from torch import nn
 
 TILE_SIZES = (512, 256, 128, 64, 32, 16)
 #: tile a head group only when each query computes at most this share of the dense scores
@@ -114,41 +113,3 @@ def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: to
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     scores = torch.matmul(q, k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # [..., T, K * T]
     return torch.matmul(scores.masked_fill(~mask, float("-inf")).softmax(-1), v)
-
-
-class MaskedAttention(nn.Module):
-    """Masked multi-head attention with one ``[P, N, N]`` mask (P = 1, or one per head, the same within each of
-    ``groups`` equal runs of heads), shared by every block with the same pattern (moved to a device once). Each group
-    of heads takes the tiled path when that computes under half the scores (``kernel="auto"``), else the dense
-    masked SDPA."""
-
-    def __init__(self, mask: torch.Tensor, heads: int, groups: int = 1):
-        super().__init__()
-        self.register_buffer("mask", mask, persistent=False)
-        size = heads // groups  # equal runs of heads with one mask each: (first head, end)
-        self.head_groups = [(g * size, (g + 1) * size) for g in range(groups)]
-        self.tiles: list[int | None] = []
-        for i, (start, _) in enumerate(self.head_groups):
-            layout = tile_layout(mask[start]) if mask.device.type != "meta" else None  # a meta build has no mask values
-            self.tiles.append(layout.tile if layout else None)
-            for name in ("key_tiles", "mask", "order"):
-                self.register_buffer(f"tile_{name}_{i}", getattr(layout, name) if layout else None, persistent=False)
-
-    @property
-    def tiled(self) -> bool:
-        return any(self.tiles)
-
-    def layout(self, group: int) -> TileLayout | None:
-        tile = self.tiles[group]
-        return TileLayout(tile, *(getattr(self, f"tile_{name}_{group}") for name in ("key_tiles", "mask", "order"))) if tile else None
-
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernel: str = "auto") -> torch.Tensor:
-        """``q, k: [B, heads, N, c]``, ``v: [B, heads, N, c_v]`` -> ``[B, heads, N, c_v]``."""
-        if kernel == "dense" or not self.tiled:
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=self.mask)
-        out = []
-        for group, (start, end) in enumerate(self.head_groups):
-            qs, ks, vs = (t[:, start:end] for t in (q, k, v))
-            layout = self.layout(group)
-            out.append(tiled_attention(qs, ks, vs, layout) if layout else F.scaled_dot_product_attention(qs, ks, vs, attn_mask=self.mask[start]))
-        return torch.cat(out, 1)

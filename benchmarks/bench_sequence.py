@@ -115,7 +115,7 @@ def main():
     parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--kernels", action="store_true")
     parser.add_argument("--sizes", nargs="*", type=int, default=[None], help="image sizes to run each spec at (default: the spec's own)")
-    parser.add_argument("--attention", nargs="+", choices=["auto", "dense"], default=["auto"], help="transformer_block kernels to run each spec with")
+    parser.add_argument("--attention", nargs="+", choices=["auto", "dense", "flex"], default=["auto"], help="transformer_block kernels to run each spec with")
     args = parser.parse_args()
     context = multiprocessing.get_context("spawn")
     for name, kernel, size in ((n, k, z) for n in args.specs for k in args.attention for z in args.sizes):

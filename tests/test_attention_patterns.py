@@ -213,7 +213,7 @@ def test_the_conformance_kit_checks_a_plugin_s_patterns(make_registry):
     ids=["local_1d", "local_2d", "per_head", "sparse_transformer", "columns_of_7", "fixed_blocks"],
 )
 def test_tiled_attention_equals_the_dense_masked_attention_with_its_gradients(pattern):
-    from arblocks.tiled_attention import MaskedAttention
+    from arblocks.attention_kernels import MaskedAttention
 
     mask, _ = mask_of(pattern, 8, 8, per_pixel=3, heads=2)  # 192 sub-pixels
     attention = MaskedAttention(mask, heads=2, groups=len(pattern) if isinstance(pattern, list) else 1)
@@ -232,7 +232,7 @@ def test_tiled_attention_equals_the_dense_masked_attention_with_its_gradients(pa
 
 
 def test_a_head_group_that_cannot_be_tiled_runs_dense_beside_one_that_is():
-    from arblocks.tiled_attention import MaskedAttention
+    from arblocks.attention_kernels import MaskedAttention
 
     mask, _ = mask_of([{"type": "full"}, {"type": "local_1d", "block": 16}], 8, 8, per_pixel=3, heads=4)
     attention = MaskedAttention(mask, heads=4, groups=2)

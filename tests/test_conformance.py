@@ -1,5 +1,7 @@
 """The conformance kit passes honest blocks and catches a block whose declared causality is false."""
 
+import pytest
+
 from arblocks.testing import check_block
 from tests.leaky_blocks import LeakyPlugin
 
@@ -84,3 +86,31 @@ def test_kit_passes_residual_whose_body_steps_layer_by_layer(monkeypatch):
     assert report.ok, report.summary()
     assert any(f.case.startswith("example 1") and f.check == "incremental step" for f in report.findings)
     assert stepped  # the body with attention went through the chain's step, not a whole-map recomputation
+
+
+@pytest.mark.parametrize("kernel", ["auto", "flex"])
+def test_kit_catches_an_attention_kernel_that_drops_kept_scores(monkeypatch, kernel):
+    """A tiling, or a FlexAttention mask, that loses the last key of every tile (no leak: a wrong function). The
+    causality checks pass it; the kernels' agreement with the dense masked attention does not."""
+    from arblocks import attention_kernels, flex_attention
+    from arblocks.testing import check_pattern
+
+    if kernel == "flex" and not flex_attention.available():
+        pytest.skip("this torch has no FlexAttention")
+    if kernel == "auto":
+        original = attention_kernels.tile_layout
+
+        def lossy_layout(mask):
+            layout = original(mask)
+            if layout is not None:
+                layout.mask[..., -1] = False
+            return layout
+
+        monkeypatch.setattr(attention_kernels, "tile_layout", lossy_layout)
+    else:
+        keep = flex_attention.FlexMask.mask_mod
+        monkeypatch.setattr(flex_attention.FlexMask, "mask_mod", staticmethod(lambda mask: lambda b, h, q, k: keep(mask)(b, h, q, k) & (k % 16 != 15)))
+    report = check_pattern("local_1d", size=4)
+    failed = {f.check for f in report.failures()}
+    assert failed == {"attention kernels agree"}, report.summary()
+    assert all(f"kernel '{kernel}' differs" in f.detail for f in report.failures())

@@ -15,6 +15,8 @@ from pydantic import Field
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .. import flex_attention
+from ..attention_kernels import MaskedAttention
 from ..attention_patterns import attention_mask, frontier_mask, pattern_of
 from ..block import Block, ChannelMixing, require_map, require_within_image
 from ..errors import BlockError
@@ -24,7 +26,6 @@ from ..ops import dropout
 from ..sequence import SUBPIXELS, SequencePositions, from_sequence, sequence_layout, to_sequence
 from ..spec import BlockConfig, typed_field
 from ..streams import Causal, canonical
-from ..tiled_attention import MaskedAttention
 
 
 class LayerNormConfig(BlockConfig):
@@ -72,10 +73,12 @@ class TransformerBlockConfig(BlockConfig):
         "Attention pattern: one registered pattern for all heads, or a list that splits the heads into equal groups, one "
         "pattern each. Defaults to full causal attention. Always intersected with the causal order.",
     )
-    kernel: Literal["auto", "dense"] = Field(
+    kernel: Literal["auto", "dense", "flex"] = Field(
         "auto",
-        description="`auto`: compute only the tiles of the score matrix that the pattern keeps when that is under half the "
-        "scores (local patterns), else the dense masked attention; `dense`: always the dense masked attention.",
+        description="How attention is computed (the same function each way). `auto`: only the tiles of the score matrix that the "
+        "pattern keeps, when that is under half the scores (local and strided patterns), else the dense masked attention; "
+        "`dense`: always the dense masked attention; `flex`: FlexAttention with a block mask from the pattern (compiled; for GPUs: "
+        "on the CPU it has no backward pass, so training there takes the `auto` path).",
     )
     recompute: bool = Field(
         False,
@@ -109,9 +112,12 @@ class TransformerBlock(Block):
         self.proj = nn.Linear(width, width, bias=attention_bias)
         self.fc = nn.Linear(width, hidden, bias=bias)
         self.fc_out = nn.Linear(hidden, width, bias=bias)
-        key = json.dumps([[p.model_dump() for p in patterns], config.heads, self.per_pixel, source.shape, source.causal.label])
+        if config.kernel == "flex" and not flex_attention.available():
+            raise BlockError(f"kernel 'flex' needs torch.nn.attention.flex_attention (torch 2.5 or later); this is torch {torch.__version__}", field="kernel")
+        flex = config.kernel == "flex"
+        key = json.dumps([[p.model_dump() for p in patterns], config.heads, self.per_pixel, source.shape, source.causal.label, flex])
         if key not in ctx.shared:
-            ctx.shared[key] = MaskedAttention(self.mask(patterns, source, ctx), config.heads, max(len(patterns), 1))
+            ctx.shared[key] = MaskedAttention(self.mask(patterns, source, ctx), config.heads, max(len(patterns), 1), flex)
         self.attend = ctx.shared[key]  # mask [1 or heads, N, N]
         self.output_info = source
 

@@ -1,0 +1,114 @@
+"""FlexAttention over a head group's mask: the ``flex`` kernel of ``transformer_block``.
+
+``torch.nn.attention.flex_attention`` skips the blocks of the score matrix (``BLOCK`` x ``BLOCK`` positions) that a
+block mask marks empty and applies the mask only inside partly kept ones. :class:`FlexMask` computes that block mask
+once from the group's ``[N, N]`` boolean mask, so every registered pattern, a plugin's included, gets it from its mask
+alone. The positions are put in the order that keeps fewer blocks, the sequence's or the grouped one of
+:func:`arblocks.tiled_attention.grouped_order` (a column pattern is block-diagonal there). Its block tables are buffers,
+so they move with the model, and the block mask is rebuilt from them at each call (cheap, and traceable by
+``torch.compile``).
+
+FlexAttention is compiled to be fast (``torch.compile``; eager mode computes every score). In torch 2.13 it has no
+backward pass on the CPU: :class:`arblocks.tiled_attention.MaskedAttention` uses it there only without gradients
+(evaluation, checks) and otherwise falls back to its ``auto`` path, which computes the same function.
+"""
+
+from __future__ import annotations
+
+import warnings
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+try:
+    from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
+except ImportError:  # torch before 2.5
+    flex_attention = None
+
+from .tiled_attention import grouped_order
+
+BLOCK = 128
+#: compile FlexAttention (its fast path); tests switch it off to run the eager reference on the CPU
+COMPILE = True
+_compiled = None
+
+
+def available() -> bool:
+    return flex_attention is not None
+
+
+def kept_blocks(mask: torch.Tensor, block: int = BLOCK) -> int:
+    """How many ``block`` x ``block`` blocks of an ``[N, N]`` mask keep a score (the mask padded with False)."""
+    pad = -len(mask) % block
+    padded = F.pad(mask, (0, pad, 0, pad))
+    return int(rearrange(padded, "(q t) (k s) -> q k t s", t=block, s=block).any(-1).any(-1).sum())
+
+
+class FlexMask(nn.Module):
+    """The block mask of one head group's ``[N, N]`` mask, and FlexAttention over it."""
+
+    def __init__(self, mask: torch.Tensor):
+        super().__init__()
+        order = grouped_order(mask)
+        if order is not None and kept_blocks(mask[order][:, order]) >= kept_blocks(mask):
+            order = None
+        ordered = mask if order is None else mask[order][:, order]
+        self.n = len(mask)
+        self.register_buffer("order", order, persistent=False)
+        self.register_buffer("mask", ordered.clone(), persistent=False)  # its own copy: the mask_mod reads it
+        blocks = create_block_mask(self.mask_mod(ordered), None, None, self.n, self.n, device="cpu", BLOCK_SIZE=BLOCK)
+        for name in ("kv_num_blocks", "kv_indices", "full_kv_num_blocks", "full_kv_indices"):
+            self.register_buffer(name, getattr(blocks, name), persistent=False)
+
+    @staticmethod
+    def mask_mod(mask: torch.Tensor):
+        def keep(batch, head, query, key):
+            return mask[query, key]
+
+        return keep
+
+    def block_mask(self):
+        return BlockMask.from_kv_blocks(
+            self.kv_num_blocks, self.kv_indices, self.full_kv_num_blocks, self.full_kv_indices,
+            BLOCK_SIZE=BLOCK, mask_mod=self.mask_mod(self.mask), seq_lengths=(self.n, self.n),
+        )
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """``q, k: [B, h, N, c]``, ``v: [B, h, N, c_v]`` -> ``[B, h, N, c_v]``."""
+        if self.order is not None:  # the positions in block order
+            q, k, v = (t.index_select(2, self.order) for t in (q, k, v))
+        out = kernel()(q, k, v, block_mask=self.block_mask())
+        if self.order is None:
+            return out
+        return torch.zeros_like(out).index_copy(2, self.order, out)  # back to the sequence's order
+
+
+def kernel():
+    """FlexAttention, compiled unless :data:`COMPILE` is off or a surrounding ``torch.compile`` compiles it anyway."""
+    global _compiled
+    if not COMPILE or torch.compiler.is_compiling():
+        return flex_attention
+    if _compiled is None:
+        _compiled = torch.compile(flex_attention, dynamic=False)
+    return _compiled
+
+
+@contextmanager
+def uncompiled():
+    """FlexAttention's eager reference within (quick to start on the CPU, where compiling takes minutes)."""
+    global COMPILE
+    before, COMPILE = COMPILE, False
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
+            yield
+    finally:
+        COMPILE = before
+
+
+def usable(q: torch.Tensor) -> bool:
+    """Can FlexAttention run here: anywhere but on the CPU when gradients are wanted (no backward there)."""
+    return available() and not (q.device.type == "cpu" and torch.is_grad_enabled() and q.requires_grad)

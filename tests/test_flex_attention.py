@@ -1,0 +1,115 @@
+"""The `flex` attention kernel: FlexAttention with a block mask from the pattern's mask computes what the dense masked
+attention computes, is proven causal by the value-perturbation check, and falls back where it cannot run.
+
+On the CPU FlexAttention runs without gradients only, and these tests run it uncompiled (its eager reference) to stay
+quick; the gradient comparison needs a GPU."""
+
+import warnings
+
+import pytest
+import torch
+
+from arblocks import SpecError, build_model, parse_spec
+from arblocks import flex_attention as flex_module
+from arblocks.attention_kernels import MaskedAttention
+from arblocks.causality import check_model
+
+from .test_attention_patterns import mask_of, one_block_spec
+
+pytestmark = pytest.mark.skipif(not flex_module.available(), reason="this torch has no FlexAttention")
+
+PATTERNS = {
+    "full": {"type": "full"},
+    "local_1d": {"type": "local_1d", "block": 20},
+    "local_2d": {"type": "local_2d", "query_shape": [2, 4], "memory_flange": [2, 2]},
+    "sparse_transformer": [{"type": "strided", "stride": 48, "part": "local"}, {"type": "strided", "stride": 48, "part": "stride"}],
+    "fixed": {"type": "fixed", "stride": 12, "summary": 2},
+}
+
+
+@pytest.fixture(autouse=True)
+def eager_flex(monkeypatch):
+    monkeypatch.setattr(flex_module, "COMPILE", False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*flex_attention.*")
+        yield
+
+
+def attention_of(pattern, size=16, heads=2):
+    mask, _ = mask_of(pattern, size, size, per_pixel=3, heads=heads)
+    return MaskedAttention(mask, heads, len(pattern) if isinstance(pattern, list) else 1, flex=True)
+
+
+@pytest.mark.parametrize("pattern", PATTERNS.values(), ids=PATTERNS.keys())
+def test_flex_attention_equals_the_dense_masked_attention(pattern):
+    attention = attention_of(pattern)  # 768 sub-pixels: six blocks of 128 each way
+    torch.manual_seed(0)
+    q, k = (torch.randn(2, 2, 768, 4, dtype=torch.float64) for _ in range(2))
+    v = torch.randn(2, 2, 768, 8, dtype=torch.float64)
+    with torch.no_grad():
+        dense, flex = attention(q, k, v, kernel="dense"), attention(q, k, v, kernel="flex")
+        by_group = [f(*(t[:, start:end] for t in (q, k, v))) for f, (start, end) in zip(attention.flex, attention.head_groups)]
+    assert torch.allclose(dense, torch.cat(by_group, 1), atol=1e-10)
+    assert torch.equal(flex, torch.cat(by_group, 1))  # `kernel="flex"` ran FlexAttention
+
+
+def test_a_column_pattern_is_put_in_the_order_that_keeps_fewer_blocks():
+    local, column = attention_of(PATTERNS["sparse_transformer"]).flex  # the pattern list: local part, then column part
+    assert local.order is None and column.order is not None
+    assert flex_module.kept_blocks(column.mask) < flex_module.kept_blocks(column.mask[column.order.argsort()][:, column.order.argsort()])
+    assert int(local.kv_num_blocks.sum() + local.full_kv_num_blocks.sum()) == flex_module.kept_blocks(local.mask)
+
+
+def test_with_gradients_on_the_cpu_the_auto_path_runs_and_gives_the_same_gradients():
+    attention = attention_of(PATTERNS["sparse_transformer"], size=8)
+    q, k, v = (torch.randn(1, 2, 192, 4, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    assert not flex_module.usable(q)
+    out = attention(q, k, v, kernel="flex")
+    reference = attention(q, k, v, kernel="dense")
+    assert torch.allclose(out, reference, atol=1e-12)
+    grads, reference_grads = (torch.autograd.grad(o.sum(), (q, k, v)) for o in (out, reference))
+    assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(grads, reference_grads))
+
+
+def flex_model(pattern, size=4):
+    data = one_block_spec(pattern, heads=2, size=size)
+    data["body"][1]["kernel"] = "flex"
+    torch.manual_seed(0)
+    return build_model(parse_spec(data))
+
+
+def test_a_flex_model_is_exactly_causal_by_value_perturbation():
+    model = flex_model(PATTERNS["sparse_transformer"], size=8)
+    report = check_model(model, modes=("eval",), method="perturbation")
+    assert report.ok, report.summary()
+
+
+def test_the_check_catches_a_leak_in_the_flex_path_alone():
+    """A mask_mod that keeps every score inside the blocks it is applied to (the future half of the diagonal blocks):
+    the dense and tiled paths are untouched, the perturbation check still sees the leak."""
+    model = flex_model({"type": "local_1d", "block": 8})
+    block = next(m for m in model.modules() if type(m).__name__ == "TransformerBlock")
+    for flex in block.attend.flex:
+        flex.mask.fill_(True)
+    report = check_model(model, modes=("eval",), method="perturbation")
+    assert not report.ok and report.violations
+
+
+def test_flex_on_a_torch_without_it_is_refused_at_the_kernel_field(monkeypatch):
+    monkeypatch.setattr(flex_module, "available", lambda: False)
+    data = one_block_spec({"type": "full"})
+    data["body"][1]["kernel"] = "flex"
+    with pytest.raises(SpecError, match="needs torch.nn.attention.flex_attention") as excinfo:
+        build_model(parse_spec(data))
+    assert "/body/1/kernel" in str(excinfo.value)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="FlexAttention has no backward pass on the CPU")
+def test_compiled_flex_attention_gives_the_dense_gradients_on_a_gpu(monkeypatch):
+    monkeypatch.setattr(flex_module, "COMPILE", True)
+    attention = attention_of(PATTERNS["sparse_transformer"]).cuda()
+    q, k, v = (torch.randn(2, 2, 768, 16, device="cuda", requires_grad=True) for _ in range(3))
+    out, reference = attention(q, k, v, kernel="flex"), attention(q, k, v, kernel="dense")
+    assert torch.allclose(out, reference, atol=1e-4)
+    grads, reference_grads = (torch.autograd.grad(o.sum(), (q, k, v)) for o in (out, reference))
+    assert all(torch.allclose(a, b, atol=1e-3) for a, b in zip(grads, reference_grads))
