@@ -1,16 +1,19 @@
-"""The transformer family: train-step time and peak memory, and what a block-sparse kernel would gain (run by hand;
+"""The transformer family: train-step time and peak memory, and what each attention kernel costs (run by hand;
 figures go to docs/performance.md).
 
     python benchmarks/bench_sequence.py [--specs igpt_small image_transformer_small sparse_transformer_small]
                                         [--batch 16] [--steps 5] [--device cpu|cuda] [--dtype fp32|bf16]
-                                        [--attention auto dense] [--kernels] [--sizes 8 16 32]
+                                        [--attention auto dense flex] [--sizes 8 16 32] [--kernels [--flex]]
 
-Each spec (with each `--attention` kernel of its transformer blocks) runs in a child process, so that its peak memory is its own: a train step is forward, loss, backward and an
-Adam step on random images; peak memory is `torch.cuda.max_memory_allocated` on CUDA and the growth of the child's
-maximum resident set on the CPU. `--kernels` prints, for each full config, the share of the [N, N] score matrix its
-pattern keeps and the tile size the blocks chose, and times one attention layer (forward and backward, the block's
-shapes, batch 4) two ways on the same inputs: SDPA with the dense mask, and the tiled path that computes only the
-kept tiles (arblocks/tiled_attention.py).
+Each spec (with each `--attention` kernel of its transformer blocks, at each `--sizes` image size) runs in a child
+process, so that its peak memory is its own: a train step is forward, loss, backward and an Adam step on random
+images; peak memory is `torch.cuda.max_memory_allocated` on CUDA and the growth of the child's maximum resident set on
+the CPU. `--sizes` keeps a strided stride that is the spec's row the row at the new size (see `resize`).
+
+`--kernels` prints, for each full config, the share of the [N, N] score matrix its pattern keeps and the tile size
+each head group chose, and times one attention layer (the block's shapes, batch 4) on the same inputs: forward and
+backward with SDPA and the dense mask and with the tiled path (arblocks/tiled_attention.py); forward only with those
+and, with `--flex`, compiled FlexAttention (arblocks/flex_attention.py; it has no backward on the CPU).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import argparse
 import json
 import multiprocessing
 import sys
+import time
 from pathlib import Path
 from queue import Empty
 
@@ -68,28 +72,40 @@ def resize(data: dict, size: int) -> None:
     image.update(height=size, width=size)
 
 
-def compare_layer(block, shared, batch: int, repeats: int, device: str) -> dict:
+def compare_layer(block, shared, batch: int, repeats: int, device: str, flex: bool) -> dict:
+    """One attention layer at the block's shapes: forward and backward with the dense mask and the tiled path; forward
+    only (no gradients: what runs on the CPU) with those two and, with ``flex``, compiled FlexAttention."""
+    from arblocks import flex_attention
+    from arblocks.attention_kernels import MaskedAttention
+
     n, heads, qk, width = shared.mask.shape[-1], block.config.heads, block.qk, block.qkv.in_features
     torch.manual_seed(0)
     q, k = (torch.randn(batch, heads, n, qk // heads, device=device, requires_grad=True) for _ in range(2))
     v = torch.randn(batch, heads, n, width // heads, device=device, requires_grad=True)
-
-    def dense():
-        return shared(q, k, v, kernel="dense")
-
-    def tiled():
-        return shared(q, k, v)
-
-    row = {"max_abs_difference": (dense() - tiled()).abs().max().item()}
-    row["dense_s"] = median_seconds(lambda: dense().sum().backward(), repeats, device)
-    row["tiled_s"] = median_seconds(lambda: tiled().sum().backward(), repeats, device)
+    row = {"max_abs_difference": (shared(q, k, v, kernel="dense") - shared(q, k, v)).abs().max().item()}
+    timed = {"dense": lambda: shared(q, k, v, kernel="dense"), "tiled": lambda: shared(q, k, v)}
+    for name, fn in timed.items():
+        row[f"{name}_s"] = median_seconds(lambda fn=fn: fn().sum().backward(), repeats, device)
     row["dense_over_tiled"] = row["dense_s"] / row["tiled_s"]
+    if flex and flex_attention.available():
+        with_flex = MaskedAttention(shared.mask.cpu(), heads, len(shared.head_groups), flex=True).to(device)
+        timed["flex"] = lambda: with_flex(q, k, v, kernel="flex")
+        start = time.perf_counter()
+        with torch.no_grad():
+            timed["flex"]()
+        row["flex_compile_s"] = time.perf_counter() - start
+    with torch.no_grad():
+        reference = timed["dense"]()
+        for name, fn in timed.items():
+            fn()  # warm-up
+            row[f"{name}_forward_s"] = median_seconds(fn, repeats, device)
+            row[f"{name}_forward_difference"] = (fn() - reference).abs().max().item()
     return row
 
 
-def kernels(device: str, batch: int = 4, repeats: int = 3) -> dict:
-    """Per full config: the share of the score matrix its pattern keeps, and one attention layer (forward + backward,
-    the block's own shapes) with the dense mask against the tiled path, on the same inputs."""
+def kernels(device: str, batch: int = 4, repeats: int = 3, flex: bool = False) -> dict:
+    """Per full config: the share of the score matrix its pattern keeps, and one attention layer (the block's own
+    shapes) computed by each kernel on the same inputs (:func:`compare_layer`)."""
     from arblocks import build_model, load_spec
 
     results = {}
@@ -101,8 +117,9 @@ def kernels(device: str, batch: int = 4, repeats: int = 3) -> dict:
         row = {"kept_of_dense": shared.mask.float().mean().item(), "tiles": shared.tiles}
         row["kept_of_causal"] = row["kept_of_dense"] / ((n + 1) / (2 * n))
         if shared.tiled:
-            row.update(compare_layer(block, shared, batch, repeats, device))
+            row.update(compare_layer(block, shared, batch, repeats, device, flex))
         results[name] = row
+        print(json.dumps({"kernels": {name: row}}), flush=True)
     return results
 
 
@@ -114,6 +131,7 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--kernels", action="store_true")
+    parser.add_argument("--flex", action="store_true", help="with --kernels: also time compiled FlexAttention (forward only on the CPU; compiling takes minutes there)")
     parser.add_argument("--sizes", nargs="*", type=int, default=[None], help="image sizes to run each spec at (default: the spec's own)")
     parser.add_argument("--attention", nargs="+", choices=["auto", "dense", "flex"], default=["auto"], help="transformer_block kernels to run each spec with")
     args = parser.parse_args()
@@ -133,7 +151,7 @@ def main():
         child.join()
         print(json.dumps({**result, "device": args.device, "dtype": args.dtype}), flush=True)
     if args.kernels:
-        print(json.dumps({"kernels": kernels(args.device)}))
+        kernels(args.device, flex=args.flex)
 
 
 if __name__ == "__main__":
