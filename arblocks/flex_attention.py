@@ -78,6 +78,8 @@ class FlexMask(nn.Module):
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """``q, k: [B, h, N, c]``, ``v: [B, h, N, c_v]`` -> ``[B, h, N, c_v]``."""
+        if q.device.type == "cpu":  # no gradient is wanted here (see usable), but FlexAttention refuses any input that could take one
+            q, k, v = q.detach(), k.detach(), v.detach()
         if self.order is not None:  # the positions in block order
             q, k, v = (t.index_select(2, self.order) for t in (q, k, v))
         out = kernel()(q, k, v, block_mask=self.block_mask())

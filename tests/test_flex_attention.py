@@ -71,6 +71,14 @@ def test_with_gradients_on_the_cpu_the_auto_path_runs_and_gives_the_same_gradien
     assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(grads, reference_grads))
 
 
+def test_without_gradients_flex_runs_on_the_cpu_even_for_inputs_that_could_take_one():
+    attention = attention_of(PATTERNS["local_1d"], size=8)
+    q, k, v = (torch.randn(1, 2, 192, 4, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    with torch.no_grad():
+        assert flex_module.usable(q)
+        assert torch.allclose(attention(q, k, v, kernel="flex"), attention(q, k, v, kernel="dense"), atol=1e-12)
+
+
 def flex_model(pattern, size=4):
     data = one_block_spec(pattern, heads=2, size=size)
     data["body"][1]["kernel"] = "flex"
