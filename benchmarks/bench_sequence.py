@@ -55,20 +55,16 @@ def resize(data: dict, size: int) -> None:
     """The spec at ``size`` x ``size``. A strided pattern whose stride is the spec's row (in sub-pixels or pixels) keeps
     it the row at the new size, as the Sparse Transformer defines it (l = sqrt N: O(N sqrt N) scores); a fixed stride
     would keep O(N^2 / l)."""
+    from arblocks.edit import visit
+
     image = data["image"]
     rows = {image["width"] * image["channels"]: size * image["channels"], image["width"]: size}
 
-    def visit(node):
-        if isinstance(node, dict):
-            if node.get("type") in ("strided", "fixed") and node.get("stride") in rows:
-                node["stride"] = rows[node["stride"]]
-            for value in node.values():
-                visit(value)
-        elif isinstance(node, list):
-            for value in node:
-                visit(value)
+    def follow_the_row(node: dict) -> None:
+        if node.get("type") in ("strided", "fixed") and node.get("stride") in rows:
+            node["stride"] = rows[node["stride"]]
 
-    visit(data)
+    visit(data, follow_the_row)
     image.update(height=size, width=size)
 
 
