@@ -61,7 +61,7 @@ class FlexMask(nn.Module):
         self.register_buffer("mask", ordered.clone(), persistent=False)  # its own copy: the mask_mod reads it
         blocks = create_block_mask(self.mask_mod(ordered), None, None, self.n, self.n, device="cpu", BLOCK_SIZE=BLOCK)
         for name in ("kv_num_blocks", "kv_indices", "full_kv_num_blocks", "full_kv_indices"):
-            self.register_buffer(name, getattr(blocks, name), persistent=False)
+            self.register_buffer(name, getattr(blocks, name).contiguous(), persistent=False)
 
     @staticmethod
     def mask_mod(mask: torch.Tensor):

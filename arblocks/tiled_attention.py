@@ -84,7 +84,8 @@ def tile_layout(mask: torch.Tensor) -> TileLayout | None:
         return None
     width, tile, order, ordered, occupied = best
     # the occupied tiles first; the padding is distinct unoccupied tiles, whose mask is all False
-    key_tiles = occupied.int().sort(dim=-1, descending=True, stable=True).indices[:, : width // tile]  # [nQ, K]
+    # contiguous: inductor's CPU backward of the gather corrupted the heap with a sliced (strided) index, torch 2.13
+    key_tiles = occupied.int().sort(dim=-1, descending=True, stable=True).indices[:, : width // tile].contiguous()  # [nQ, K]
     tiles = rearrange(ordered, "(q t) (k s) -> q t k s", t=tile, s=tile)
     cut = tiles.gather(2, key_tiles[:, None, :, None].expand(-1, tile, -1, tile))  # [nQ, T, K, T]
     return TileLayout(tile, key_tiles, rearrange(cut, "q t k s -> q t (k s)").contiguous(), order)

@@ -255,6 +255,18 @@ def test_a_pattern_of_disjoint_groups_is_tiled_in_group_order():
     assert all(len(c) == layout.tile // 8 for c in classes)  # whole residue classes of 8 positions per tile
 
 
+def test_the_tilings_index_tensors_are_contiguous():
+    """A sliced, strided index tensor made inductor's compiled backward of the gather corrupt the heap on 2 CPU threads
+    (torch 2.13: `arblocks train --compile` crashed on sparse_transformer_small)."""
+    from arblocks.attention_kernels import MaskedAttention
+
+    pattern = [{"type": "strided", "stride": 24, "part": "local"}, {"type": "strided", "stride": 24, "part": "stride"}]
+    mask, _ = mask_of(pattern, 8, 8, per_pixel=3, heads=2)
+    attention = MaskedAttention(mask, heads=2, groups=2)
+    layouts = [attention.layout(g) for g in range(2)]
+    assert all(t.is_contiguous() for layout in layouts for t in (layout.key_tiles, layout.mask, layout.order) if t is not None)
+
+
 def test_a_local_pattern_keeps_the_sequence_order():
     from arblocks.tiled_attention import tile_layout
 
