@@ -121,3 +121,15 @@ def test_compiled_flex_attention_gives_the_dense_gradients_on_a_gpu(monkeypatch)
     assert torch.allclose(out, reference, atol=1e-4)
     grads, reference_grads = (torch.autograd.grad(o.sum(), (q, k, v)) for o in (out, reference))
     assert all(torch.allclose(a, b, atol=1e-3) for a, b in zip(grads, reference_grads))
+
+
+@pytest.mark.slow
+def test_compiled_flex_attention_on_the_cpu_equals_the_dense_attention(monkeypatch):
+    """The compiled kernel skips the blocks the block tables leave out (the eager reference above applies the mask_mod
+    to every score and ignores the tables): this is the test of the tables themselves."""
+    monkeypatch.setattr(flex_module, "COMPILE", True)
+    attention = attention_of(PATTERNS["sparse_transformer"])  # 768 sub-pixels; the column head in residue-class order
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 2, 768, 16) for _ in range(3))
+    with torch.no_grad():
+        assert torch.allclose(attention(q, k, v, kernel="flex"), attention(q, k, v, kernel="dense"), atol=1e-5)
