@@ -28,6 +28,7 @@ try:
 except ImportError:  # torch before 2.5
     flex_attention = None
 
+from .errors import BlockError
 from .tiled_attention import grouped_order
 
 BLOCK = 128
@@ -47,6 +48,32 @@ def kept_blocks(mask: torch.Tensor, block: int = BLOCK) -> int:
     return int(rearrange(padded, "(q t) (k s) -> q k t s", t=block, s=block).any(-1).any(-1).sum())
 
 
+def listed_blocks(num: torch.Tensor, indices: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """``[nQ, nK]`` bool: the key blocks a block table (``num [1, 1, nQ]``, ``indices [1, 1, nQ, nK]``) lists per query block."""
+    listed = torch.zeros(shape, dtype=torch.bool)
+    for query_block in range(shape[0]):
+        listed[query_block, indices[0, 0, query_block, : int(num[0, 0, query_block])].long()] = True
+    return listed
+
+
+def table_problem(mask: torch.Tensor, num, indices, full_num, full_indices) -> str | None:
+    """What is wrong with block tables for ``mask`` (None: nothing). The compiled kernel computes only listed blocks and
+    applies the mask only in the partial ones, so a block listed as full that the mask does not keep whole would attend
+    where the pattern (and causality) forbid, and a kept score in an unlisted block would be lost. The causality checks
+    run in float64, where FlexAttention runs its eager reference, which reads the mask and not the tables: this is
+    their proof."""
+    pad = -len(mask) % BLOCK
+    some = rearrange(F.pad(mask, (0, pad, 0, pad), value=False), "(q t) (k s) -> q k t s", t=BLOCK, s=BLOCK).any(-1).any(-1)
+    whole = rearrange(F.pad(mask, (0, pad, 0, pad), value=True), "(q t) (k s) -> q k t s", t=BLOCK, s=BLOCK).all(-1).all(-1)
+    partial, full = listed_blocks(num, indices, some.shape), listed_blocks(full_num, full_indices, some.shape)
+    for name, wrong in (("blocks listed as full that the mask does not keep whole", full & ~whole),
+                        ("blocks with kept scores that no table lists", some & ~(partial | full)),
+                        ("blocks listed both as partial and as full", partial & full)):
+        if wrong.any():
+            return f"{int(wrong.sum())} {name}, e.g. query block {wrong.nonzero()[0, 0].item()}, key block {wrong.nonzero()[0, 1].item()}"
+    return None
+
+
 class FlexMask(nn.Module):
     """The block mask of one head group's ``[N, N]`` mask, and FlexAttention over it."""
 
@@ -62,6 +89,9 @@ class FlexMask(nn.Module):
         blocks = create_block_mask(self.mask_mod(ordered), None, None, self.n, self.n, device="cpu", BLOCK_SIZE=BLOCK)
         for name in ("kv_num_blocks", "kv_indices", "full_kv_num_blocks", "full_kv_indices"):
             self.register_buffer(name, getattr(blocks, name).contiguous(), persistent=False)
+        problem = table_problem(self.mask, self.kv_num_blocks, self.kv_indices, self.full_kv_num_blocks, self.full_kv_indices)
+        if problem:
+            raise BlockError(f"FlexAttention's block tables disagree with the attention mask ({problem}); use kernel 'auto'", field="kernel")
 
     @staticmethod
     def mask_mod(mask: torch.Tensor):
@@ -82,16 +112,17 @@ class FlexMask(nn.Module):
             q, k, v = q.detach(), k.detach(), v.detach()
         if self.order is not None:  # the positions in block order
             q, k, v = (t.index_select(2, self.order) for t in (q, k, v))
-        out = kernel()(q, k, v, block_mask=self.block_mask())
+        out = kernel(q)(q, k, v, block_mask=self.block_mask())
         if self.order is None:
             return out
         return torch.zeros_like(out).index_copy(2, self.order, out)  # back to the sequence's order
 
 
-def kernel():
-    """FlexAttention, compiled unless :data:`COMPILE` is off or a surrounding ``torch.compile`` compiles it anyway."""
+def kernel(q: torch.Tensor):
+    """FlexAttention, compiled unless :data:`COMPILE` is off, a surrounding ``torch.compile`` compiles it anyway, or the
+    inputs are float64 (the causality checks'), which the compiled kernel does not take: there its eager reference runs."""
     global _compiled
-    if not COMPILE or torch.compiler.is_compiling():
+    if not COMPILE or torch.compiler.is_compiling() or q.dtype == torch.float64:
         return flex_attention
     if _compiled is None:
         _compiled = torch.compile(flex_attention, dynamic=False)

@@ -133,3 +133,58 @@ def test_compiled_flex_attention_on_the_cpu_equals_the_dense_attention(monkeypat
     q, k, v = (torch.randn(2, 2, 768, 16) for _ in range(3))
     with torch.no_grad():
         assert torch.allclose(attention(q, k, v, kernel="flex"), attention(q, k, v, kernel="dense"), atol=1e-5)
+
+
+def test_the_causality_check_runs_on_a_flex_model_with_compilation_on(monkeypatch):
+    """The checks run in float64, which compiled FlexAttention does not take on the CPU: its eager reference runs there
+    (this crashed `arblocks check --set defaults.transformer_block.kernel=flex`)."""
+    monkeypatch.setattr(flex_module, "COMPILE", True)
+    report = check_model(flex_model(PATTERNS["sparse_transformer"], size=8), modes=("eval",), method="perturbation")
+    assert report.ok, report.summary()
+
+
+def leaky_tables(monkeypatch):
+    """create_block_mask, but every partly kept block on the diagonal listed as full (computed without the mask)."""
+    original = flex_module.create_block_mask
+
+    def leaky(*args, **kwargs):
+        blocks = original(*args, **kwargs)
+        num, indices = blocks.kv_num_blocks.clone(), blocks.kv_indices.clone()
+        full_num, full_indices = blocks.full_kv_num_blocks.clone(), blocks.full_kv_indices.clone()
+        for q in range(num.shape[-1]):
+            listed = indices[0, 0, q, : num[0, 0, q]].tolist()
+            if q in listed:  # move the diagonal block from the partial table to the full one
+                rest = [b for b in listed if b != q]
+                indices[0, 0, q, : len(rest)] = torch.tensor(rest, dtype=indices.dtype)
+                num[0, 0, q] -= 1
+                full_indices[0, 0, q, full_num[0, 0, q]] = q
+                full_num[0, 0, q] += 1
+        return flex_module.BlockMask.from_kv_blocks(num, indices, full_num, full_indices, BLOCK_SIZE=flex_module.BLOCK, mask_mod=blocks.mask_mod, seq_lengths=blocks.seq_lengths)
+
+    monkeypatch.setattr(flex_module, "create_block_mask", leaky)
+
+
+def test_block_tables_that_would_leak_are_refused_at_build(monkeypatch):
+    leaky_tables(monkeypatch)
+    data = one_block_spec({"type": "local_1d", "block": 8}, heads=2, size=8)
+    data["body"][1]["kernel"] = "flex"
+    with pytest.raises(SpecError, match="blocks listed as full that the mask does not keep whole") as excinfo:
+        build_model(parse_spec(data))
+    assert "/body/1/kernel" in str(excinfo.value)
+
+
+@pytest.mark.slow
+def test_unchecked_leaky_tables_do_leak_in_the_compiled_kernel(monkeypatch):
+    """What the refusal above prevents: compiled, those tables make a query read later positions. The float64 checks
+    cannot see it (they run the eager reference, which ignores the tables), so the tables are proven at build."""
+    leaky_tables(monkeypatch)
+    monkeypatch.setattr(flex_module, "table_problem", lambda *args: None)
+    monkeypatch.setattr(flex_module, "COMPILE", True)
+    flex = attention_of({"type": "local_1d", "block": 20}, size=8).flex[0]  # 192 positions: two blocks of 128
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 192, 16) for _ in range(3))
+    later = v.clone()
+    later[:, :, 100] += 1.0  # a value at position 100
+    with torch.no_grad():
+        changed = (flex(q, k, later) - flex(q, k, v)).abs().amax((0, 1, 3)) > 1e-6  # [N] outputs that moved
+    assert changed[:100].any()  # earlier queries read it: a leak
