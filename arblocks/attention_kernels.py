@@ -25,14 +25,14 @@ class MaskedAttention(nn.Module):
         self.register_buffer("mask", mask, persistent=False)
         size = heads // groups  # equal runs of heads with one mask each: (first head, end)
         self.head_groups = [(g * size, (g + 1) * size) for g in range(groups)]
+        meta = mask.device.type == "meta"  # a meta build has no mask values to tile or block
         self.tiles: list[int | None] = []
         for i, (start, _) in enumerate(self.head_groups):
-            layout = tile_layout(mask[start]) if mask.device.type != "meta" else None  # a meta build has no mask values
+            layout = None if meta else tile_layout(mask[start])
             self.tiles.append(layout.tile if layout else None)
             for name in ("key_tiles", "mask", "order"):
                 self.register_buffer(f"tile_{name}_{i}", getattr(layout, name) if layout else None, persistent=False)
-        built = flex and mask.device.type != "meta"
-        self.flex = nn.ModuleList([flex_attention.FlexMask(mask[start]) for start, _ in self.head_groups]) if built else None
+        self.flex = nn.ModuleList([flex_attention.FlexMask(mask[start]) for start, _ in self.head_groups]) if flex and not meta else None
 
     @property
     def tiled(self) -> bool:
@@ -44,13 +44,16 @@ class MaskedAttention(nn.Module):
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernel: str = "auto") -> torch.Tensor:
         """``q, k: [B, heads, N, c]``, ``v: [B, heads, N, c_v]`` -> ``[B, heads, N, c_v]``."""
-        if kernel == "flex" and self.flex is not None and flex_attention.usable(q):
-            return torch.cat([flex(*(t[:, start:end] for t in (q, k, v))) for flex, (start, end) in zip(self.flex, self.head_groups)], 1)
-        if kernel == "dense" or not self.tiled:
+        flex = kernel == "flex" and self.flex is not None and flex_attention.usable(q)
+        if kernel == "dense" or not (flex or self.tiled):
             return F.scaled_dot_product_attention(q, k, v, attn_mask=self.mask)
         out = []
         for group, (start, end) in enumerate(self.head_groups):
             qs, ks, vs = (t[:, start:end] for t in (q, k, v))
-            layout = self.layout(group)
-            out.append(tiled_attention(qs, ks, vs, layout) if layout else F.scaled_dot_product_attention(qs, ks, vs, attn_mask=self.mask[start]))
+            if flex:
+                out.append(self.flex[group](qs, ks, vs))
+            elif layout := self.layout(group):
+                out.append(tiled_attention(qs, ks, vs, layout))
+            else:
+                out.append(F.scaled_dot_product_attention(qs, ks, vs, attn_mask=self.mask[start]))
         return torch.cat(out, 1)

@@ -9,7 +9,7 @@ so they move with the model, and the block mask is rebuilt from them at each cal
 ``torch.compile``).
 
 FlexAttention is compiled to be fast (``torch.compile``; eager mode computes every score). In torch 2.13 it has no
-backward pass on the CPU: :class:`arblocks.tiled_attention.MaskedAttention` uses it there only without gradients
+backward pass on the CPU: :class:`arblocks.attention_kernels.MaskedAttention` uses it there only without gradients
 (evaluation, checks) and otherwise falls back to its ``auto`` path, which computes the same function.
 """
 
@@ -19,8 +19,6 @@ import warnings
 from contextlib import contextmanager
 
 import torch
-import torch.nn.functional as F
-from einops import rearrange
 from torch import nn
 
 try:
@@ -29,7 +27,7 @@ except ImportError:  # torch before 2.5
     flex_attention = None
 
 from .errors import BlockError
-from .tiled_attention import grouped_order
+from .tiled_attention import attend_in_order, grouped_order, occupied_tiles, reordered
 
 BLOCK = 128
 #: compile FlexAttention (its fast path); tests switch it off to run the eager reference on the CPU
@@ -41,11 +39,9 @@ def available() -> bool:
     return flex_attention is not None
 
 
-def kept_blocks(mask: torch.Tensor, block: int = BLOCK) -> int:
-    """How many ``block`` x ``block`` blocks of an ``[N, N]`` mask keep a score (the mask padded with False)."""
-    pad = -len(mask) % block
-    padded = F.pad(mask, (0, pad, 0, pad))
-    return int(rearrange(padded, "(q t) (k s) -> q k t s", t=block, s=block).any(-1).any(-1).sum())
+def kept_blocks(mask: torch.Tensor) -> int:
+    """How many ``BLOCK`` x ``BLOCK`` blocks of an ``[N, N]`` mask keep a score."""
+    return int(occupied_tiles(mask, BLOCK).sum())
 
 
 def listed_blocks(num: torch.Tensor, indices: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
@@ -62,9 +58,8 @@ def table_problem(mask: torch.Tensor, num, indices, full_num, full_indices) -> s
     where the pattern (and causality) forbid, and a kept score in an unlisted block would be lost. The causality checks
     run in float64, where FlexAttention runs its eager reference, which reads the mask and not the tables: this is
     their proof."""
-    pad = -len(mask) % BLOCK
-    some = rearrange(F.pad(mask, (0, pad, 0, pad), value=False), "(q t) (k s) -> q k t s", t=BLOCK, s=BLOCK).any(-1).any(-1)
-    whole = rearrange(F.pad(mask, (0, pad, 0, pad), value=True), "(q t) (k s) -> q k t s", t=BLOCK, s=BLOCK).all(-1).all(-1)
+    some = occupied_tiles(mask, BLOCK)
+    whole = ~occupied_tiles(~mask, BLOCK)  # every score of the block (within the sequence) kept
     partial, full = listed_blocks(num, indices, some.shape), listed_blocks(full_num, full_indices, some.shape)
     for name, wrong in (("blocks listed as full that the mask does not keep whole", full & ~whole),
                         ("blocks with kept scores that no table lists", some & ~(partial | full)),
@@ -80,9 +75,9 @@ class FlexMask(nn.Module):
     def __init__(self, mask: torch.Tensor):
         super().__init__()
         order = grouped_order(mask)
-        if order is not None and kept_blocks(mask[order][:, order]) >= kept_blocks(mask):
+        if order is not None and kept_blocks(reordered(mask, order)) >= kept_blocks(mask):
             order = None
-        ordered = mask if order is None else mask[order][:, order]
+        ordered = reordered(mask, order)
         self.n = len(mask)
         self.register_buffer("order", order, persistent=False)
         self.register_buffer("mask", ordered.clone(), persistent=False)  # its own copy: the mask_mod reads it
@@ -110,12 +105,7 @@ class FlexMask(nn.Module):
         """``q, k: [B, h, N, c]``, ``v: [B, h, N, c_v]`` -> ``[B, h, N, c_v]``."""
         if q.device.type == "cpu":  # no gradient is wanted here (see usable), but FlexAttention refuses any input that could take one
             q, k, v = q.detach(), k.detach(), v.detach()
-        if self.order is not None:  # the positions in block order
-            q, k, v = (t.index_select(2, self.order) for t in (q, k, v))
-        out = kernel(q)(q, k, v, block_mask=self.block_mask())
-        if self.order is None:
-            return out
-        return torch.zeros_like(out).index_copy(2, self.order, out)  # back to the sequence's order
+        return attend_in_order(self.order, lambda *qkv: kernel(q)(*qkv, block_mask=self.block_mask()), q, k, v)
 
 
 def kernel(q: torch.Tensor):

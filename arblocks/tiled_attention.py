@@ -67,16 +67,37 @@ def grouped_order(mask: torch.Tensor) -> torch.Tensor | None:
     return torch.sort(groups, stable=True).indices
 
 
+def reordered(mask: torch.Tensor, order: torch.Tensor | None) -> torch.Tensor:
+    """An ``[N, N]`` mask with its queries and keys both in ``order`` (None: as it is)."""
+    return mask if order is None else mask[order][:, order]
+
+
+def occupied_tiles(mask: torch.Tensor, tile: int) -> torch.Tensor:
+    """``[nQ, nK]`` bool for an ``[N, N]`` mask: the ``tile`` x ``tile`` tiles that keep a score (the last ones padded
+    with False where ``tile`` does not divide N)."""
+    pad = -len(mask) % tile
+    return rearrange(F.pad(mask, (0, pad, 0, pad)), "(q t) (k s) -> q k t s", t=tile, s=tile).any(-1).any(-1)
+
+
+def attend_in_order(order: torch.Tensor | None, attend, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``attend(q, k, v)`` on ``[B, h, N, c]`` inputs with their positions in ``order`` (None: as they are), its output
+    put back in the sequence's order."""
+    if order is None:
+        return attend(q, k, v)
+    out = attend(*(t.index_select(2, order) for t in (q, k, v)))
+    return torch.zeros_like(out).index_copy(2, order, out)
+
+
 def tile_layout(mask: torch.Tensor) -> TileLayout | None:
     """The cheapest tiling of an ``[N, N]`` mask, in the better of its two orders, or None when no tiling computes at
     most :data:`MAX_COMPUTED_SHARE` of the scores."""
     n = len(mask)
     order = grouped_order(mask)
-    orders = [(None, mask)] + ([(order, mask[order][:, order])] if order is not None else [])
+    orders = [(None, mask)] + ([(order, reordered(mask, order))] if order is not None else [])
     best = None  # (keys computed per query, tile, order, mask in that order, occupied tiles)
     for tile in (t for t in TILE_SIZES if n % t == 0 and t < n):
         for order, ordered in orders:
-            occupied = rearrange(ordered, "(q t) (k s) -> q k t s", t=tile, s=tile).any(-1).any(-1)  # [nQ, nK]
+            occupied = occupied_tiles(ordered, tile)  # [nQ, nK]
             width = int(occupied.sum(-1).max()) * tile
             if width <= MAX_COMPUTED_SHARE * n and (best is None or width < best[0]):
                 best = (width, tile, order, ordered, occupied)
@@ -93,17 +114,17 @@ def tile_layout(mask: torch.Tensor) -> TileLayout | None:
 
 def tiled_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: TileLayout) -> torch.Tensor:
     """Masked attention of one head group, ``q, k, v: [B, h, N, c]``, over the layout's tiles: ``[B, h, N, c_v]``."""
-    tile, order = layout.tile, layout.order
-    if order is not None:  # the positions in tile order
-        q, k, v = (t.index_select(2, order) for t in (q, k, v))
+    return attend_in_order(layout.order, lambda *qkv: attend_tiles(*qkv, layout), q, k, v)
+
+
+def attend_tiles(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: TileLayout) -> torch.Tensor:
+    """:func:`tiled_attention` with the positions already in tile order."""
+    tile = layout.tile
     kt, vt = (rearrange(t, "b h (q t) c -> b h q t c", t=tile) for t in (k, v))
     keys, values = (rearrange(t[:, :, layout.key_tiles], "b h q k t c -> b h q (k t) c") for t in (kt, vt))  # gathered tiles
     queries = rearrange(q, "b h (q t) c -> b h q t c", t=tile)
     out = masked_attention(queries, keys, values, layout.mask)  # [B, h, nQ, T, c_v]
-    out = rearrange(out, "b h q t c -> b h (q t) c")
-    if order is None:
-        return out
-    return torch.zeros_like(out).index_copy(2, order, out)  # back to the sequence's order
+    return rearrange(out, "b h q t c -> b h (q t) c")
 
 
 def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

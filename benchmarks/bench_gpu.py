@@ -9,7 +9,8 @@ A spec is `name:batch` (specs/NAME.json at that batch). A variant is `+`-joined:
 `compiled` (`torch.compile(fullgraph=True)`, as `arblocks train --compile`), `channels_last` (weights and images),
 `flex` (transformer blocks on FlexAttention; specs without one skip it). Every variant of a spec starts from the same
 weights; each takes its warm-up steps (compilation included, reported as `first_s`), then `--steps` timed train steps
-(forward, loss, backward, Adam step) in a row. Peak memory is `torch.cuda.max_memory_allocated` over the timed steps.
+(forward, loss, backward, Adam step) in a row (benchmarks/train_step.py). Peak memory is
+`torch.cuda.max_memory_allocated` over the timed steps (on the CPU, the growth of the maximum resident set).
 `--reference` adds the hand-written PixelCNN++ (benchmarks/pixelcnn_pp_reference.py, eager fp32, the spec's batch)
 beside `pixelcnn_pp`. Prints one JSON line per run, and ratios to the spec's eager fp32 (and to the reference).
 On the CPU (`--device cpu`, `--backend eager`) it runs as a smoke test of the script itself.
@@ -20,7 +21,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -31,10 +31,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pixelcnn_pp_reference import PixelCNNpp, discretized_mix_logistic_loss  # noqa: E402
+from train_step import time_steps, train_step  # noqa: E402
 
 from arblocks import build_model, parse_spec  # noqa: E402
 from arblocks.edit import visit  # noqa: E402
-from arblocks.precision import autocast, in_memory_format  # noqa: E402
+from arblocks.precision import in_memory_format  # noqa: E402
 
 DEFAULT_SPECS = ["pixelcnn_pp:64", "pixelsnail:32", "image_transformer:16", "sparse_transformer:16", "igpt_s:16"]
 FLAGS = {"eager", "bf16", "compiled", "channels_last", "flex"}
@@ -57,41 +58,14 @@ def spec_data(name: str, flex: bool) -> dict | None:
     return data
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def timed(step, steps: int, device: torch.device) -> tuple[float, float, float | None]:
-    """(seconds of the first step, median seconds per step, peak GiB over the timed steps or None off CUDA)."""
+def timed(step, steps: int, device: torch.device) -> tuple[float, float, float]:
+    """(seconds of the first step, compilation included; then :func:`train_step.time_steps`: median seconds per step
+    after one more warm-up step, peak GiB)."""
     start = time.perf_counter()
     step()
-    synchronize(device)
-    first = time.perf_counter() - start
-    step()  # a second warm-up: compiled graphs may specialize once more
     if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
-    return first, statistics.median(times), peak
-
-
-def train_step(net, loss_fn, parameters, x, precision: str, device: torch.device):
-    optimizer = torch.optim.Adam(parameters, lr=1e-4)
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        with autocast(device, precision):
-            loss = loss_fn(net, x)
-        loss.backward()
-        optimizer.step()
-
-    return step
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start, *time_steps(step, steps, device))
 
 
 def run_variant(base, variant: set[str], x, args, device):
@@ -103,7 +77,8 @@ def run_variant(base, variant: set[str], x, args, device):
     net = torch.compile(model, fullgraph=True, backend=args.backend) if "compiled" in variant else model
     dims = x[0].numel()
     loss_fn = lambda n, images: model.head.nll(n(images), images).sum() / (len(images) * dims)  # noqa: E731
-    return timed(train_step(net, loss_fn, model.parameters(), xv, "bf16" if "bf16" in variant else "fp32", device), args.steps, device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    return timed(train_step(net, loss_fn, optimizer, xv, "bf16" if "bf16" in variant else "fp32", device), args.steps, device)
 
 
 def reference_row(batch: int, args, device) -> dict:
@@ -111,7 +86,7 @@ def reference_row(batch: int, args, device) -> dict:
     model = PixelCNNpp().to(device).train()
     x = torch.randint(0, 256, (batch, 3, 32, 32), device=device)
     loss_fn = lambda m, images: discretized_mix_logistic_loss(images.float() / 127.5 - 1, m(images.float() / 127.5 - 1), 10) / (len(images) * 3072)  # noqa: E731
-    first, step, peak = timed(train_step(model, loss_fn, model.parameters(), x, "fp32", device), args.steps, device)
+    first, step, peak = timed(train_step(model, loss_fn, torch.optim.Adam(model.parameters(), lr=1e-4), x, "fp32", device), args.steps, device)
     return {"spec": "pixelcnn_pp hand-written", "variant": "eager", "batch": batch, "first_s": first, "step_s": step, "images_per_s": batch / step, "peak_gib": peak}
 
 

@@ -112,9 +112,9 @@ class TransformerBlock(Block):
         self.proj = nn.Linear(width, width, bias=attention_bias)
         self.fc = nn.Linear(width, hidden, bias=bias)
         self.fc_out = nn.Linear(hidden, width, bias=bias)
-        if config.kernel == "flex" and not flex_attention.available():
-            raise BlockError(f"kernel 'flex' needs torch.nn.attention.flex_attention (torch 2.5 or later); this is torch {torch.__version__}", field="kernel")
         flex = config.kernel == "flex"
+        if flex and not flex_attention.available():
+            raise BlockError(f"kernel 'flex' needs torch.nn.attention.flex_attention (torch 2.5 or later); this is torch {torch.__version__}", field="kernel")
         key = json.dumps([[p.model_dump() for p in patterns], config.heads, self.per_pixel, source.shape, source.causal.label, flex])
         if key not in ctx.shared:
             ctx.shared[key] = MaskedAttention(self.mask(patterns, source, ctx), config.heads, max(len(patterns), 1), flex)
