@@ -1,27 +1,44 @@
-"""arblocks: autoregressive image models from declarative specs of registered, causality-checked blocks."""
+"""arblocks: autoregressive image models from declarative specs of registered, causality-checked blocks.
 
-from .attention_patterns import AttentionPattern
-from .block import Block, BuildContext, ChannelMixing, Elementwise
-from .builder import build_model
-from .checkpoint import load_checkpoint
-from .errors import ArblocksError, BlockError, Problem, RegistryError, SpecError
-from .head import Head, PointwiseHead
-from .hookspecs import hookimpl
-from .inputs import InputType
-from .model import ARModel
-from .ordering import Ordering
-from .plugins import get_registry, load_registry
-from .sample import sample_images
-from .spec import BlockConfig, HeadConfig, ImageSpec, InputConfig, ModelSpec, stream_field
-from .stages import StagedModel, load_staged
-from .streams import Causal, StreamInfo
-from .validate import load_spec, parse_spec
+The package is laid out in wings, each importing only the ones below it (docs/architecture.md):
+``spec`` < ``core`` < ``attention`` < ``blocks``, ``heads`` < ``causality``, ``sampling`` < ``staged``, ``data``
+< ``training`` < ``cli``, ``testing``. The names below are the public API.
+"""
 
-__version__ = "0.1.0"
+from . import _moved
+from .attention import AttentionPattern
+from .core import (
+    ARModel,
+    Block,
+    BuildContext,
+    Causal,
+    ChannelMixing,
+    Elementwise,
+    Head,
+    InputType,
+    Ordering,
+    PointwiseHead,
+    StreamInfo,
+    build_model,
+    get_registry,
+    hookimpl,
+    load_registry,
+    load_spec,
+    parse_spec,
+)
+from .core.plugins import arblocks_version
+from .sampling import sample_images
+from .spec import ArblocksError, BlockConfig, BlockError, HeadConfig, ImageSpec, InputConfig, ModelSpec, Problem, RegistryError, SpecError, stream_field
+from .staged import StagedModel, load_staged
+from .training import load_checkpoint
+
+_moved.install()
+
+__version__ = arblocks_version() or "0.1.0"
 
 __all__ = [
-    "ARModel", "ArblocksError", "AttentionPattern", "Block", "BlockConfig", "ChannelMixing", "BlockError", "BuildContext", "Causal", "Elementwise", "Head", "PointwiseHead",
-    "HeadConfig", "ImageSpec", "InputConfig", "InputType", "ModelSpec", "Ordering", "Problem", "RegistryError",
-    "SpecError", "StreamInfo", "build_model", "get_registry", "hookimpl", "load_registry", "load_spec", "parse_spec",
-    "sample_images", "stream_field", "StagedModel", "load_staged", "load_checkpoint",
+    "ARModel", "ArblocksError", "AttentionPattern", "Block", "BlockConfig", "BlockError", "BuildContext", "Causal", "ChannelMixing", "Elementwise",
+    "Head", "HeadConfig", "ImageSpec", "InputConfig", "InputType", "ModelSpec", "Ordering", "PointwiseHead", "Problem", "RegistryError", "SpecError",
+    "StagedModel", "StreamInfo", "build_model", "get_registry", "hookimpl", "load_checkpoint", "load_registry", "load_spec", "load_staged",
+    "parse_spec", "sample_images", "stream_field",
 ]

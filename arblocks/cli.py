@@ -15,8 +15,8 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import ArblocksError, Problem, SpecError
-from .registry import KINDS
+from .core.registry import KINDS
+from .spec.errors import ArblocksError, Problem, SpecError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -36,7 +36,7 @@ AUGMENT_HELP = ("Distribution Augmentation: a transformation choice, e.g. --augm
 
 def parse_augment(values: list[str], model) -> dict[str, int]:
     """``--augment NAME=K`` flags as {name: choice}, checked against the model's transformations (exit 2 otherwise)."""
-    from .augmentation import AugmentationError, chosen
+    from .core.augmentation import AugmentationError, chosen
 
     wanted = {}
     for value in values:
@@ -54,10 +54,10 @@ def parse_augment(values: list[str], model) -> dict[str, int]:
 
 
 def parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .core.plugins import arblocks_version
 
     p = Parser(prog="arblocks", description="Compose autoregressive image models from declarative JSON specs.")
-    p.add_argument("--version", action="version", version=f"arblocks {__version__}")
+    p.add_argument("--version", action="version", version=f"arblocks {arblocks_version()}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     b = sub.add_parser("build", help="validate and build a spec, print its blocks and check its causality")
@@ -174,9 +174,9 @@ def spec_source(path: str):
 
 
 def cmd_build(args) -> int:
-    from .builder import build_model
-    from .causality import check_spec
-    from .report import build_report, format_build
+    from .causality.check import check_spec
+    from .causality.report import build_report, format_build
+    from .core.builder import build_model
 
     if args.check_size is not None and args.check_size < 1:
         raise UsageError("--check-size must be at least 1")
@@ -193,7 +193,7 @@ def cmd_build(args) -> int:
 
 def staged(spec) -> bool:
     """Whether a loaded spec has stages (imported late: the CLI starts without torch)."""
-    from .stages import StagedSpec
+    from .spec.models import StagedSpec
 
     return isinstance(spec, StagedSpec)
 
@@ -205,9 +205,9 @@ def stage_sources(path: str, spec) -> list[tuple[str, object]]:
 
 def build_stages(args, spec) -> int:
     """`arblocks build` of a spec with stages: each stage's table and causality check, then the total."""
-    from .causality import check_spec
-    from .report import build_report, format_build
-    from .stages import build_staged
+    from .causality.check import check_spec
+    from .causality.report import build_report, format_build
+    from .staged.stages import build_staged
 
     with spec_source(args.spec):
         model = build_staged(spec)
@@ -229,8 +229,8 @@ def build_stages(args, spec) -> int:
 
 
 def cmd_check(args) -> int:
-    from .causality import check_spec
-    from .report import format_check
+    from .causality.check import check_spec
+    from .causality.report import format_check
 
     if args.size is not None and args.size < 1 or args.samples < 1:
         raise UsageError("--size and --samples must be at least 1")
@@ -252,9 +252,9 @@ def cmd_check(args) -> int:
 
 
 def cmd_receptive_field(args) -> int:
-    from .builder import build_model
-    from .causality import check_image
-    from .receptive_field import pixel_field, render
+    from .causality.check import check_image
+    from .causality.receptive_field import pixel_field, render
+    from .core.builder import build_model
 
     try:
         row, col = (int(v) for v in args.pixel.split(","))
@@ -308,10 +308,10 @@ SET_HELP = ("override a spec field, e.g. --set image.height=16 --set defaults.ga
 
 def load_spec_with(path: str, overrides: list[str]):
     """The spec of a file with ``--set`` overrides applied, validated (problems name the file or the override's path).
-    A spec with stages gives a :class:`arblocks.stages.StagedSpec`."""
-    from .edit import apply_overrides
-    from .stages import parse_any
-    from .validate import read_spec_file
+    A spec with stages gives a :class:`arblocks.spec.models.StagedSpec`."""
+    from .spec.edit import apply_overrides
+    from .spec.reading import read_spec_file
+    from .staged.stages import parse_any
 
     data = read_spec_file(path)
     if overrides and isinstance(data, dict):
@@ -321,7 +321,7 @@ def load_spec_with(path: str, overrides: list[str]):
 
 def train_help(name: str) -> str:
     """The help of a train flag: the option's description in TrainConfig, with its default."""
-    from .train import TrainConfig
+    from .training.loop import TrainConfig
 
     if name == "no_init":
         return "skip the data-dependent initialization of weight-normalized layers"
@@ -335,7 +335,7 @@ def train_help(name: str) -> str:
 def cmd_train(args) -> int:
     from pydantic import ValidationError
 
-    from .train import TrainConfig, train
+    from .training.loop import TrainConfig, train
 
     spec = load_spec_with(args.spec, args.set)
     values = {name: getattr(args, name) for name, _ in TRAIN_FLAGS if getattr(args, name) is not None}
@@ -346,7 +346,7 @@ def cmd_train(args) -> int:
     try:
         config = TrainConfig(**values)
     except ValidationError as error:
-        from .validate import pydantic_problems
+        from .spec.reading import pydantic_problems
 
         raise SpecError([Problem(f"--{p.path.strip('/').replace('_', '-')}", p.type, p.message) for p in pydantic_problems(error, (), TrainConfig, "train")], source="options") from None
     with spec_source(args.spec):
@@ -377,12 +377,12 @@ def recorded_data(checkpoint: str) -> tuple[str, dict]:
 
 
 def cmd_eval(args) -> int:
-    from .causality import require_causal
-    from .checkpoint import load_model
+    from .causality.check import require_causal
     from .data import load_data
-    from .precision import to_memory_format
-    from .stages import StagedModel
-    from .train import World, evaluate, evaluate_stages, pick_device
+    from .staged.stages import StagedModel
+    from .training.checkpoint import load_model
+    from .training.loop import World, evaluate, evaluate_stages, pick_device
+    from .training.precision import to_memory_format
 
     model, state = load_model(args.checkpoint, args.weights)
     if not args.no_check:
@@ -408,7 +408,7 @@ def cmd_eval(args) -> int:
     if isinstance(model, StagedModel):
         bpd, nats, stages = evaluate_stages(model, data, args.batch_size, device, progress=not args.no_progress, **step)
     elif args.orders != 1:
-        from .order_average import evaluate_orders, ordering_variants
+        from .training.order_average import evaluate_orders, ordering_variants
 
         try:
             models = ordering_variants(model.to(device), args.orders)
@@ -434,11 +434,12 @@ def cmd_eval(args) -> int:
 def cmd_sample(args) -> int:
     import torch
 
-    from .causality import require_causal
-    from .checkpoint import load_model
-    from .sample import CachedSampler, NaiveSampler, load_image, save_grid
-    from .stages import StagedModel
-    from .train import World, pick_device
+    from .causality.check import require_causal
+    from .sampling.grid import load_image, save_grid
+    from .sampling.sample import CachedSampler, NaiveSampler
+    from .staged.stages import StagedModel
+    from .training.checkpoint import load_model
+    from .training.loop import World, pick_device
 
     if args.n < 1 or args.temperature <= 0:
         raise UsageError("-n must be at least 1 and --temperature positive")
@@ -455,7 +456,7 @@ def cmd_sample(args) -> int:
     for name in model.provided_inputs:
         config = model.inputs[name].config
         if config.type == "augmentation":
-            from .augmentation import chosen
+            from .core.augmentation import chosen
 
             conditioning[name] = chosen(model, args.n, augment).to(device)
             continue
@@ -506,7 +507,7 @@ def cmd_sample(args) -> int:
 
 
 def cmd_plugins(args) -> int:
-    from .plugins import get_registry
+    from .core.plugins import get_registry
 
     registry = get_registry()
     rows = []
@@ -530,24 +531,24 @@ def cmd_plugins(args) -> int:
 
 
 def cmd_schema(args) -> int:
-    from .schema import spec_json_schema
+    from .core.schema import spec_json_schema
 
     print(json.dumps(spec_json_schema(), indent=args.indent))
     return EXIT_OK
 
 
 def cmd_blocks(args) -> int:
-    from .plugins import get_registry
-    from .registry import KINDS
+    from .core.plugins import get_registry
+    from .core.registry import KINDS
 
     if args.no_plugins:
-        from .plugins import load_registry
+        from .core.plugins import load_registry
 
         registry = load_registry(entry_points=False)
     else:
         registry = get_registry()
     if args.markdown:
-        from .catalogue import render_catalogue
+        from .core.catalogue import render_catalogue
 
         print(render_catalogue(registry), end="")
         return EXIT_OK

@@ -13,7 +13,7 @@ builds small models that compose the block with the built-in ones and checks wha
   as in a model of several stages, at the image's size and at half of it) concatenated to the features; 1 and 3 image channels; a
   per-channel softmax head and a joint logistic-mixture head. Compositions that the block's own causal statement
   rules out are refused by the builder and skipped; the others must hold. The first two compositions are also proven
-  block by block (:mod:`arblocks.block_proof`) for a 4x40 and a 40x4 image: the block's dependencies on a window, placed at
+  block by block (:mod:`arblocks.causality.block_proof`) for a 4x40 and a 40x4 image: the block's dependencies on a window, placed at
   every position, keep its causal statement, and it reads nothing beyond its stated ``reach`` (a far tap that the
   kit's small images cannot show);
 * **state_dict round trip**: a second model loaded from the first one's state dict computes the same outputs;
@@ -22,11 +22,11 @@ builds small models that compose the block with the built-in ones and checks wha
 * **devices**: the model moves to the ``meta`` device and runs there (no tensor is created on a fixed device inside
   ``forward``), and to CUDA when there is one;
 * **incremental step**: in float64, the cached sampler (which uses the block's ``forward_at`` or ``reach``, see
-  :mod:`arblocks.incremental`) draws the naive sampler's images from one seed, and the parameters of every draw equal
+  :mod:`arblocks.core.incremental`) draws the naive sampler's images from one seed, and the parameters of every draw equal
   the full forward pass's (to 1e-9). A block with neither is recomputed over the whole map: correct, and noted.
 
 ``check_view(view_type)`` checks a view (a deterministic function of the image that a stage models, see
-:mod:`arblocks.views`) for every image it fits: integer levels of its declared output, the same levels for an image
+:mod:`arblocks.staged.views`) for every image it fits: integer levels of its declared output, the same levels for an image
 alone or in any batch, and ``known_pixels`` sound (no pixel it calls known changes when the unknown image pixels are
 redrawn). ``check_plugin`` runs it on the views a plugin registers, and ``check_transformation`` on its transformations
 (choice 0 the identity, every choice a bijection of the sub-pixels, each image under its own choice).
@@ -49,13 +49,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import flex_attention
-from .builder import build_model
-from .causality import check_model, float64_probe
-from .errors import SpecError
-from .plugins import get_registry
-from .registry import Registry
-from .validate import parse_spec
+from .attention import flex as flex_attention
+from .causality.check import check_model, float64_probe
+from .core.builder import build_model
+from .core.plugins import get_registry
+from .core.registry import Registry
+from .core.validate import parse_spec
+from .spec.errors import SpecError
 
 
 @dataclass
@@ -292,7 +292,7 @@ def _run_checks(report, block, case, spec, model, registry, checks=CHECKS):
             _finding(report, block, case, check, fn)
 
 
-#: image sizes (height, width) at which the kit also proves the block block by block (see arblocks.block_proof): a
+#: image sizes (height, width) at which the kit also proves the block block by block (see arblocks.causality.block_proof): a
 #: dependency that only exists on images wider or taller than the kit's own (a far tap, a reach the block understates)
 LARGER_IMAGES = ((4, 40), (40, 4))
 #: the compositions proven on LARGER_IMAGES: the block reading the image, and reading a first layer's features (the
@@ -302,8 +302,8 @@ LARGER_CASES = ("as the first layer, on the image", "after the first layer")
 
 def _larger_images(spec, model, block_type: str, registry) -> str | None:
     """The block-level proof of ``block_type``'s blocks in ``model`` for the same body on each of LARGER_IMAGES."""
-    from .block_proof import prove_blocks
-    from .ordering import ordering_of
+    from .causality.block_proof import prove_blocks
+    from .core.ordering import ordering_of
 
     probe = float64_probe(model)
     cls = registry.blocks[block_type].cls if block_type in registry.blocks else None
@@ -324,8 +324,8 @@ def _larger_images(spec, model, block_type: str, registry) -> str | None:
 
 def incremental_step(model, registry=None) -> str | None:
     """None when the cached sampler agrees exactly with the naive one on ``model`` (float64), else what differs."""
-    from .cached import CachedSampler, SamplingError
-    from .sample import NaiveSampler
+    from .sampling.cached import CachedSampler, SamplingError
+    from .sampling.sample import NaiveSampler
 
     conditioning = {k: model.inputs[k].example(2, torch.Generator().manual_seed(0)) for k in model.provided_inputs}
     naive = NaiveSampler(model, registry).sample(2, conditioning=conditioning, generator=torch.Generator().manual_seed(2))
@@ -403,8 +403,8 @@ def check_view(view_type: str, registry: Registry | None = None) -> ConformanceR
 def _check_on_images(kind: str, type_name: str, registry: Registry | None, contract) -> ConformanceReport:
     """``contract(instance, image)`` (None, or what is wrong) for each of the type's ``examples`` built on every image of
     VIEW_IMAGES it fits (views and transformations: functions of the image, checked without a model)."""
-    from .errors import BlockError
-    from .spec import ImageSpec
+    from .spec.errors import BlockError
+    from .spec.models import ImageSpec
 
     registry = registry or get_registry()
     cls = registry.entries[kind][type_name].cls

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from arblocks import load_spec
-from arblocks.causality import build_for_check, check_spec, dependency_map, float64_probe
+from arblocks.causality.check import build_for_check, check_spec, dependency_map, float64_probe
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,8 +90,8 @@ def main():
 def full_size():
     """`arblocks check` of the 32x32 convolutional specs: its time, its size, and what it says of 32x32."""
     from arblocks import build_model
-    from arblocks.block_proof import prove_blocks
-    from arblocks.ordering import ordering_of
+    from arblocks.causality.block_proof import prove_blocks
+    from arblocks.core.ordering import ordering_of
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     for name in ("pixelcnn", "gated_pixelcnn", "pixelcnn_pp", "pixelsnail"):

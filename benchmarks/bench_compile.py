@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_step import median_seconds  # noqa: E402
 
 from arblocks import build_model, load_spec, parse_spec  # noqa: E402
-from arblocks.edit import visit  # noqa: E402
-from arblocks.precision import autocast, in_memory_format  # noqa: E402
+from arblocks.spec.edit import visit  # noqa: E402
+from arblocks.training.precision import autocast, in_memory_format  # noqa: E402
 
 
 def pixelcnn_pp_small():

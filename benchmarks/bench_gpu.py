@@ -34,8 +34,8 @@ from pixelcnn_pp_reference import PixelCNNpp, discretized_mix_logistic_loss  # n
 from train_step import time_steps, train_step  # noqa: E402
 
 from arblocks import build_model, parse_spec  # noqa: E402
-from arblocks.edit import visit  # noqa: E402
-from arblocks.precision import in_memory_format  # noqa: E402
+from arblocks.spec.edit import visit  # noqa: E402
+from arblocks.training.precision import in_memory_format  # noqa: E402
 
 DEFAULT_SPECS = ["pixelcnn_pp:64", "pixelsnail:32", "image_transformer:16", "sparse_transformer:16", "igpt_s:16"]
 FLAGS = {"eager", "bf16", "compiled", "channels_last", "flex"}

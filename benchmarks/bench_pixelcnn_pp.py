@@ -26,7 +26,7 @@ from pixelcnn_pp_reference import PixelCNNpp, discretized_mix_logistic_loss  # n
 from train_step import train_step  # noqa: E402
 
 from arblocks import build_model, parse_spec  # noqa: E402
-from arblocks.edit import visit  # noqa: E402
+from arblocks.spec.edit import visit  # noqa: E402
 
 
 def spec_model(filters: int, resnet: int):

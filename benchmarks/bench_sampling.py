@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_pixelcnn_pp import spec_model  # noqa: E402
 
 from arblocks import build_model, load_spec  # noqa: E402
-from arblocks.cached import CachedSampler, events_of  # noqa: E402
-from arblocks.sample import NaiveSampler  # noqa: E402
+from arblocks.sampling.cached import CachedSampler, events_of  # noqa: E402
+from arblocks.sampling.sample import NaiveSampler  # noqa: E402
 
 SHIPPED = ["pixelsnail_small", "image_transformer_small", "sparse_transformer_small", "igpt_small", "lmconv_small"]
 

@@ -12,8 +12,8 @@ the CPU. `--sizes` keeps a strided stride that is the spec's row the row at the 
 
 `--kernels` prints, for each full config, the share of the [N, N] score matrix its pattern keeps and the tile size
 each head group chose, and times one attention layer (the block's shapes, batch 4) on the same inputs: forward and
-backward with SDPA and the dense mask and with the tiled path (arblocks/tiled_attention.py); forward only with those
-and, with `--flex`, compiled FlexAttention (arblocks/flex_attention.py; it has no backward on the CPU).
+backward with SDPA and the dense mask and with the tiled path (arblocks/attention/tiled.py); forward only with those
+and, with `--flex`, compiled FlexAttention (arblocks/attention/flex.py; it has no backward on the CPU).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def resize(data: dict, size: int) -> None:
     """The spec at ``size`` x ``size``. A strided pattern whose stride is the spec's row (in sub-pixels or pixels) keeps
     it the row at the new size, as the Sparse Transformer defines it (l = sqrt N: O(N sqrt N) scores); a fixed stride
     would keep O(N^2 / l)."""
-    from arblocks.edit import visit
+    from arblocks.spec.edit import visit
 
     image = data["image"]
     rows = {image["width"] * image["channels"]: size * image["channels"], image["width"]: size}
@@ -71,8 +71,8 @@ def resize(data: dict, size: int) -> None:
 def compare_layer(block, shared, batch: int, repeats: int, device: str, flex: bool) -> dict:
     """One attention layer at the block's shapes: forward and backward with the dense mask and the tiled path; forward
     only (no gradients: what runs on the CPU) with those two and, with ``flex``, compiled FlexAttention."""
-    from arblocks import flex_attention
-    from arblocks.attention_kernels import MaskedAttention
+    from arblocks.attention import flex as flex_attention
+    from arblocks.attention.kernels import MaskedAttention
 
     n, heads, qk, width = shared.mask.shape[-1], block.config.heads, block.qk, block.qkv.in_features
     torch.manual_seed(0)

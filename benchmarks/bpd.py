@@ -4,7 +4,7 @@
 
 Specs with stages (PixelCNN with auxiliary variables) also print each stage's test figures with the final weights.
 
-Needs ../shared/data (see its README). Each run trains with `arblocks.train.train`, then evaluates the whole test
+Needs ../shared/data (see its README). Each run trains with `arblocks.training.loop.train`, then evaluates the whole test
 split with the final weights and with the EMA weights, and prints a Markdown row for docs/results.md (columns: run,
 parameters, steps x batch, test with the final weights, test with the EMA weights, the last train figure, throughput,
 published figures). `--scale` multiplies the number of steps.
@@ -20,11 +20,11 @@ from pathlib import Path
 
 import torch
 
-from arblocks.checkpoint import load_model
 from arblocks.data import load_data
-from arblocks.edit import visit
-from arblocks.stages import StagedModel, parse_any
-from arblocks.train import TrainConfig, evaluate, evaluate_stages, train
+from arblocks.spec.edit import visit
+from arblocks.staged.stages import StagedModel, parse_any
+from arblocks.training.checkpoint import load_model
+from arblocks.training.loop import TrainConfig, evaluate, evaluate_stages, train
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from arblocks import parse_spec
-from arblocks.train import TrainConfig, train
+from arblocks.training.loop import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = f"npz:{ROOT.parent / 'shared' / 'data' / 'cifar10_subset.npz'}"

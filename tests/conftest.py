@@ -3,7 +3,7 @@ import os
 import pytest
 import torch
 
-from arblocks.plugins import load_registry
+from arblocks.core.plugins import load_registry
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # one worker per core (`-n auto`), one thread each: torch's default of one thread per core in every worker would
@@ -32,7 +32,7 @@ def make_registry():
 def leaky_installed(monkeypatch):
     """The CLI in this process with the leaky blocks of tests/leaky_blocks.py registered, as an installed plugin's
     would be (the real entry-point path is tested once, in a subprocess, in test_leak_corpus.py)."""
-    from arblocks import plugins
+    from arblocks.core import plugins
     from tests.leaky_blocks import LeakyPlugin
 
     registry = load_registry(entry_points=False, extra_plugins=[("leaky", LeakyPlugin())])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from arblocks import build_model, parse_spec
-from arblocks.registry import Registry
+from arblocks.core.registry import Registry
 
 
 def spec_dict(body: list[dict], head: dict | None = None, channels: int = 3, size: int = 6, bits: int = 8, **extra: Any) -> dict:
@@ -77,7 +77,7 @@ def shrunk_spec(path, divide: int = 16, times: dict[int, int] | None = None, siz
     import json
     from pathlib import Path
 
-    from arblocks.edit import visit
+    from arblocks.spec.edit import visit
 
     data = json.loads(Path(path).read_text())
 

@@ -10,8 +10,9 @@ from torch import nn
 
 from arblocks import BlockConfig, Elementwise, hookimpl
 from arblocks.blocks.attention import CausalAttention, CausalAttentionConfig
-from arblocks.blocks.masked_conv import MaskedConv, MaskedConvConfig, conv_mask
-from arblocks.streams import Causal
+from arblocks.blocks.masked_conv import MaskedConv, MaskedConvConfig
+from arblocks.core.layers import conv_mask
+from arblocks.core.streams import Causal
 
 
 class CircularMaskedConvConfig(MaskedConvConfig):

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from arblocks import SpecError, build_model, hookimpl, parse_spec
-from arblocks.attention_patterns import AttentionPattern, PatternConfig, attention_mask, pattern_of
-from arblocks.causality import perturbation_map
-from arblocks.plugins import get_registry
-from arblocks.sequence import SequencePositions
+from arblocks.attention.patterns import AttentionPattern, PatternConfig, attention_mask, pattern_of
+from arblocks.attention.sequence import SequencePositions
+from arblocks.causality.check import perturbation_map
+from arblocks.core.plugins import get_registry
 
 from .helpers import problems_of
 
@@ -213,7 +213,7 @@ def test_the_conformance_kit_checks_a_plugin_s_patterns(make_registry):
     ids=["local_1d", "local_2d", "per_head", "sparse_transformer", "columns_of_7", "fixed_blocks"],
 )
 def test_tiled_attention_equals_the_dense_masked_attention_with_its_gradients(pattern):
-    from arblocks.attention_kernels import MaskedAttention
+    from arblocks.attention.kernels import MaskedAttention
 
     mask, _ = mask_of(pattern, 8, 8, per_pixel=3, heads=2)  # 192 sub-pixels
     attention = MaskedAttention(mask, heads=2, groups=len(pattern) if isinstance(pattern, list) else 1)
@@ -232,7 +232,7 @@ def test_tiled_attention_equals_the_dense_masked_attention_with_its_gradients(pa
 
 
 def test_a_head_group_that_cannot_be_tiled_runs_dense_beside_one_that_is():
-    from arblocks.attention_kernels import MaskedAttention
+    from arblocks.attention.kernels import MaskedAttention
 
     mask, _ = mask_of([{"type": "full"}, {"type": "local_1d", "block": 16}], 8, 8, per_pixel=3, heads=4)
     attention = MaskedAttention(mask, heads=4, groups=2)
@@ -244,7 +244,7 @@ def test_a_head_group_that_cannot_be_tiled_runs_dense_beside_one_that_is():
 def test_a_pattern_of_disjoint_groups_is_tiled_in_group_order():
     """The column part of a strided pattern scatters its keys over every tile in sequence order (stride 24 is no
     multiple of a tile); grouped by residue class, each query tile reads one key tile."""
-    from arblocks.tiled_attention import linked_groups, tile_layout
+    from arblocks.attention.tiled import linked_groups, tile_layout
 
     mask, seq = mask_of({"type": "strided", "stride": 24, "part": "stride"}, 8, 8, per_pixel=3)
     assert torch.equal(linked_groups(mask[0]), seq.step % 24)  # the residue classes, each named by its first position
@@ -258,7 +258,7 @@ def test_a_pattern_of_disjoint_groups_is_tiled_in_group_order():
 def test_the_tilings_index_tensors_are_contiguous():
     """A sliced, strided index tensor made inductor's compiled backward of the gather corrupt the heap on 2 CPU threads
     (torch 2.13: `arblocks train --compile` crashed on sparse_transformer_small)."""
-    from arblocks.attention_kernels import MaskedAttention
+    from arblocks.attention.kernels import MaskedAttention
 
     pattern = [{"type": "strided", "stride": 24, "part": "local"}, {"type": "strided", "stride": 24, "part": "stride"}]
     mask, _ = mask_of(pattern, 8, 8, per_pixel=3, heads=2)
@@ -268,14 +268,14 @@ def test_the_tilings_index_tensors_are_contiguous():
 
 
 def test_a_local_pattern_keeps_the_sequence_order():
-    from arblocks.tiled_attention import tile_layout
+    from arblocks.attention.tiled import tile_layout
 
     mask, _ = mask_of({"type": "local_1d", "block": 16}, 8, 8, per_pixel=3)
     assert tile_layout(mask[0]).order is None
 
 
 def test_full_attention_is_never_tiled():
-    from arblocks.tiled_attention import tile_layout
+    from arblocks.attention.tiled import tile_layout
 
     mask, _ = mask_of({"type": "full"}, 8, 8, per_pixel=3)
     assert tile_layout(mask[0]) is None

@@ -6,14 +6,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from arblocks import augmentation
-from arblocks.builder import build_model
-from arblocks.causality import check_model
+from arblocks.causality.check import check_model
 from arblocks.cli import main
-from arblocks.errors import BlockError, SpecError
-from arblocks.plugins import get_registry
-from arblocks.spec import ImageSpec
-from arblocks.validate import parse_spec
+from arblocks.core import augmentation
+from arblocks.core.builder import build_model
+from arblocks.core.plugins import get_registry
+from arblocks.core.validate import parse_spec
+from arblocks.spec.errors import BlockError, SpecError
+from arblocks.spec.models import ImageSpec
 
 RGB = ImageSpec(channels=3, height=4, width=4, bits=8)
 BUILT_IN = {"rotation": 4, "transpose": 2, "reverse": 2, "color_permutation": 6, "jigsaw": 24}
@@ -101,7 +101,7 @@ def test_the_choices_of_several_transformations_index_one_joint_table_and_their_
     choices = torch.tensor([[2, 1], [0, 0]])
     rows = model.inputs["augmentation"](2, choices, torch.zeros(1))
     assert rows.tolist() == [[2, 5], [0, 4]]
-    from arblocks.ops import label_vectors
+    from arblocks.core.ops import label_vectors
 
     assert torch.allclose(label_vectors(gate.label, rows)[0], gate.label.weight[2] + gate.label.weight[5])
 
@@ -131,8 +131,8 @@ def test_training_evaluation_and_sampling_with_augmentation_from_the_command_lin
     rotated = json.loads(capsys.readouterr().out)
     assert rotated["augment"] == {"rotation": 2} and rotated["bits_per_dim"] != plain["bits_per_dim"]
     # the figure under rotation=2 is the model's likelihood of the rotated images, told so
-    from arblocks.checkpoint import load_model
     from arblocks.data import load_data
+    from arblocks.training.checkpoint import load_model
 
     model, _ = load_model(run / "checkpoint.pt")
     test = load_data("digits", "test", model.image)
@@ -148,7 +148,7 @@ def test_training_evaluation_and_sampling_with_augmentation_from_the_command_lin
 
 def test_training_applies_the_drawn_transformations_and_tells_the_model(monkeypatch, tmp_path):
     """A training step's images are the data under the step's draws, and the conditioning input carries the same draws."""
-    from arblocks import train as training
+    from arblocks.training import loop as training
 
     seen = []
     original = augmentation.apply
@@ -184,8 +184,8 @@ def test_augmentation_without_conditioning_transforms_without_telling(tmp_path):
 
 
 def test_specs_without_augmentation_hash_as_before():
-    from arblocks.checkpoint import spec_hash
-    from arblocks.validate import load_spec
+    from arblocks.core.validate import load_spec
+    from arblocks.training.checkpoint import spec_hash
 
     spec_ = load_spec(Path(__file__).parent / "specs/tiny_digits.json")
     assert "augmentation" not in json.loads(json.dumps(spec_.model_dump(mode="json", by_alias=True, exclude_none=True)))
@@ -196,8 +196,8 @@ def test_the_kit_passes_the_built_in_transformations_and_catches_one_that_loses_
     from typing import Literal
 
     from arblocks import hookimpl
+    from arblocks.core.augmentation import Transformation, TransformationConfig
     from arblocks.testing import check_plugin, check_transformation
-    from arblocks.transformations import Transformation, TransformationConfig
 
     for name in BUILT_IN:
         report = check_transformation(name)

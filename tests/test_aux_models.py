@@ -9,13 +9,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from arblocks.builder import build_model
-from arblocks.checkpoint import load_model
 from arblocks.cli import main
-from arblocks.errors import SpecError
-from arblocks.sample import sample_images
-from arblocks.stages import StagedModel, build_any, build_staged, parse_any, parse_staged
-from arblocks.validate import parse_spec, read_spec_file
+from arblocks.core.builder import build_model
+from arblocks.core.validate import parse_spec
+from arblocks.sampling.sample import sample_images
+from arblocks.spec.errors import SpecError
+from arblocks.spec.reading import read_spec_file
+from arblocks.staged.stages import StagedModel, build_any, build_staged, parse_any, parse_staged
+from arblocks.training.checkpoint import load_model
 
 ROOT = Path(__file__).resolve().parent.parent
 PYRAMID = Path(__file__).parent / "specs/tiny_aux_pyramid.json"
@@ -86,7 +87,7 @@ def test_train_eval_and_sample_a_spec_with_stages_from_the_command_line(tmp_path
     assert "the sum of the stages" in capsys.readouterr().out
 
     known = tmp_path / "known.png"
-    from arblocks.sample import save_grid
+    from arblocks.sampling.grid import save_grid
 
     save_grid(test.images[:1], known, 16, pad=0, scale=1)
     for extra in ([], ["--complete", str(known), "--rows", "4"], ["--engine", "naive"]):
@@ -95,7 +96,7 @@ def test_train_eval_and_sample_a_spec_with_stages_from_the_command_line(tmp_path
 
 
 def test_training_a_spec_with_stages_resumes_exactly(tmp_path):
-    from arblocks.train import TrainConfig, train
+    from arblocks.training.loop import TrainConfig, train
 
     spec = parse_any(read_spec_file(PYRAMID))
     config = dict(batch_size=8, eval_every=100, checkpoint_every=2, log_every=1)
@@ -155,7 +156,7 @@ def test_an_earlier_stage_at_a_fraction_of_the_size_follows_the_stage_to_smaller
     spec = parse_staged(json.loads((ROOT / "specs/pixelcnn_aux_pyramid_small.json").read_text()))
     last = spec.stage_specs[-1]
     assert last.inputs["level16"].factor == 2 and "level8" not in last.inputs  # only the variables a stage names become its inputs
-    from arblocks.causality import check_image
+    from arblocks.causality.check import check_image
 
     small = build_model(last, image=check_image(last, 8))  # 16x16 -> an 8x8 check: the level below is 4x4
     assert small.inputs["level16"].info.shape == (3, 4, 4)

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from arblocks import build_model, parse_spec
-from arblocks.cached import CachedSampler, SamplingError
-from arblocks.edit import visit
-from arblocks.sample import NaiveSampler, sample_images
+from arblocks.sampling.cached import CachedSampler, SamplingError
+from arblocks.sampling.sample import NaiveSampler, sample_images
+from arblocks.spec.edit import visit
 from tests.helpers import build, spec_dict
 
 SPECS = Path(__file__).parent.parent / "specs"
@@ -87,9 +87,9 @@ def test_per_channel_heads_draw_red_green_blue_in_turn_and_temperature_holds():
 
 
 def test_a_wrong_incremental_step_is_caught_not_sampled():
-    from arblocks.block import Block
     from arblocks.blocks.masked_conv import MaskedConv
-    from arblocks.incremental import Reach
+    from arblocks.core.block import Block
+    from arblocks.core.incremental import Reach
 
     model = build([{"type": "masked_conv", "mask": "A", "channels": 6}, {"type": "masked_conv", "channels": 6}], size=4, channels=1)
     # a plugin author's mistake: the block claims to read only its own position, but its kernel reaches a row up
@@ -109,7 +109,7 @@ def test_non_finite_parameters_name_the_draw():
 
 
 def test_a_block_without_incremental_step_falls_back_exactly(tmp_path):
-    from arblocks.block import Block
+    from arblocks.core.block import Block
 
     def running_mean(self, x):  # an old plugin's block: a mean over the raster positions so far, no incremental step
         flat = x.flatten(2)
@@ -244,8 +244,8 @@ def test_random_sequence_compositions_sample_exactly(data):
 
 
 def test_cli_engines_write_the_same_grid_and_nan_weights_are_refused(tmp_path, capsys):
-    from arblocks.checkpoint import load, save_atomic
     from arblocks.cli import main
+    from arblocks.training.checkpoint import load, save_atomic
 
     run = str(tmp_path / "run")
     tiny = Path(__file__).parent / "specs" / "tiny_digits.json"

@@ -17,12 +17,12 @@ import torch
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from arblocks.builder import build_model
-from arblocks.causality import check_model
-from arblocks.errors import ArblocksError
-from arblocks.plugins import get_registry
-from arblocks.spec import BLOCKS_MARK, STREAM_MARK
-from arblocks.validate import parse_spec
+from arblocks.causality.check import check_model
+from arblocks.core.builder import build_model
+from arblocks.core.plugins import get_registry
+from arblocks.core.validate import parse_spec
+from arblocks.spec.errors import ArblocksError
+from arblocks.spec.models import BLOCKS_MARK, STREAM_MARK
 
 WIDTH = 6
 #: first layers: (name, body prefix, body suffix); each leaves the features in stream "h"
@@ -256,7 +256,7 @@ def test_a_grouped_skip_into_lmconvs_gated_resnet_mixes_the_sub_pixel_groups():
 def test_a_raster_only_block_inside_a_container_follows_the_ordering_too():
     """A block whose statement holds only in raster order is refused under another ordering inside a residual's body
     as at the top level (it used to pass there, and channel_gate's running mean then leaked under the S-curve)."""
-    from arblocks.errors import SpecError
+    from arblocks.spec.errors import SpecError
 
     data = spec_of("token sequence", [{"type": "residual", "body": [{"type": "masked_conv", "kernel_size": 3}]}],
                    {"type": "logistic_mixture"}, 1, 4, 8, {"type": "hilbert" if "hilbert" in registry().orderings else "block_raster", "block": [2, 2]})

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from arblocks.causality import check_model
+from arblocks.causality.check import check_model
 from arblocks.cli import main
 from tests.helpers import build, run_with_leaky_plugin_installed
 

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 
 from arblocks.cli import main
-from arblocks.schema import spec_json_schema
+from arblocks.core.schema import spec_json_schema
 from tests.helpers import run_with_leaky_plugin_installed
 
 ROOT = Path(__file__).parent.parent
@@ -96,9 +96,9 @@ def test_console_script_is_installed():
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.name)
 def test_every_shipped_spec_passes_the_check_that_build_runs(spec):
     from arblocks import build_model
-    from arblocks.causality import check_spec
-    from arblocks.stages import parse_any
-    from arblocks.validate import read_spec_file
+    from arblocks.causality.check import check_spec
+    from arblocks.spec.reading import read_spec_file
+    from arblocks.staged.stages import parse_any
 
     parsed = parse_any(read_spec_file(spec))
     for loaded in getattr(parsed, "stage_specs", [parsed]):  # a spec with stages: each stage

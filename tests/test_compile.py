@@ -5,8 +5,8 @@ this quick on the CPU; inductor's code generation is exercised by one training r
 import pytest
 import torch
 
-from arblocks.builder import build_model
-from arblocks.stages import build_any, parse_any
+from arblocks.core.builder import build_model
+from arblocks.staged.stages import build_any, parse_any
 from tests.test_cached_sampling import SHIPPED, SIZES, shrunk
 
 

@@ -27,7 +27,7 @@ def test_kit_catches_batchnorm_in_training_mode(make_registry):
 
 
 def test_kit_passes_every_builtin_attention_pattern():
-    from arblocks.plugins import get_registry
+    from arblocks.core.plugins import get_registry
     from arblocks.testing import check_pattern
 
     for name in get_registry().attention_patterns:
@@ -77,7 +77,7 @@ def test_kit_runs_a_block_on_an_earlier_stages_variable():
 def test_kit_passes_residual_whose_body_steps_layer_by_layer(monkeypatch):
     """A residual around a transformer block samples through Chain.forward_at (layer by layer, each layer's output in
     a buffer), not by recomputing its whole map: the kit's incremental check finds it equal to the full forward pass."""
-    from arblocks.builder import Chain
+    from arblocks.core.builder import Chain
 
     stepped = []
     step = Chain.forward_at
@@ -92,7 +92,8 @@ def test_kit_passes_residual_whose_body_steps_layer_by_layer(monkeypatch):
 def test_kit_catches_an_attention_kernel_that_drops_kept_scores(monkeypatch, kernel):
     """A tiling, or a FlexAttention mask, that loses the last key of every tile (no leak: a wrong function). The
     causality checks pass it; the kernels' agreement with the dense masked attention does not."""
-    from arblocks import attention_kernels, flex_attention
+    from arblocks.attention import flex as flex_attention
+    from arblocks.attention import kernels as attention_kernels
     from arblocks.testing import check_pattern
 
     if kernel == "flex" and not flex_attention.available():

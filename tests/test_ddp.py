@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from arblocks.checkpoint import load
+from arblocks.training.checkpoint import load
 
 ROOT = Path(__file__).parent.parent
 TINY = ROOT / "tests/specs/tiny_digits.json"

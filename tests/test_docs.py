@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from arblocks import hookspecs
-from arblocks.catalogue import render_catalogue
+from arblocks.core import hookspecs
+from arblocks.core.catalogue import render_catalogue
 
 DOCS = Path(__file__).parent.parent / "docs"
 
 
 def test_block_catalogue_is_current():
-    from arblocks.plugins import load_registry
+    from arblocks.core.plugins import load_registry
 
     expected = render_catalogue(load_registry(entry_points=False))
     assert (DOCS / "blocks.md").read_text() == expected, "regenerate with: arblocks blocks --markdown --no-plugins > docs/blocks.md"
@@ -41,8 +41,8 @@ def test_docs_exist(doc):
 
 
 def test_parameter_counts_in_models_md_are_the_built_ones():
-    from arblocks.stages import build_any, parse_any
-    from arblocks.validate import read_spec_file
+    from arblocks.spec.reading import read_spec_file
+    from arblocks.staged.stages import build_any, parse_any
 
     rows = re.findall(r"^\| `(\w+\.json)` \| [^|]+ \| \**([\d,]+)\**", (DOCS / "models.md").read_text(), flags=re.M)
     specs = Path(__file__).parent.parent / "specs"
@@ -61,7 +61,7 @@ def test_the_pattern_plugin_example_in_plugins_md_passes_the_kit():
 
 
 def test_the_local_block_example_in_plugins_md_samples_exactly_and_passes_the_kit():
-    from arblocks.cached import CachedSampler
+    from arblocks.sampling.cached import CachedSampler
     from arblocks.testing import check_plugin
 
     registry = registry_with_plugin_from_docs("A local block needs only its reach", "blur")
@@ -78,7 +78,7 @@ def registry_with_plugin_from_docs(marker: str, name: str):
     """A registry with the plugin whose code is the first Python block after ``marker`` in docs/plugins.md."""
     import types
 
-    from arblocks.plugins import load_registry
+    from arblocks.core.plugins import load_registry
 
     text = (DOCS / "plugins.md").read_text()
     code = text.split(marker, 1)[1].split("```python\n", 1)[1].split("```", 1)[0]

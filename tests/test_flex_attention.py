@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from arblocks import SpecError, build_model, parse_spec
-from arblocks import flex_attention as flex_module
-from arblocks.attention_kernels import MaskedAttention
-from arblocks.causality import check_model
+from arblocks.attention import flex as flex_module
+from arblocks.attention.kernels import MaskedAttention
+from arblocks.causality.check import check_model
 
 from .test_attention_patterns import mask_of, one_block_spec
 

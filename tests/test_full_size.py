@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from arblocks import build_model, parse_spec
-from arblocks.block_proof import prove_blocks
-from arblocks.causality import check_image, check_spec, dependency_map, float64_probe
-from arblocks.ordering import ordering_of
-from arblocks.size_rule import border_cases, size_rule, smallest_covering
+from arblocks.causality.block_proof import prove_blocks
+from arblocks.causality.check import check_image, check_spec, dependency_map, float64_probe
+from arblocks.causality.size_rule import border_cases, size_rule, smallest_covering
+from arblocks.core.ordering import ordering_of
 from tests.helpers import shrunk_spec
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
@@ -121,7 +121,7 @@ def test_the_block_proof_finds_a_wrong_statement_everywhere_at_full_size():
     full = build_model(spec, device="meta", static_causality=False)
     model = build_model(spec, image=check_image(spec, 5), static_causality=False).double()
     # the builder's states say 'inclusive' for mask B: claim 'strict' (mask A) as a lying block would
-    from arblocks.streams import Causal
+    from arblocks.core.streams import Causal
 
     full.steps[0].info = full.steps[0].info.with_(causal=Causal.STRICT)
     proofs = prove_blocks(model, full, ordering_of(spec).rank(24, 24), limit=10_000)

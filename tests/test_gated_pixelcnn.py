@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from arblocks import build_model, load_spec, parse_spec
-from arblocks.causality import check_model
+from arblocks.causality.check import check_model
 from tests.helpers import build, shrunk_spec
 
 SPECS = Path(__file__).parent.parent / "specs"

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from arblocks.causality import check_model
+from arblocks.causality.check import check_model
 from tests.helpers import build
 
 FIRST = {"type": "masked_conv", "mask": "A", "kernel_size": 3, "channels": 6, "out": "h"}

@@ -11,8 +11,8 @@ import json
 import pytest
 
 from arblocks import parse_spec
-from arblocks.causality import check_model, check_spec
-from arblocks.plugins import load_registry
+from arblocks.causality.check import check_model, check_spec
+from arblocks.core.plugins import load_registry
 from arblocks.testing import check_block
 from tests.helpers import build, run_cli_with_leaky_plugin
 from tests.leaky_blocks import CORPUS, FIRST_LAYER, WIDE, LeakyPlugin

@@ -3,7 +3,7 @@
 import pytest
 
 from arblocks import SpecError
-from arblocks.causality import check_model
+from arblocks.causality.check import check_model
 from tests.helpers import build, problems_of
 from tests.leaky_blocks import LeakyPlugin
 

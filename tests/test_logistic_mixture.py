@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from arblocks import ImageSpec
+from arblocks.core.streams import StreamInfo
 from arblocks.heads.logistic_mixture import LogisticMixture, LogisticMixtureConfig
-from arblocks.streams import StreamInfo
 
 
 def head(channels=3, bits=8, k=4):

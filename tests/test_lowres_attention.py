@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from arblocks import parse_spec
-from arblocks.block_proof import prove_blocks
-from arblocks.builder import build_model
-from arblocks.causality import check_model, check_spec
-from arblocks.errors import SpecError
-from arblocks.ordering import ordering_of
-from arblocks.plugins import load_registry
-from arblocks.readiness import position_order, ready_times, represented_pixels
-from arblocks.streams import Causal, StreamInfo
+from arblocks.causality.block_proof import prove_blocks
+from arblocks.causality.check import check_model, check_spec
+from arblocks.core.builder import build_model
+from arblocks.core.ordering import ordering_of
+from arblocks.core.plugins import load_registry
+from arblocks.core.readiness import position_order, ready_times, represented_pixels
+from arblocks.core.streams import Causal, StreamInfo
+from arblocks.spec.errors import SpecError
 from tests.helpers import spec_dict
 from tests.leaky_blocks import LeakyPlugin
 

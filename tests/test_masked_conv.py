@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from arblocks.blocks.masked_conv import conv_mask
-from arblocks.causality import check_model
+from arblocks.causality.check import check_model
+from arblocks.core.layers import conv_mask
 from tests.helpers import build
 
 

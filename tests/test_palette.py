@@ -6,9 +6,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from arblocks.checkpoint import load
 from arblocks.cli import main
 from arblocks.data.palette import colours, fit_palette, quantize
+from arblocks.training.checkpoint import load
 
 TINY = Path(__file__).parent / "specs/igpt_tiny.json"
 COLOURS = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [250, 250, 250]], dtype=np.uint8)

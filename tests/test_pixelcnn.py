@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from arblocks import build_model, load_spec, parse_spec
-from arblocks.causality import check_model
-from arblocks.edit import visit
+from arblocks.causality.check import check_model
+from arblocks.spec.edit import visit
 from tests.helpers import fit
 
 SPECS = Path(__file__).parent.parent / "specs"

@@ -5,8 +5,8 @@ from pathlib import Path
 import torch
 
 from arblocks import build_model, load_spec
-from arblocks.causality import check_model
-from arblocks.layers import Conv, data_dependent_init
+from arblocks.causality.check import check_model
+from arblocks.core.layers import Conv, data_dependent_init
 from tests.helpers import shrunk_spec
 
 SPECS = Path(__file__).parent.parent / "specs"
@@ -72,7 +72,7 @@ def test_class_vectors_start_as_small_as_the_originals():
 def test_dropout_keeps_f_dropouts_semantics():
     """ops.dropout (a cheaper random-number path on the CPU): each value kept with probability 1 - p and scaled by
     1 / (1 - p), independently; the identity in evaluation; the same draws from the same seed; gradients through the kept values."""
-    from arblocks.ops import dropout
+    from arblocks.core.ops import dropout
 
     x = torch.ones(200, 500, requires_grad=True)
     torch.manual_seed(3)

@@ -9,7 +9,7 @@ import warnings
 import pytest
 
 from arblocks import RegistryError, SpecError, parse_spec
-from arblocks.plugins import BUILTIN_PLUGINS, PluginWarning, load_registry
+from arblocks.core.plugins import BUILTIN_PLUGINS, PluginWarning, load_registry
 from tests.helpers import spec_dict
 
 GOOD_PLUGIN = '''
@@ -136,7 +136,7 @@ def test_registration_mistakes_name_the_plugin(make_registry):
     from pydantic import BaseModel
 
     from arblocks import BlockConfig, Elementwise, hookimpl
-    from arblocks.errors import RegistryError
+    from arblocks.spec.errors import RegistryError
 
     class ScaleConfig(BlockConfig):
         type: Literal["scale"] = "scale"
@@ -167,7 +167,7 @@ def test_registration_mistakes_name_the_plugin(make_registry):
             register(Untyped)
 
     cases = [(Twice(), "plugin 'twice' (.*) registers the same class twice as block type 'scale'"),
-             (Stray(), "plugin 'stray' (.*) registers .*NotABlock.* as a block type, but it is not a subclass of arblocks.block.Block"),
+             (Stray(), "plugin 'stray' (.*) registers .*NotABlock.* as a block type, but it is not a subclass of arblocks.core.block.Block"),
              (NoType(), "plugin 'notype' (.*): .*Untyped.* has no Config with a `type` field")]
     for plugin, message in cases:
         with pytest.raises(RegistryError, match=message):

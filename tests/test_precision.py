@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from arblocks import load_spec
-from arblocks.checkpoint import load, load_model
 from arblocks.cli import main
-from arblocks.train import TrainConfig, train
+from arblocks.training.checkpoint import load, load_model
+from arblocks.training.loop import TrainConfig, train
 from tests.test_train import FAST, TINY, same, weights
 
 

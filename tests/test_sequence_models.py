@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from arblocks import SpecError, build_model, load_spec, parse_spec
-from arblocks.causality import check_model
+from arblocks.causality.check import check_model
 from arblocks.cli import main
-from arblocks.sample import NaiveSampler
+from arblocks.sampling.sample import NaiveSampler
 from tests.helpers import fit
 
 SPECS = Path(__file__).parent.parent / "specs"
@@ -127,7 +127,7 @@ def test_image_transformer_2d_local_attention_in_block_raster_order_is_causal():
 
 
 def test_block_raster_generates_each_block_before_the_next():
-    from arblocks.ordering import BlockRaster, BlockRasterConfig
+    from arblocks.core.ordering import BlockRaster, BlockRasterConfig
 
     rank = BlockRaster(BlockRasterConfig(block=(2, 3))).rank(4, 5)
     assert rank.tolist() == [[0, 1, 2, 6, 7], [3, 4, 5, 8, 9], [10, 11, 12, 16, 17], [13, 14, 15, 18, 19]]

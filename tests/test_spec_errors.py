@@ -138,8 +138,8 @@ def test_size_limits_are_checked_before_anything_is_built(tmp_path, monkeypatch)
     import time
 
     from arblocks import parse_spec
-    from arblocks.errors import SpecError
-    from arblocks.validate import load_spec
+    from arblocks.core.validate import load_spec
+    from arblocks.spec.errors import SpecError
 
     repeat = {"type": "relu"}
     for _ in range(3):
@@ -169,7 +169,7 @@ def test_size_limits_are_checked_before_anything_is_built(tmp_path, monkeypatch)
 
 def test_building_stops_at_the_block_that_passes_the_parameter_limit(monkeypatch):
     from arblocks import build_model
-    from arblocks.errors import SpecError
+    from arblocks.spec.errors import SpecError
 
     monkeypatch.setenv("ARBLOCKS_MAX_PARAMETERS", "2000")
     spec = parse_spec(spec_dict([{"type": "masked_conv", "mask": "A", "channels": 8}, {"type": "masked_conv", "channels": 16},
@@ -183,8 +183,8 @@ def test_a_stream_typo_inside_a_repeat_is_reported_once_without_cascading_into_t
     import json
     from pathlib import Path
 
-    from arblocks.builder import build_model
-    from arblocks.validate import parse_spec
+    from arblocks.core.builder import build_model
+    from arblocks.core.validate import parse_spec
 
     data = json.loads((Path(__file__).parent.parent / "specs/pixelcnn_pp.json").read_text())
     data["body"][5]["body"][0]["body"][1]["aux"] = "uu"  # in the up pass: the failing block's pushes must still count
@@ -202,9 +202,9 @@ def test_an_input_that_no_block_reads_is_warned_about(tmp_path):
     import warnings
     from pathlib import Path
 
-    from arblocks.builder import build_model
-    from arblocks.errors import SpecWarning
-    from arblocks.validate import parse_spec
+    from arblocks.core.builder import build_model
+    from arblocks.core.validate import parse_spec
+    from arblocks.spec.errors import SpecWarning
 
     data = json.loads((Path(__file__).parent / "specs/tiny_digits.json").read_text())
     data["inputs"] = {"digit": {"type": "class_label", "num_classes": 10}}
@@ -228,8 +228,8 @@ def test_an_input_that_no_block_reads_is_warned_about(tmp_path):
 
 
 def test_an_error_about_mixed_channel_groups_names_the_block_that_mixed_them():
-    from arblocks.builder import build_model
-    from arblocks.validate import parse_spec
+    from arblocks.core.builder import build_model
+    from arblocks.core.validate import parse_spec
 
     data = {"name": "mix", "image": {"channels": 3, "height": 4, "width": 4, "bits": 8},
             "body": [{"type": "masked_conv", "mask": "A", "kernel_size": 3, "channels": 18},

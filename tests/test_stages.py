@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from arblocks.causality import check_model
+from arblocks.causality.check import check_model
 from arblocks.cli import main
-from arblocks.errors import SpecError
-from arblocks.stages import build_staged, parse_staged
+from arblocks.spec.errors import SpecError
+from arblocks.staged.stages import build_staged, parse_staged
 
 TINY = Path(__file__).parent / "specs/tiny_aux_grayscale.json"
 
@@ -144,7 +144,7 @@ def test_training_says_when_the_data_does_not_fit_a_spec_with_stages(tmp_path, c
 def test_the_json_schema_takes_stages_and_rejects_a_typo_inside_one():
     import jsonschema
 
-    from arblocks.schema import spec_json_schema
+    from arblocks.core.schema import spec_json_schema
 
     schema = spec_json_schema()
     jsonschema.validate(tiny(), schema)

@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from arblocks import load_spec
-from arblocks import train as train_module
-from arblocks.checkpoint import CheckpointError, load, load_model
 from arblocks.cli import main
-from arblocks.train import TrainConfig, TrainingError, train
+from arblocks.training import loop as train_module
+from arblocks.training.checkpoint import CheckpointError, load, load_model
+from arblocks.training.loop import TrainConfig, TrainingError, train
 
 ROOT = Path(__file__).parent.parent
 TINY = ROOT / "tests/specs/tiny_digits.json"
@@ -165,7 +165,7 @@ def test_data_errors_exit_2_with_a_clear_message(tmp_path, capsys):
 
 
 def test_completion_keeps_the_given_rows(tmp_path):
-    from arblocks.sample import NaiveSampler
+    from arblocks.sampling.sample import NaiveSampler
 
     train(load_spec(TINY), "digits", tmp_path / "run", TrainConfig(steps=3, **FAST), progress=False)
     model, _ = load_model(tmp_path / "run/checkpoint.pt")
@@ -179,7 +179,7 @@ def test_completion_keeps_the_given_rows(tmp_path):
 
 
 def test_ema_warms_up_and_metrics_say_which_weights(tmp_path):
-    from arblocks.train import EMA
+    from arblocks.training.loop import EMA
 
     layer = torch.nn.Linear(2, 2)
     ema = EMA(layer, 0.9995)

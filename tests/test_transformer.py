@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from arblocks import SpecError, build_model, load_spec, parse_spec
-from arblocks.causality import check_model
+from arblocks.causality.check import check_model
 from tests.helpers import fit
 
 SPECS = Path(__file__).parent.parent / "specs"

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from arblocks import ImageSpec, hookimpl
-from arblocks.errors import BlockError
-from arblocks.plugins import get_registry
-from arblocks.views import View, ViewConfig
+from arblocks.core.plugins import get_registry
+from arblocks.spec.errors import BlockError
+from arblocks.staged.views import View, ViewConfig
 
 RGB = ImageSpec(channels=3, height=8, width=8, bits=8)
 

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from ..block import Elementwise, require_map
-from ..hookspecs import hookimpl
-from ..ops import grouped_cat, keeps_groups, ungrouped
-from ..spec import BlockConfig
+from ..core.block import Elementwise, require_map
+from ..core.hookspecs import hookimpl
+from ..core.ops import grouped_cat, keeps_groups, ungrouped
+from ..spec.models import BlockConfig
 
 
 def activation_block(name: str, fn: Callable[[torch.Tensor], torch.Tensor], doc: str) -> type[Elementwise]:

@@ -6,7 +6,7 @@ positions before it in the spec's ordering. Because the keys and values may hold
 hidden unless ``include_current`` is set (for keys and values that see only earlier pixels themselves). On a lower-resolution stream (a U-Net's
 8x8 level) a position stands for its block of pixels and comes in the order of the block's earliest pixel; a key is
 attended only where everything it may depend on lies before that pixel (the streams' frontiers,
-:func:`arblocks.attention_patterns.frontier_mask`), so the statement holds at any resolution. The first
+:func:`arblocks.attention.patterns.frontier_mask`), so the statement holds at any resolution. The first
 position has nothing to attend to: its output is zero, never NaN. Attention runs through
 ``torch.nn.functional.scaled_dot_product_attention`` with a boolean mask buffer (for SDPA, True means *attend*).
 """
@@ -20,14 +20,14 @@ import torch.nn.functional as F
 from einops import rearrange
 from pydantic import Field
 
-from ..attention_patterns import frontier_mask
-from ..block import Block, require_map, require_within_image
-from ..errors import BlockError
-from ..hookspecs import hookimpl
-from ..incremental import attend_at, attention_bias
-from ..ops import ungrouped
-from ..spec import BlockConfig, StreamRefs, stream_field
-from ..streams import Causal, canonical, join
+from ..attention.patterns import frontier_mask
+from ..core.block import Block, require_map, require_within_image
+from ..core.hookspecs import hookimpl
+from ..core.incremental import attend_at, attention_bias
+from ..core.ops import ungrouped
+from ..core.streams import Causal, canonical, join
+from ..spec.errors import BlockError
+from ..spec.models import BlockConfig, StreamRefs, stream_field
 
 
 class CausalAttentionConfig(BlockConfig):

@@ -7,13 +7,13 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from ..block import Block, ChannelMixing, Elementwise, require_map, same_size
-from ..errors import BlockError
-from ..hookspecs import hookimpl
-from ..incremental import Reach
-from ..ops import grouped_cat, keeps_groups, ungrouped
-from ..spec import BlockConfig
-from ..streams import join
+from ..core.block import Block, ChannelMixing, Elementwise, require_map, same_size
+from ..core.hookspecs import hookimpl
+from ..core.incremental import Reach
+from ..core.ops import grouped_cat, keeps_groups, ungrouped
+from ..core.streams import join
+from ..spec.errors import BlockError
+from ..spec.models import BlockConfig
 
 
 class AddConfig(BlockConfig):

@@ -8,14 +8,14 @@ from typing import Literal
 import torch.nn.functional as F
 from pydantic import Field, field_validator
 
-from ..block import Block, require_map
-from ..errors import BlockError
-from ..hookspecs import hookimpl
-from ..incremental import Reach, conv_at
-from ..layers import Conv as ConvLayer
-from ..ops import ungrouped
-from ..spec import BlockConfig
-from ..streams import Causal, canonical
+from ..core.block import Block, require_map
+from ..core.hookspecs import hookimpl
+from ..core.incremental import Reach, conv_at
+from ..core.layers import Conv as ConvLayer
+from ..core.ops import ungrouped
+from ..core.streams import Causal, canonical
+from ..spec.errors import BlockError
+from ..spec.models import BlockConfig
 
 
 class ConvOutputConfig(BlockConfig):

@@ -8,12 +8,12 @@ from einops import repeat
 from pydantic import Field
 from torch import nn
 
-from ..block import Block
-from ..errors import BlockError
-from ..hookspecs import hookimpl
-from ..ops import label_vectors
-from ..spec import BlockConfig
-from ..streams import Causal
+from ..core.block import Block
+from ..core.hookspecs import hookimpl
+from ..core.ops import label_vectors
+from ..core.streams import Causal
+from ..spec.errors import BlockError
+from ..spec.models import BlockConfig
 
 
 class EmbeddingConfig(BlockConfig):

@@ -10,14 +10,14 @@ from einops import rearrange
 from pydantic import Field
 from torch import nn
 
-from ..block import Block, require_map
-from ..errors import BlockError
-from ..hookspecs import hookimpl
-from ..incremental import Reach, conv_at, pointwise_at
-from ..layers import Conv
-from ..ops import dropout, label_vectors, ungrouped
-from ..spec import BlockConfig, StreamRefs, stream_field
-from ..streams import Causal, canonical, join
+from ..core.block import Block, require_map
+from ..core.hookspecs import hookimpl
+from ..core.incremental import Reach, conv_at, pointwise_at
+from ..core.layers import Conv
+from ..core.ops import dropout, label_vectors, ungrouped
+from ..core.streams import Causal, canonical, join
+from ..spec.errors import BlockError
+from ..spec.models import BlockConfig, StreamRefs, stream_field
 from .shifted_conv import KernelSize
 
 

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from ..block import Block, require_map
-from ..errors import BlockError
-from ..hookspecs import hookimpl
-from ..incremental import Reach, conv_at
-from ..layers import Conv
-from ..ops import channel_groups
-from ..streams import Causal, canonical
+from ..core.block import Block, require_map
+from ..core.hookspecs import hookimpl
+from ..core.incremental import Reach, conv_at
+from ..core.layers import Conv, conv_mask
+from ..core.streams import Causal, canonical
+from ..spec.errors import BlockError
 from .conv import SquareConvConfig
 
 
@@ -27,20 +25,6 @@ class MaskedConvConfig(SquareConvConfig):
         description="A: the centre pixel's channel group g sees input groups < g (use on the raw image). "
         "B: it sees groups <= g (use after a mask-A layer).",
     )
-
-
-def conv_mask(mask: str, out_channels: int, in_channels: int, kernel_size: int, groups: int) -> torch.Tensor:
-    """``[out, in, k, k]`` mask: rows above the centre, the centre row left of the centre, and the centre by channel group."""
-    k = kernel_size
-    spatial = torch.zeros(k, k)
-    spatial[: k // 2, :] = 1
-    spatial[k // 2, : k // 2] = 1
-    out_group = channel_groups(out_channels, groups)[:, None]
-    in_group = channel_groups(in_channels, groups)[None, :]
-    centre = (in_group < out_group) if mask == "A" else (in_group <= out_group)
-    full = spatial.expand(out_channels, in_channels, k, k).clone()
-    full[:, :, k // 2, k // 2] = centre.to(full.dtype)
-    return full
 
 
 class MaskedConv(Block):

@@ -6,10 +6,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from ..block import Elementwise
-from ..hookspecs import hookimpl
-from ..ops import dropout
-from ..spec import BlockConfig
+from ..core.block import Elementwise
+from ..core.hookspecs import hookimpl
+from ..core.ops import dropout
+from ..spec.models import BlockConfig
 
 
 class DropoutConfig(BlockConfig):

@@ -6,8 +6,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from ..hookspecs import hookimpl
-from ..spec import NodeConfig, blocks_field
+from ..core.hookspecs import hookimpl
+from ..spec.models import NodeConfig, blocks_field
 
 
 class RepeatConfig(NodeConfig):

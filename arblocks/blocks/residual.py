@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from ..block import Block, require_map
-from ..errors import BlockError
-from ..hookspecs import hookimpl
-from ..incremental import windowed_forward
-from ..spec import BlockConfig, blocks_field
-from ..streams import join
+from ..core.block import Block, require_map
+from ..core.hookspecs import hookimpl
+from ..core.incremental import windowed_forward
+from ..core.streams import join
+from ..spec.errors import BlockError
+from ..spec.models import BlockConfig, blocks_field
 
 
 class ResidualConfig(BlockConfig):

@@ -1,5 +1,5 @@
 """Embeddings of an image as a sequence: token embeddings of pixel or sub-pixel levels, and position embeddings
-(learned per position, factorized into row + column (+ channel), or sinusoidal). See :mod:`arblocks.sequence`."""
+(learned per position, factorized into row + column (+ channel), or sinusoidal). See :mod:`arblocks.attention.sequence`."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from einops import rearrange
 from pydantic import Field
 from torch import nn
 
-from ..block import Block, Elementwise, require_map
-from ..errors import BlockError
-from ..hookspecs import hookimpl
-from ..model import float_to_levels
-from ..ops import label_vectors, ungrouped
-from ..sequence import SUBPIXELS, SequencePositions, from_sequence, previous_position, sequence_layout, to_sequence
-from ..spec import BlockConfig, StreamRefs, stream_field
-from ..streams import Causal, canonical
+from ..attention.sequence import SUBPIXELS, SequencePositions, from_sequence, previous_position, sequence_layout, to_sequence
+from ..core.block import Block, Elementwise, require_map
+from ..core.hookspecs import hookimpl
+from ..core.model import float_to_levels
+from ..core.ops import label_vectors, ungrouped
+from ..core.streams import Causal, canonical
+from ..spec.errors import BlockError
+from ..spec.models import BlockConfig, StreamRefs, stream_field
 
 
 class TokenEmbeddingConfig(BlockConfig):

@@ -21,14 +21,14 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from ..block import Block, require_map
-from ..errors import BlockError
-from ..hookspecs import hookimpl
-from ..incremental import Reach, conv_at, patch_index, patch_linear, read_patches, single_patch
-from ..layers import Conv
-from ..ops import channel_groups
-from ..spec import BlockConfig
-from ..streams import Causal, canonical
+from ..core.block import Block, require_map
+from ..core.hookspecs import hookimpl
+from ..core.incremental import Reach, conv_at, patch_index, patch_linear, read_patches, single_patch
+from ..core.layers import Conv
+from ..core.ops import channel_groups
+from ..core.streams import Causal, canonical
+from ..spec.errors import BlockError
+from ..spec.models import BlockConfig
 from .conv import ConvOutputConfig
 
 KernelSize = tuple[Annotated[int, Field(gt=0, le=15)], Annotated[int, Field(gt=0, le=15)]]

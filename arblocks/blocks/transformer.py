@@ -1,7 +1,7 @@
-"""Transformer layers over an image as a sequence of pixels or sub-pixels (see :mod:`arblocks.sequence`): layer norm
+"""Transformer layers over an image as a sequence of pixels or sub-pixels (see :mod:`arblocks.attention.sequence`): layer norm
 and the transformer block (masked self-attention + MLP, pre- or post-LayerNorm). Positions keep their place in the
 [B, D, H, W] map; the attention mask follows the spec's ordering and the block's attention pattern
-(:mod:`arblocks.attention_patterns`), so any ordering and pattern stays causal.
+(:mod:`arblocks.attention.patterns`), so any ordering and pattern stays causal.
 """
 
 from __future__ import annotations
@@ -15,17 +15,17 @@ from pydantic import Field
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .. import flex_attention
-from ..attention_kernels import MaskedAttention
-from ..attention_patterns import attention_mask, frontier_mask, pattern_of
-from ..block import Block, ChannelMixing, require_map, require_within_image
-from ..errors import BlockError
-from ..hookspecs import hookimpl
-from ..incremental import attend_at, attention_bias
-from ..ops import dropout
-from ..sequence import SUBPIXELS, SequencePositions, from_sequence, sequence_layout, to_sequence
-from ..spec import BlockConfig, typed_field
-from ..streams import Causal, canonical
+from ..attention import flex as flex_attention
+from ..attention.kernels import MaskedAttention
+from ..attention.patterns import attention_mask, frontier_mask, pattern_of
+from ..attention.sequence import SUBPIXELS, SequencePositions, from_sequence, sequence_layout, to_sequence
+from ..core.block import Block, ChannelMixing, require_map, require_within_image
+from ..core.hookspecs import hookimpl
+from ..core.incremental import attend_at, attention_bias
+from ..core.ops import dropout
+from ..core.streams import Causal, canonical
+from ..spec.errors import BlockError
+from ..spec.models import BlockConfig, typed_field
 
 
 class LayerNormConfig(BlockConfig):
@@ -123,7 +123,7 @@ class TransformerBlock(Block):
 
     def mask(self, patterns, source, ctx) -> torch.Tensor:
         """[1 or heads, N, N]: the patterns in the stream's generation order, where every key's frontier lies within the
-        output's (:func:`arblocks.attention_patterns.frontier_mask`; at the image's resolution that is the causal order)."""
+        output's (:func:`arblocks.attention.patterns.frontier_mask`; at the image's resolution that is the causal order)."""
         seq = SequencePositions.of_image(ctx.order_of(source), self.per_pixel)
         mask = attention_mask([pattern_of(p, ctx.registry) for p in patterns], seq, self.config.heads)
         try:

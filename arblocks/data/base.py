@@ -14,8 +14,9 @@ from typing import ClassVar
 import torch
 from pydantic import Field
 
-from ..errors import ArblocksError
-from ..spec import Config, ImageSpec
+from ..core.registry import base_of
+from ..spec.errors import ArblocksError
+from ..spec.models import Config, ImageSpec
 
 
 class DataError(ArblocksError):
@@ -38,6 +39,7 @@ class ImageData:
         return len(self.images)
 
 
+@base_of("dataset")
 class DatasetType:
     Config: ClassVar[type[DatasetConfig]]
     #: whether the source string must carry a path (``npz:PATH``)
@@ -52,8 +54,8 @@ class DatasetType:
 
 def parse_source(source: str, registry=None) -> DatasetType:
     """``"npz:data/mnist.npz"`` -> the registered dataset type, configured."""
-    from ..errors import did_you_mean
-    from ..plugins import get_registry
+    from ..core.plugins import get_registry
+    from ..spec.errors import did_you_mean
 
     registry = registry or get_registry()
     name, _, path = source.partition(":")
@@ -124,26 +126,3 @@ def prepare(data: ImageData, image: ImageSpec, binarize: bool = False) -> ImageD
     return ImageData(images, data.labels, image.bits)
 
 
-def load_raw(source: str, split: str, key: str | None = None, registry=None) -> ImageData:
-    """A split as the source stores it, before fitting it to a spec."""
-    dataset = parse_source(source, registry)
-    if key is not None:
-        dataset.config = dataset.config.model_copy(update={"key": key})
-    data = dataset.load(split)
-    if len(data) == 0:
-        raise DataError(f"{source}: the {split} split holds no images")
-    return data
-
-
-def load_data(
-    source: str, split: str, image: ImageSpec, binarize: bool = False, key: str | None = None, registry=None, palette=None
-) -> ImageData:
-    """A split fitted to the spec's image; with a ``palette`` ([K, 3] colours) each RGB pixel becomes one token."""
-    data = load_raw(source, split, key, registry)
-    if palette is not None:
-        from .palette import to_palette_data
-
-        data = to_palette_data(data, palette)
-        if data.bits != image.bits:
-            raise DataError(f"a palette of {len(palette)} colours makes {data.bits}-bit tokens, but the spec models {image.bits}-bit images")
-    return prepare(data, image, binarize)

@@ -12,7 +12,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from ..hookspecs import hookimpl
+from ..core.hookspecs import hookimpl
 from .base import DataError, DatasetConfig, DatasetType, ImageData, bits_of, to_nchw
 
 SPLITS = ("train", "test")

@@ -10,12 +10,11 @@ from einops import rearrange
 from pydantic import Field
 from torch import nn
 
-from ..blocks.masked_conv import conv_mask
-from ..errors import BlockError
-from ..head import PointwiseHead
-from ..hookspecs import hookimpl
-from ..layers import Conv
-from ..spec import HeadConfig
+from ..core.head import PointwiseHead
+from ..core.hookspecs import hookimpl
+from ..core.layers import Conv, conv_mask
+from ..spec.errors import BlockError
+from ..spec.models import HeadConfig
 
 
 def masked_projection(in_channels: int, image_channels: int, per_channel: int, bias: bool = True) -> Conv:

@@ -22,11 +22,11 @@ import torch.nn.functional as F
 from einops import rearrange
 from pydantic import Field
 
-from ..head import PointwiseHead
-from ..hookspecs import hookimpl
-from ..layers import Conv
-from ..spec import HeadConfig
-from ..streams import Causal
+from ..core.head import PointwiseHead
+from ..core.hookspecs import hookimpl
+from ..core.layers import Conv
+from ..core.streams import Causal
+from ..spec.models import HeadConfig
 
 MIN_LOG_SCALE = -7.0
 

@@ -9,7 +9,7 @@ from arblocks_lmconv.orderings import Hilbert, HilbertConfig, SCurve, hilbert_pa
 
 from arblocks import build_model, get_registry, load_spec, parse_spec
 from arblocks.causality import check_model
-from arblocks.sample import NaiveSampler
+from arblocks.sampling import NaiveSampler
 from arblocks.testing import check_plugin
 
 SPECS = Path(__file__).resolve().parents[3] / "specs"

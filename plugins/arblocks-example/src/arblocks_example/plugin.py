@@ -15,9 +15,8 @@ from einops import rearrange
 from pydantic import Field
 
 from arblocks import Block, BlockConfig, hookimpl
-from arblocks.blocks.masked_conv import conv_mask
-from arblocks.errors import BlockError
-from arblocks.layers import Conv
+from arblocks.core import Conv, conv_mask
+from arblocks.spec import BlockError
 
 
 class ChannelGateConfig(BlockConfig):

@@ -13,12 +13,11 @@ from torch.nn.utils.parametrizations import weight_norm as apply_weight_norm
 
 from arblocks import Block, BlockConfig, Causal, ChannelMixing
 from arblocks.blocks.conv import ConvOutputConfig
-from arblocks.errors import BlockError
-from arblocks.incremental import patch_index, patch_linear, pointwise_at, read_patches
-from arblocks.layers import Conv
-from arblocks.ops import ungrouped
-from arblocks.spec import StreamRefs, stream_field
-from arblocks.streams import canonical, join
+from arblocks.core import Conv
+from arblocks.core.incremental import patch_index, patch_linear, pointwise_at, read_patches
+from arblocks.core.ops import ungrouped
+from arblocks.core.streams import canonical, join
+from arblocks.spec import BlockError, StreamRefs, stream_field
 
 
 def location_masks(rank: torch.Tensor, kernel_size: int, dilation: int, mask: str) -> torch.Tensor:

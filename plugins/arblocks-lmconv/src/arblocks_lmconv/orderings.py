@@ -6,7 +6,7 @@ from typing import Literal
 
 import torch
 
-from arblocks.ordering import Ordering, OrderingConfig
+from arblocks.core import Ordering, OrderingConfig
 
 
 class SCurveConfig(OrderingConfig):
