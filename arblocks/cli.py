@@ -386,7 +386,7 @@ def cmd_eval(args) -> int:
 
     model, state = load_model(args.checkpoint, args.weights)
     if not args.no_check:
-        require_causal(model.spec, "evaluation")
+        require_causal(model.spec, "evaluation", full=model)  # the loaded model: only its small copy is built
     device = pick_device(args.device, World())
     if args.data is None:  # the run's own data, as run.json records it
         args.data, recorded = recorded_data(args.checkpoint)
@@ -445,7 +445,7 @@ def cmd_sample(args) -> int:
         raise UsageError("-n must be at least 1 and --temperature positive")
     model, state = load_model(args.checkpoint, args.weights)
     if not args.no_check:
-        require_causal(model.spec, "sampling")
+        require_causal(model.spec, "sampling", full=model)
     device = pick_device(args.device, World())
     model = model.to(device)
     image = model.image

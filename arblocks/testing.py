@@ -50,12 +50,17 @@ from dataclasses import dataclass, field
 import torch
 
 from .attention import flex as flex_attention
+from .causality.block_proof import prove_blocks
 from .causality.check import check_model, float64_probe
 from .core.builder import build_model
+from .core.ordering import ordering_of
 from .core.plugins import get_registry
 from .core.registry import Registry
 from .core.validate import parse_spec
-from .spec.errors import SpecError
+from .sampling.cached import CachedSampler, SamplingError
+from .sampling.sample import NaiveSampler
+from .spec.errors import BlockError, SpecError
+from .spec.models import ImageSpec
 
 
 @dataclass
@@ -302,9 +307,6 @@ LARGER_CASES = ("as the first layer, on the image", "after the first layer")
 
 def _larger_images(spec, model, block_type: str, registry) -> str | None:
     """The block-level proof of ``block_type``'s blocks in ``model`` for the same body on each of LARGER_IMAGES."""
-    from .causality.block_proof import prove_blocks
-    from .core.ordering import ordering_of
-
     probe = float64_probe(model)
     cls = registry.blocks[block_type].cls if block_type in registry.blocks else None
     select = lambda m: cls is not None and any(isinstance(x, cls) for x in m.modules())  # noqa: E731
@@ -324,9 +326,6 @@ def _larger_images(spec, model, block_type: str, registry) -> str | None:
 
 def incremental_step(model, registry=None) -> str | None:
     """None when the cached sampler agrees exactly with the naive one on ``model`` (float64), else what differs."""
-    from .sampling.cached import CachedSampler, SamplingError
-    from .sampling.sample import NaiveSampler
-
     conditioning = {k: model.inputs[k].example(2, torch.Generator().manual_seed(0)) for k in model.provided_inputs}
     naive = NaiveSampler(model, registry).sample(2, conditioning=conditioning, generator=torch.Generator().manual_seed(2))
     sampler = CachedSampler(model, registry)
@@ -403,9 +402,6 @@ def check_view(view_type: str, registry: Registry | None = None) -> ConformanceR
 def _check_on_images(kind: str, type_name: str, registry: Registry | None, contract) -> ConformanceReport:
     """``contract(instance, image)`` (None, or what is wrong) for each of the type's ``examples`` built on every image of
     VIEW_IMAGES it fits (views and transformations: functions of the image, checked without a model)."""
-    from .spec.errors import BlockError
-    from .spec.models import ImageSpec
-
     registry = registry or get_registry()
     cls = registry.entries[kind][type_name].cls
     report = ConformanceReport()

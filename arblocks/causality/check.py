@@ -22,10 +22,14 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..core.block import Block
+from ..core.builder import build_model
+from ..core.head import Head
 from ..core.model import ARModel
-from ..core.plugins import get_registry
+from ..core.ordering import ordering_of
+from ..core.plugins import BUILTIN_PLUGINS, get_registry
 from ..core.registry import Registry
-from ..spec.errors import ArblocksError
+from ..spec.errors import ArblocksError, SpecError
 from ..spec.models import ImageSpec, ModelSpec
 from .block_proof import CHECK_FULL_STREAM_BUDGET, FULL_STREAM_BUDGET, BlockProofs, prove_blocks
 from .perturbation import WALK, Change, find_changes, groups_in_order, output_group, walk
@@ -338,7 +342,6 @@ def check_model(
     registry = registry or get_registry()
     probe = float64_probe(model, private)
     image = probe.image
-    from ..core.ordering import ordering_of
 
     ordering = ordering_of(probe.spec, registry)
     rank = ordering.rank(image.height, image.width)
@@ -494,9 +497,6 @@ def build_for_check(
     (multi-scale specs need sizes their strides divide), preferring sizes that the rule says speak for the spec's own
     image; when none fits, the smallest that builds. ``parameters`` (the model's trainable parameter count) saves a
     build when the caller knows it."""
-    from ..core.builder import build_model
-    from ..spec.errors import SpecError
-
     if size != "auto":
         return build_model(spec, registry, check_image(spec, size), static_causality)
     registry = registry or get_registry()
@@ -542,8 +542,6 @@ def check_spec(
     ``values``/``train_values`` choose the walk's targets (``()``: no walk). ``full`` is the spec's model at its own
     size if the caller has it (any device; it is only read), else it is built on the meta device.
     """
-    from ..core.builder import build_model
-
     torch.manual_seed(seed)
     registry = registry or get_registry()
     full = full or build_model(spec, registry, static_causality=static_causality, device="meta")
@@ -563,8 +561,6 @@ def check_spec(
 
 def _full_size(model: ARModel, full: ARModel, rule: SizeRule, registry: Registry, modes, seed: int, only_plugins: bool) -> FullSize:
     """What a check of ``model`` (the float64 copy just checked) proves for ``full`` (the spec at its own size)."""
-    from ..core.ordering import ordering_of
-
     size = (model.image.height, model.image.width)
     (h, w), (nh, nw) = rule.full, rule.needed
     if size == rule.full:
@@ -596,15 +592,15 @@ def _full_size(model: ARModel, full: ARModel, rule: SizeRule, registry: Registry
 
 
 def _full_layers(model: ARModel, full: ARModel, registry: Registry):
-    """``index -> block``: step ``index``'s block of the spec built at its own size in float64 on the CPU (once, when
-    first asked), holding the checked copy's weights wherever their shapes agree."""
-    from ..core.builder import build_model
-
+    """``index -> block``: step ``index``'s block of the spec at its own size in float64 on the CPU (once, when first
+    asked: a copy of ``full``, or a build when ``full`` is on the meta device), holding the checked copy's weights
+    wherever their shapes agree."""
     built: list[ARModel] = []
 
     def layer(index: int):
         if not built:
-            built.append(build_model(full.spec, registry, static_causality=False).double())
+            on_meta = any(t.is_meta for t in [*full.parameters(), *full.buffers()])
+            built.append(build_model(full.spec, registry, static_causality=False).double() if on_meta else copy.deepcopy(full).to("cpu", torch.float64))
         block, small = built[0].layers[index], model.layers[index]
         mine = block.state_dict()
         block.load_state_dict({k: v for k, v in small.state_dict().items() if k in mine and mine[k].shape == v.shape}, strict=False)
@@ -615,10 +611,6 @@ def _full_layers(model: ARModel, full: ARModel, registry: Registry):
 
 def _plugin_code(registry: Registry):
     """A test of whether a module holds a block or head that no built-in plugin provides."""
-    from ..core.block import Block
-    from ..core.head import Head
-    from ..core.plugins import BUILTIN_PLUGINS
-
     builtin = {e.cls for kind in (registry.blocks, registry.heads) for e in kind.values() if e.plugin in BUILTIN_PLUGINS}
     return lambda module: any(isinstance(m, (Block, Head)) and type(m) not in builtin for m in module.modules())
 
@@ -627,13 +619,18 @@ class CausalityError(ArblocksError):
     """A spec failed the causality check where one was required (train, eval, sample)."""
 
 
-def require_causal(spec, action: str, registry: Registry | None = None) -> str:
+def require_causal(spec, action: str, registry: Registry | None = None, full=None) -> str:
     """Run the check of `arblocks build` on ``spec`` (every stage of a spec with stages); raise
-    :class:`CausalityError` if it fails, else say what was checked."""
+    :class:`CausalityError` if it fails, else say what was checked. ``full`` is the model the command already built
+    from ``spec`` (an :class:`ARModel`, or a staged model for a spec with stages), so that the check builds only its
+    small copy; it is only read, and the global random state is left as it was."""
     stages = getattr(spec, "stage_specs", None)
     if stages is not None:
-        return "; ".join(f"stage '{name}' {require_causal(stage, action, registry)}" for name, stage in zip((s.name for s in spec.stages), stages))
-    report = check_spec(spec, size="auto", registry=registry)
+        fulls = list(full.stages) if full is not None else [None] * len(stages)
+        return "; ".join(f"stage '{name}' {require_causal(stage, action, registry, model)}"
+                         for name, stage, model in zip((s.name for s in spec.stages), stages, fulls))
+    with torch.random.fork_rng(devices=[]):
+        report = check_spec(spec, size="auto", registry=registry, full=full)
     where = "x".join(map(str, report.image))
     if not report.ok:
         leaks = sum(len(m.violations) for m in report.modes.values())

@@ -16,6 +16,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from ..core.model import ARModel
+from ..core.ordering import ordering_of
 from ..core.plugins import get_registry
 from ..core.registry import Registry
 from .check import NoGradientPath, allowed_inputs, dependency_map, float64_probe, perturbation_map
@@ -101,7 +102,6 @@ def pixel_field(model: ARModel, pixel: tuple[int, int], name: str = "", samples:
         dep = dependency_map(probe, samples=samples, seed=seed, outputs=rows)[:, r, c]  # [C', C, H, W]
     except NoGradientPath:  # token inputs: what moves when each input changes
         dep = perturbation_map(probe, samples=max(samples, 2), seed=seed)[:, r, c]
-    from ..core.ordering import ordering_of
 
     rank = ordering_of(probe.spec, registry).rank(image.height, image.width)
     allowed = allowed_inputs(rank, outputs, image.channels)[:, r, c]

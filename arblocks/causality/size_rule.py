@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from ..core.incremental import Reach
 from ..core.model import ARModel
+from ..core.ordering import ordering_of
 from ..spec.models import IMAGE_STREAM
 
 
@@ -90,8 +91,6 @@ class _NotLocal(Exception):
 
 def model_extent(model: ARModel, registry=None) -> tuple[Extent | None, tuple[int, int], str]:
     """The extent of the head's parameters, the period, and a reason when the rule does not apply (extent None)."""
-    from ..core.ordering import ordering_of
-
     ordering = ordering_of(model.spec, registry)
     if not getattr(ordering, "shift_invariant", False):
         return None, (1, 1), f"the ordering '{ordering.key}' depends on where a pixel is, not only on its offset"

@@ -21,10 +21,12 @@ from torch import nn
 from ..spec.errors import BlockError, Problem, SpecError, SpecWarning, did_you_mean
 from ..spec.limits import max_parameters
 from ..spec.models import IMAGE_STREAM, STREAM_MARK, BlockConfig, ImageSpec, ModelSpec, PopRef
+from .augmentation import AugmentationChoices
 from .block import Block, BuildContext
 from .incremental import Reach, Region, compute_at, incremental_kind
 from .model import ARModel, Ref, Row, Step
 from .ops import keeps_groups, ungrouped
+from .ordering import ordering_of
 from .plugins import get_registry
 from .readiness import ready_times
 from .registry import Registry
@@ -119,7 +121,6 @@ class Builder:
         self.static_causality = static_causality
         self.registry = registry or get_registry()
         self.image = image or spec.image
-        from .ordering import ordering_of
 
         self.ordering = ordering_of(spec, self.registry)
         self.rank = self.ordering.rank(self.image.height, self.image.width)
@@ -199,7 +200,6 @@ class Builder:
         augmentation = self.spec.augmentation
         if augmentation is None:
             return []
-        from .augmentation import AugmentationChoices
 
         transformations = []
         for i, config in enumerate(augmentation.transformations):

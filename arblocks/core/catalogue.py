@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from ..spec.models import BlockConfig
+from .block import Block
 from .plugins import get_registry
 from .registry import KINDS, Registry
 
@@ -40,8 +41,6 @@ def _bounds(schema: dict) -> str:
 
 def sampling_kind(cls) -> str:
     """How the cached sampler computes a block type (see arblocks.core.incremental)."""
-    from .block import Block
-
     if getattr(cls, "forward_at", Block.forward_at) is not Block.forward_at:
         return "an incremental step (`forward_at`)"
     if getattr(cls, "reach", Block.reach) is not Block.reach:

@@ -15,6 +15,7 @@ from pydantic import Field, PositiveInt
 
 from ..spec.models import Config
 from .hookspecs import hookimpl
+from .plugins import get_registry
 from .registry import base_of
 
 TRANSFORMS = ("transpose", "reflect_rows", "reflect_cols")
@@ -93,8 +94,6 @@ class BlockRaster(Ordering):
 
 def ordering_of(spec, registry=None) -> Ordering:
     """The ordering object of a validated spec."""
-    from .plugins import get_registry
-
     registry = registry or get_registry()
     config = spec.ordering
     return registry.orderings[config.type].cls(config)

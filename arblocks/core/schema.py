@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..spec.models import BLOCKS_MARK, STREAM_MARK, TYPED_MARK, ModelSpec
+from ..spec.models import BLOCKS_MARK, STREAM_MARK, TYPED_MARK, ModelSpec, StagedSpec
 from .plugins import get_registry
 from .registry import Registry
 
@@ -48,8 +48,6 @@ def _typed_properties(props: dict, registry: Registry) -> None:
 
 def spec_json_schema(registry: Registry | None = None) -> dict[str, Any]:
     """A single model, or a model of several stages (each stage's view, body, head, inputs and ordering validated)."""
-    from ..spec.models import StagedSpec
-
     registry = registry or get_registry()
     defs: dict[str, Any] = {}
     model = _merge_defs(defs, ModelSpec.model_json_schema(ref_template="#/$defs/{model}"))

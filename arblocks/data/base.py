@@ -14,8 +14,9 @@ from typing import ClassVar
 import torch
 from pydantic import Field
 
+from ..core.plugins import get_registry
 from ..core.registry import base_of
-from ..spec.errors import ArblocksError
+from ..spec.errors import ArblocksError, did_you_mean
 from ..spec.models import Config, ImageSpec
 
 
@@ -54,9 +55,6 @@ class DatasetType:
 
 def parse_source(source: str, registry=None) -> DatasetType:
     """``"npz:data/mnist.npz"`` -> the registered dataset type, configured."""
-    from ..core.plugins import get_registry
-    from ..spec.errors import did_you_mean
-
     registry = registry or get_registry()
     name, _, path = source.partition(":")
     entry = registry.entries["dataset"].get(name)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 
 from ..core.model import ARModel, levels_to_float
+from ..core.ordering import ordering_of
+from ..core.plugins import get_registry
 from ..spec.errors import ArblocksError
 
 
@@ -64,9 +66,6 @@ class Sampler:
     """Base of the engines: the model (switched to evaluation mode), its head's kind and its generation order."""
 
     def __init__(self, model: ARModel, registry=None):
-        from ..core.ordering import ordering_of
-        from ..core.plugins import get_registry
-
         registry = registry or get_registry()
         self.model = model.eval()
         self.joint = registry.heads[model.spec.head.type].cls.joint

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .errors import Problem, SpecError
+
 
 def visit(node: Any, fn: Callable[[dict], None]) -> Any:
     """Call ``fn`` on every JSON object inside ``node`` (a decoded spec or part of one), outermost first; returns ``node``.
@@ -28,8 +30,6 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     :class:`~arblocks.spec.errors.SpecError` with the override's JSON path. The result is validated like any spec."""
     import copy
     import json
-
-    from .errors import Problem, SpecError
 
     data = copy.deepcopy(data)
     problems = []

@@ -22,21 +22,21 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
+from ..core.builder import build_model
 from ..core.model import ARModel, levels_to_float
 from ..core.plugins import get_registry
 from ..core.registry import Registry
-from ..core.validate import validate_typed
+from ..core.validate import parse_spec, validate_typed
+from ..sampling.sample import sample_images
 from ..spec.errors import BlockError, Problem, SpecError
 from ..spec.models import IMAGE_STREAM, ImageSpec, StagedSpec, is_staged
-from ..spec.reading import pydantic_problems
+from ..spec.reading import pydantic_problems, read_spec_file
 from .views import View
 
 
 def parse_staged(data: dict, registry: Registry | None = None, source: str | None = None) -> StagedSpec:
     """Validate a spec with stages, compiling each stage to an :class:`arblocks.ModelSpec` (``spec.stage_specs``) and
     building its view (``spec.views``). Every problem is reported with its JSON path (``/stages/1/body/3/...``)."""
-    from ..core.validate import parse_spec
-
     registry = registry or get_registry()
     try:
         spec = StagedSpec.model_validate(data)
@@ -74,8 +74,6 @@ def parse_staged(data: dict, registry: Registry | None = None, source: str | Non
 
 def parse_any(data: Any, registry: Registry | None = None, source: str | None = None):
     """A spec of one model (:class:`arblocks.ModelSpec`) or with stages (:class:`StagedSpec`), validated."""
-    from ..core.validate import parse_spec
-
     return parse_staged(data, registry, source) if is_staged(data) else parse_spec(data, registry=registry, source=source)
 
 
@@ -179,8 +177,6 @@ class StagedModel(nn.Module):
         """``n`` images, stage by stage: each stage's variable drawn given the ones drawn before it (options as for
         :func:`arblocks.sampling.sample.sample_images`). A completion (``known`` with ``known_mask``) fixes, at every stage, the
         pixels of the view that the known image pixels determine, and draws the rest."""
-        from ..sampling.sample import sample_images
-
         variables: list[torch.Tensor] = []
         for k, (stage, view) in enumerate(zip(self.stages, self.views)):
             given = self._conditioning(k, variables, conditioning or {})
@@ -195,15 +191,11 @@ class StagedModel(nn.Module):
 
 def load_staged(path, registry: Registry | None = None, **options) -> StagedModel:
     """The :class:`StagedModel` of a spec file with stages (``options`` as for :func:`arblocks.build_model`)."""
-    from ..spec.reading import read_spec_file
-
     return build_staged(parse_staged(read_spec_file(path), registry, source=str(path)), registry=registry, **options)
 
 
 def build_staged(spec: StagedSpec, registry: Registry | None = None, **options) -> StagedModel:
     """Build every stage (``options`` as for :func:`arblocks.build_model`); problems carry the stage's path."""
-    from ..core.builder import build_model
-
     stages, problems = [], []
     for k, stage_spec in enumerate(spec.stage_specs):
         try:
@@ -217,6 +209,4 @@ def build_staged(spec: StagedSpec, registry: Registry | None = None, **options) 
 
 def build_any(spec, registry: Registry | None = None, **options):
     """The model of a spec with stages (a :class:`StagedModel`) or of one model (an :class:`arblocks.ARModel`)."""
-    from ..core.builder import build_model
-
     return build_staged(spec, registry, **options) if isinstance(spec, StagedSpec) else build_model(spec, registry, **options)

@@ -21,6 +21,7 @@ import torch
 
 from ..spec.errors import ArblocksError
 from ..spec.models import ModelSpec
+from ..staged.stages import build_any, parse_any
 
 FORMAT = "arblocks-checkpoint/1"
 
@@ -79,8 +80,6 @@ def load(path: str | Path) -> dict[str, Any]:
 def spec_of(state: dict[str, Any]):
     """The spec embedded in a checkpoint (a :class:`ModelSpec`, or a spec with stages), validated again and checked
     against its hash."""
-    from ..staged.stages import parse_any
-
     spec = parse_any(json.loads(state["spec"]), source="checkpoint spec")
     if spec_hash(spec) != state.get("spec_hash"):
         raise CheckpointError("the checkpoint's spec does not match its hash: the file was edited or is corrupt")
@@ -100,8 +99,6 @@ def load_checkpoint(path: str | Path, weights: str = "ema"):
 def load_model(path: str | Path, weights: str = "ema"):
     """The model of a checkpoint (an :class:`arblocks.ARModel`, or an :class:`arblocks.StagedModel` for a spec with
     stages), with its EMA weights (``weights="ema"``, the default) or its raw weights."""
-    from ..staged.stages import build_any
-
     state = load(path)
     spec = spec_of(state)
     model = build_any(spec)

@@ -7,6 +7,7 @@ generator from (seed, step, rank), so a resumed run takes exactly the steps an u
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import math
@@ -18,10 +19,14 @@ import torch
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from torch.nn.parallel import DistributedDataParallel
 
+from ..causality.check import require_causal
 from ..core import augmentation
 from ..core.layers import Conv, data_dependent_init
 from ..core.model import ARModel
 from ..data import ImageData, load_data
+from ..data.loading import load_raw
+from ..data.palette import colours, fit_palette
+from ..sampling.grid import grid_image
 from ..spec.errors import ArblocksError
 from ..spec.models import ModelSpec, StagedSpec
 from ..staged.stages import StagedModel, build_any
@@ -235,11 +240,6 @@ def train(
 
 
 def _run(spec, data_source, test_source, run_dir: Path, config: TrainConfig, state, world: World, device, progress: bool) -> RunResult:
-    causality = "skipped (--no-check): the spec was not checked for causality, so its figures may come from a leaking model"
-    if config.check:
-        from ..causality.check import require_causal
-
-        causality = require_causal(spec, "training")
     if config.batch_size % world.size:
         raise TrainingError(f"the batch size {config.batch_size} does not split evenly over {world.size} processes")
     if config.palette and isinstance(spec, StagedSpec):
@@ -248,9 +248,6 @@ def _run(spec, data_source, test_source, run_dir: Path, config: TrainConfig, sta
     if state is not None and "palette" in state:
         palette = state["palette"]
     elif config.palette:
-        from ..data.loading import load_raw
-        from ..data.palette import fit_palette
-
         palette = fit_palette(load_raw(data_source, "train", config.data_key).images, config.palette, seed=config.seed)
     train_data = load_data(data_source, "train", spec.image, config.binarize, config.data_key, palette=palette)
     test_data = load_data(test_source, "test", spec.image, config.binarize, config.data_key, palette=palette)
@@ -260,7 +257,11 @@ def _run(spec, data_source, test_source, run_dir: Path, config: TrainConfig, sta
         raise TrainingError(f"the training split has {len(train_data)} images, fewer than one batch of {config.batch_size}")
 
     torch.manual_seed(config.seed)
-    model = build_any(spec).to(device)
+    model = build_any(spec)
+    causality = "skipped (--no-check): the spec was not checked for causality, so its figures may come from a leaking model"
+    if config.check:  # on the model just built (on the CPU still): the check builds only its small copy
+        causality = require_causal(spec, "training", full=model)
+    model = model.to(device)
     objective = Objective(model)
     conditioning_for(model, train_data, torch.arange(1), device)  # fail early on inputs the data cannot feed
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas)
@@ -304,6 +305,7 @@ def _run(spec, data_source, test_source, run_dir: Path, config: TrainConfig, sta
     bad_in_a_row = 0
     last = {"train": float("nan"), "test": None, "nats": None, "stages": None}
     step = start
+    averaged = None
     for step in range(start + 1, config.steps + 1):
         torch.manual_seed((config.seed * 1_000_003 + step) * world.size + world.rank)
         model.train()
@@ -356,7 +358,7 @@ def _run(spec, data_source, test_source, run_dir: Path, config: TrainConfig, sta
                 bar.set_postfix(bpd=f"{last['train']:.3f}", img_s=f"{rate:.1f}", skipped=skipped)
             window_loss, window_count, window_images, window_start = 0.0, 0, 0, time.perf_counter()
         if step % config.eval_every == 0 or step == config.steps:
-            averaged = _ema_model(spec, ema, device)
+            averaged = _ema_model(model, ema, averaged)
             if isinstance(averaged, StagedModel):
                 last["test"], last["nats"], last["stages"] = evaluate_stages(averaged, test_data, config.eval_batch_size, device, world, config.precision)
             else:
@@ -395,10 +397,15 @@ def _gradient_norm(model: torch.nn.Module, clip: float | None) -> float:
     return float(torch.nn.utils.clip_grad_norm_(params, clip))
 
 
-def _ema_model(spec: ModelSpec | StagedSpec, ema: EMA, device) -> ARModel | StagedModel:
-    model = build_any(spec).to(device)
-    model.load_state_dict(ema.state)
-    return model
+def _ema_model(model: ARModel | StagedModel, ema: EMA, averaged: ARModel | StagedModel | None) -> ARModel | StagedModel:
+    """The model with the EMA weights: ``averaged`` (the copy of an earlier evaluation) or a copy of ``model`` made once
+    per run, not a new build per evaluation."""
+    if averaged is None:
+        averaged = copy.deepcopy(model)
+        for parameter in averaged.parameters():
+            parameter.grad = None  # a copy of the weights, not of the last step's gradients
+    averaged.load_state_dict(ema.state)
+    return averaged
 
 
 def _save(world: World, run_dir: Path, spec, model, ema: EMA, optimizer, schedule, step: int, skipped: int, config: TrainConfig, palette=None,
@@ -449,16 +456,12 @@ class Board:
         self.writer.add_scalar("test/bits_per_dim", bpd, step)
         self.writer.add_scalar("test/nats_per_image", nats, step)
         if samples:
-            from ..sampling.grid import grid_image
-
             device = next(model.parameters()).device
             conditioning = {k: (augmentation.chosen(model, samples) if model.inputs[k].config.type == "augmentation"  # the identity
                                 else model.inputs[k].example(samples, torch.Generator().manual_seed(seed))).to(device) for k in model.provided_inputs}
             images = model.sample(samples, conditioning=conditioning, generator=torch.Generator(device).manual_seed(seed)).cpu()
             levels = model.image.levels
             if palette is not None:
-                from ..data.palette import colours
-
                 images, levels = colours(images, palette), 256
             self.writer.add_image("samples", grid_image(images, levels), step)
         self.writer.flush()

@@ -14,16 +14,16 @@ import math
 
 import torch
 
+from ..core.builder import build_model
 from ..core.model import ARModel
 from ..spec.errors import SpecError
+from .loop import conditioning_for
 
 TRANSFORMS = [(t, r, c) for t in (False, True) for r in (False, True) for c in (False, True)]
 
 
 def ordering_variants(model: ARModel, orders: int, registry=None) -> list[ARModel]:
     """The model under the first ``orders`` forms of its ordering (its own first), sharing its weights."""
-    from ..core.builder import build_model
-
     if not 1 <= orders <= len(TRANSFORMS):
         raise ValueError(f"--orders must be between 1 and {len(TRANSFORMS)} (the transposed and reflected forms of an ordering)")
     base = model.spec.ordering
@@ -47,8 +47,6 @@ def ordering_variants(model: ARModel, orders: int, registry=None) -> list[ARMode
 @torch.no_grad()
 def evaluate_orders(models: list[ARModel], data, batch_size: int, device) -> tuple[float, float, list[float]]:
     """(bits/dim, nats per image) of the mixture over the orders, and each order's own bits/dim."""
-    from .loop import conditioning_for
-
     total, per_order = 0.0, torch.zeros(len(models), dtype=torch.float64)
     for start in range(0, len(data), batch_size):
         index = torch.arange(start, min(start + batch_size, len(data)))
