@@ -10,7 +10,10 @@ Measures, in one run:
 4. side by side, the check `build` runs on PixelSNAIL and PixelCNN with the value-perturbation walk off and on
    (the state checks always run), and `arblocks check` (every walk target, both modes) of the small shipped specs;
 5. with ``--full-size``: `arblocks check` of the CIFAR-size convolutional specs, what it proves at 32x32 (the size
-   rule or block by block) and what the block-by-block proof costs on its own.
+   rule or block by block) and what the block-by-block proof costs on its own;
+6. with ``--conv``: float64 convolutions of the check's shapes by ``F.conv2d`` and by one matrix product over the batch
+   (``arblocks.core.layers.conv_as_one_product``), and `build`'s check of the largest convolutional specs with the
+   product path off (``SMALL_MAP = 0``) and on, side by side.
 """
 
 from __future__ import annotations
@@ -55,9 +58,12 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--full-size", action="store_true", help="only part 5: the check at the spec's own size")
+    parser.add_argument("--conv", action="store_true", help="only part 6: float64 convolutions at the check's sizes")
     args = parser.parse_args()
     if args.full_size:
         return full_size()
+    if args.conv:
+        return conv_paths(args.repeats)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
     cmd = [sys.executable, "-m", "arblocks", "build", "specs/pixelcnn.json"]
@@ -85,6 +91,35 @@ def main():
         if path.exists():
             full = timed(lambda p=path: check_spec(load_spec(p), thorough=True), 1)
             print(f"arblocks check {name} (own size where affordable, every walk target, both modes): {full:.1f} s")
+
+
+def conv_paths(repeats: int) -> None:
+    import torch.nn.functional as F
+
+    from arblocks import build_model
+    from arblocks.core import layers
+
+    print(f"torch threads: {torch.get_num_threads()}")
+    print("| batch | in | out | output | kernel | F.conv2d | one product | ratio |\n|---|---|---|---|---|---|---|---|")
+    for batch, c_in, c_out, size, kernel in [(35, 384, 768, 2, (2, 5)), (35, 384, 768, 2, (1, 3)), (40, 160, 320, 4, (2, 3)),
+                                             (130, 32, 64, 4, (2, 3)), (40, 160, 320, 8, (2, 3)), (130, 32, 64, 16, (2, 3))]:
+        x = torch.randn(batch, c_in, size + kernel[0] - 1, size + kernel[1] - 1, dtype=torch.float64)
+        w, b = torch.randn(c_out, c_in, *kernel, dtype=torch.float64), torch.randn(c_out, dtype=torch.float64)
+        direct = timed(lambda x=x, w=w, b=b: F.conv2d(x, w, b), repeats)
+        product = timed(lambda x=x, w=w, b=b: layers.conv_as_one_product(x, w, b), repeats)
+        print(f"| {batch} | {c_in} | {c_out} | {size}x{size} | {kernel[0]}x{kernel[1]} | {direct * 1e3:.1f} ms | {product * 1e3:.1f} ms | {direct / product:.1f}x |")
+    print("\n| spec | check size | conv2d | one product | ratio |\n|---|---|---|---|---|")
+    small_map = layers.SMALL_MAP
+    for name in ("gated_pixelcnn", "pixelcnn_pp", "pixelsnail", "distaug_c10_150m"):
+        spec = load_spec(ROOT / "specs" / f"{name}.json")
+        full = build_model(spec, device="meta")
+        times = []
+        for setting in (0, small_map):
+            layers.SMALL_MAP = setting
+            times.append(timed(lambda spec=spec, full=full: check_spec(spec, full=full), repeats))
+        layers.SMALL_MAP = small_map
+        size = "x".join(map(str, check_spec(spec, full=full).image))
+        print(f"| `{name}` | {size} | {times[0]:.1f} s | {times[1]:.1f} s | {times[0] / times[1]:.1f}x |")
 
 
 def full_size():

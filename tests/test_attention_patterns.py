@@ -110,6 +110,7 @@ def test_one_block_depends_on_exactly_the_sub_pixels_its_pattern_allows(pattern)
     assert_exact_dependencies(pattern, size=4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "pattern, size, reordered",
     [

@@ -118,6 +118,7 @@ def test_bad_augmentation_is_reported_at_its_path():
     assert [p.path for p in error.value.problems] == ["/augmentation/transformations/0/type"]
 
 
+@pytest.mark.slow
 def test_training_evaluation_and_sampling_with_augmentation_from_the_command_line(tmp_path, capsys):
     path = tmp_path / "aug.json"
     data = spec([{"type": "rotation"}, {"type": "transpose"}], size=8)

@@ -63,6 +63,7 @@ def test_a_completion_keeps_the_known_pixels_at_every_stage():
     assert not torch.equal(images[:, :, 3:], known[:, :, 3:].expand(3, -1, -1, -1))
 
 
+@pytest.mark.slow
 def test_train_eval_and_sample_a_spec_with_stages_from_the_command_line(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", str(PYRAMID), "--data", "digits", "--out", str(run), "--steps", "4", "--batch-size", "8", "--eval-every", "4",
@@ -95,6 +96,7 @@ def test_train_eval_and_sample_a_spec_with_stages_from_the_command_line(tmp_path
         assert (tmp_path / "s.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_training_a_spec_with_stages_resumes_exactly(tmp_path):
     from arblocks.training.loop import TrainConfig, train
 
@@ -165,6 +167,7 @@ def test_an_earlier_stage_at_a_fraction_of_the_size_follows_the_stage_to_smaller
     assert sample_images(small.eval(), 1, conditioning={"level16": torch.zeros(1, 3, 4, 4)}).shape == (1, 3, 8, 8)
 
 
+@pytest.mark.slow
 def test_class_labels_reach_every_stage_in_training_and_sampling(tmp_path, capsys):
     data = json.loads(PYRAMID.read_text())
     data["inputs"]["digit"] = {"type": "class_label", "num_classes": 10}

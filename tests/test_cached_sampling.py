@@ -58,6 +58,7 @@ SHIPPED = sorted(p.stem for p in SPECS.glob("*.json") if "stages" not in json.lo
 SIZES = {"pixelcnn_pp": 8, "pixelcnn_pp_classcond": 8, "distaug_pixelcnn_pp_small": 8, "pixelcnn_pp_attention8": 8, "pixelcnn_pp_attention8_small": 8}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SHIPPED)
 def test_every_shipped_spec_samples_the_naive_engines_images(name):
     torch.manual_seed(0)
@@ -243,6 +244,7 @@ def test_random_sequence_compositions_sample_exactly(data):
     assert_engines_agree(build_model(parse_spec(data)))
 
 
+@pytest.mark.slow
 def test_cli_engines_write_the_same_grid_and_nan_weights_are_refused(tmp_path, capsys):
     from arblocks.cli import main
     from arblocks.training.checkpoint import load, save_atomic

@@ -189,6 +189,7 @@ def test_random_compositions_from_the_registry_are_exactly_causal(case):
     assert bool(result.seen.any()) or data["body"][0]["type"] == "token_embedding", "the outputs depend on nothing"
 
 
+@pytest.mark.slow
 def test_every_registered_type_can_be_drawn():
     """Each block type, head and ordering of the registry (plugins included) builds in some composition the property
     test draws, so the property test can reach it; a type that cannot is named (give it `examples`)."""

@@ -24,6 +24,7 @@ def small(tmp_path, name, **changes):
     return str(path)
 
 
+@pytest.mark.slow
 def test_check_reports_pixelcnns_blind_spot_where_it_is(tmp_path, capsys):
     path = small(tmp_path, "pixelcnn_binarized_mnist.json", height=8, width=8)
     assert main(["check", path, "--json"]) == 0
@@ -53,6 +54,7 @@ def test_check_full_coverage_specs(tmp_path, capsys, name):
     assert report["coverage"]["min"] == 1.0 and report["blind_spot"] is None
 
 
+@pytest.mark.slow
 def test_check_catches_a_leaking_plugin_block_at_the_right_positions(tmp_path):
     out = run_with_leaky_plugin_installed(tmp_path, 4, "check", "--json")
     assert out.returncode == 1, out.stderr

@@ -15,6 +15,8 @@ from tests.helpers import run_with_leaky_plugin_installed
 
 ROOT = Path(__file__).parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.json"))
+#: shipped specs whose `arblocks build` runs, check included, in a test of its own below (each asserts the check passed)
+BUILT_BY_THE_CLI_TESTS = {"pixelsnail.json", "pixelcnn.json", "pixelcnn_binarized_mnist.json"}
 
 
 def run(*args):
@@ -35,6 +37,7 @@ def run_process(*args):
     return subprocess.run([sys.executable, "-m", "arblocks", *args], capture_output=True, text=True, cwd=ROOT)
 
 
+@pytest.mark.slow
 def test_build_pixelcnn_prints_blocks_total_and_a_passing_check():
     out = run("build", "specs/pixelcnn.json")
     assert out.returncode == 0, out.stderr
@@ -46,6 +49,7 @@ def test_build_pixelcnn_prints_blocks_total_and_a_passing_check():
     assert "PASSED" in out.stdout and "blind spot" in out.stdout
 
 
+@pytest.mark.slow
 def test_build_json_matches_the_table(capsys):
     assert main(["build", "specs/pixelcnn_binarized_mnist.json", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -54,6 +58,7 @@ def test_build_json_matches_the_table(capsys):
     assert 0 < report["causality"]["coverage"]["min"] < 1
 
 
+@pytest.mark.slow
 def test_build_exits_1_when_an_installed_plugin_block_leaks(tmp_path):
     out = run_with_leaky_plugin_installed(tmp_path, 6, "build")
     assert out.returncode == 1, out.stderr
@@ -84,6 +89,7 @@ def test_schema_and_blocks_commands():
     assert run("blocks", "nothing_like_this").returncode == 1
 
 
+@pytest.mark.slow
 def test_console_script_is_installed():
     import shutil
 
@@ -93,7 +99,8 @@ def test_console_script_is_installed():
     assert out.stdout.startswith("arblocks ")
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.name)
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", [s for s in SPECS if s.name not in BUILT_BY_THE_CLI_TESTS], ids=lambda p: p.name)
 def test_every_shipped_spec_passes_the_check_that_build_runs(spec):
     from arblocks import build_model
     from arblocks.causality.check import check_spec
@@ -106,6 +113,11 @@ def test_every_shipped_spec_passes_the_check_that_build_runs(spec):
         assert report.ok, report.summary()
 
 
+def test_the_shipped_specs_left_to_the_cli_tests_are_shipped():
+    assert BUILT_BY_THE_CLI_TESTS <= {s.name for s in SPECS}
+
+
+@pytest.mark.slow
 def test_the_command_the_project_is_known_by():
     out = run_process("build", "specs/pixelsnail.json")
     assert out.returncode == 0, out.stderr
@@ -141,6 +153,7 @@ def test_set_overrides_are_validated_like_the_spec_and_saved_with_the_run(tmp_pa
     assert "--set expects PATH=VALUE" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_eval_averages_over_orders_for_order_agnostic_specs_only(tmp_path, capsys):
     import json
 

@@ -16,6 +16,7 @@ def compiles_whole(model, x, **cond) -> torch.Tensor:
     return compiled(x, **cond)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SHIPPED)
 def test_every_shipped_spec_traces_as_one_graph(name):
     torch.manual_seed(0)
@@ -27,6 +28,7 @@ def test_every_shipped_spec_traces_as_one_graph(name):
     torch.testing.assert_close(nats, model.nll(x, **cond))
 
 
+@pytest.mark.slow
 def test_a_spec_with_stages_traces_as_one_graph():
     import json
     from pathlib import Path

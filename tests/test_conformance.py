@@ -6,11 +6,13 @@ from arblocks.testing import check_block
 from tests.leaky_blocks import LeakyPlugin
 
 
+@pytest.mark.slow
 def test_kit_passes_a_builtin_block():
     report = check_block("masked_conv")
     assert report.ok, report.summary()
 
 
+@pytest.mark.slow
 def test_kit_catches_a_block_that_lies_about_its_causality(make_registry):
     registry = make_registry(("leaky", LeakyPlugin()))
     report = check_block("peek_below", registry=registry)
@@ -20,12 +22,14 @@ def test_kit_catches_a_block_that_lies_about_its_causality(make_registry):
     assert all("violation" in f.detail for f in report.failures() if f.check == "causality")
 
 
+@pytest.mark.slow
 def test_kit_catches_batchnorm_in_training_mode(make_registry):
     registry = make_registry(("leaky", LeakyPlugin()))
     report = check_block("batch_norm", registry=registry)
     assert "causality" in {f.check for f in report.failures()}
 
 
+@pytest.mark.slow
 def test_kit_passes_every_builtin_attention_pattern():
     from arblocks.core.plugins import get_registry
     from arblocks.testing import check_pattern
@@ -36,6 +40,7 @@ def test_kit_passes_every_builtin_attention_pattern():
         assert sum(f.check == "causality" for f in report.findings) >= 4  # pixel and sub-pixel, one and two blocks
 
 
+@pytest.mark.slow
 def test_kit_catches_a_causal_block_whose_incremental_step_is_wrong(make_registry):
     """Causal, but it reads its left neighbour while inheriting the pointwise reach of Elementwise: the cached sampler
     would compute it wrongly, and the size rule of the causality check would trust the wrong reach. The kit says both:
@@ -66,6 +71,7 @@ def test_kit_catches_a_causal_block_whose_incremental_step_is_wrong(make_registr
     assert all("beyond the reach the block states" in f.detail for f in report.failures() if f.check == "causality")
 
 
+@pytest.mark.slow
 def test_kit_runs_a_block_on_an_earlier_stages_variable():
     from arblocks.testing import EARLIER_CASE
 
@@ -74,6 +80,7 @@ def test_kit_runs_a_block_on_an_earlier_stages_variable():
     assert {f.check for f in report.findings if f.case.endswith(EARLIER_CASE)} == {"causality", "batch-size independence", "incremental step"}
 
 
+@pytest.mark.slow
 def test_kit_passes_residual_whose_body_steps_layer_by_layer(monkeypatch):
     """A residual around a transformer block samples through Chain.forward_at (layer by layer, each layer's output in
     a buffer), not by recomputing its whole map: the kit's incremental check finds it equal to the full forward pass."""
@@ -88,6 +95,7 @@ def test_kit_passes_residual_whose_body_steps_layer_by_layer(monkeypatch):
     assert stepped  # the body with attention went through the chain's step, not a whole-map recomputation
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernel", ["auto", "flex"])
 def test_kit_catches_an_attention_kernel_that_drops_kept_scores(monkeypatch, kernel):
     """A tiling, or a FlexAttention mask, that loses the last key of every tile (no leak: a wrong function). The

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from arblocks.training.checkpoint import load
@@ -20,6 +21,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(tmp_path):
     single = subprocess.run([sys.executable, "-m", "arblocks", *ARGS, "--out", str(tmp_path / "one")], cwd=ROOT, capture_output=True, text=True)
     assert single.returncode == 0, single.stderr

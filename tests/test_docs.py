@@ -40,6 +40,7 @@ def test_docs_exist(doc):
     assert (DOCS / doc).stat().st_size > 500
 
 
+@pytest.mark.slow
 def test_parameter_counts_in_models_md_are_the_built_ones():
     from arblocks.spec.reading import read_spec_file
     from arblocks.staged.stages import build_any, parse_any
@@ -52,6 +53,7 @@ def test_parameter_counts_in_models_md_are_the_built_ones():
         assert model.num_parameters() == int(count.replace(",", "")), name
 
 
+@pytest.mark.slow
 def test_the_pattern_plugin_example_in_plugins_md_passes_the_kit():
     from arblocks.testing import check_plugin
 
@@ -60,6 +62,7 @@ def test_the_pattern_plugin_example_in_plugins_md_passes_the_kit():
     assert report.ok, report.summary()
 
 
+@pytest.mark.slow
 def test_the_local_block_example_in_plugins_md_samples_exactly_and_passes_the_kit():
     from arblocks.sampling.cached import CachedSampler
     from arblocks.testing import check_plugin

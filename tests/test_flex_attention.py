@@ -86,12 +86,14 @@ def flex_model(pattern, size=4):
     return build_model(parse_spec(data))
 
 
+@pytest.mark.slow
 def test_a_flex_model_is_exactly_causal_by_value_perturbation():
     model = flex_model(PATTERNS["sparse_transformer"], size=8)
     report = check_model(model, modes=("eval",), method="perturbation")
     assert report.ok, report.summary()
 
 
+@pytest.mark.slow
 def test_the_check_catches_a_leak_in_the_flex_path_alone():
     """A mask_mod that keeps every score inside the blocks it is applied to (the future half of the diagonal blocks):
     the dense and tiled paths are untouched, the perturbation check still sees the leak."""
@@ -135,6 +137,7 @@ def test_compiled_flex_attention_on_the_cpu_equals_the_dense_attention(monkeypat
         assert torch.allclose(attention(q, k, v, kernel="flex"), attention(q, k, v, kernel="dense"), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_causality_check_runs_on_a_flex_model_with_compilation_on(monkeypatch):
     """The checks run in float64, which compiled FlexAttention does not take on the CPU: its eager reference runs there
     (this crashed `arblocks check --set defaults.transformer_block.kernel=flex`)."""

@@ -61,6 +61,7 @@ def test_the_rule_follows_reaches_through_strides_skips_and_the_head():
     assert rule.covers(*rule.needed) and not rule.covers(rule.needed[0] - 2, rule.needed[1])
 
 
+@pytest.mark.slow
 def test_what_the_rule_assumes_holds_on_a_real_model():
     """Every output of the full-size model depends on exactly the inputs (as offsets) that the output with the same
     border case depends on at the rule's size: the premise of the rule, checked on a two-scale model, gradient by gradient."""
@@ -98,6 +99,7 @@ def test_build_checks_at_a_size_the_rule_says_speaks_for_the_full_image():
     assert f"every border case of 32x32 occurs at {needed[0]}x{needed[1]}" in report.full_size.reason
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, uncovered", [
     ("pixelcnn", set()), ("gated_pixelcnn", set()), ("pixelcnn_pp", set()), ("sparse_transformer", {"/body/0", "/body/1", "/body/2/body/0"}),
 ])

@@ -12,6 +12,7 @@ from tests.helpers import build, shrunk_spec
 SPECS = Path(__file__).parent.parent / "specs"
 
 
+@pytest.mark.slow
 def test_twenty_gated_layers_of_384_channels_with_5x5_filters():
     spec = load_spec(SPECS / "gated_pixelcnn.json")
     model = build_model(spec)
@@ -26,6 +27,7 @@ def test_twenty_gated_layers_of_384_channels_with_5x5_filters():
     assert model(torch.randint(0, 256, (1, 3, 32, 32))).shape == (1, 3, 256, 32, 32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("channels", [3, 1])
 def test_gated_pixelcnn_is_causal_and_has_no_blind_spot(channels):
     spec = shrunk_spec(SPECS / "gated_pixelcnn.json", divide=16, times={19: 5}, size=8)  # 24 channels, 6 layers

@@ -42,6 +42,7 @@ def corpus_spec(name: str, size: int = 6) -> dict:
     return {"name": name, "image": {"channels": 3, "height": height, "width": width, "bits": 8}, "body": corpus_body(name), "head": {"type": "categorical"}}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_check_catches_each_leak(name, leaky):
     report = check_spec(parse_spec(corpus_spec(name), registry=leaky), size=None, registry=leaky, thorough=True, static_causality=False)
@@ -67,6 +68,7 @@ def test_gradients_alone_miss_these_leaks(name, leaky):
     assert not check_model(model, registry=leaky).ok
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_kit_catches_each_leak(name, leaky):
     report = check_block(name, leaky, checks=("causality",))
@@ -76,6 +78,7 @@ def test_kit_catches_each_leak(name, leaky):
         assert failed and all(case.endswith("as the first layer, on the image") for case in failed), failed
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_build_and_check_commands_fail_each_leak(name, leaky_installed, tmp_path, capsys):
     from arblocks.cli import main
@@ -88,6 +91,7 @@ def test_build_and_check_commands_fail_each_leak(name, leaky_installed, tmp_path
     assert "FAILED" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_zero_gradient_leak_from_an_installed_plugin_fails_build(tmp_path):
     """Through the real entry point, as a user's package is installed."""
     path = tmp_path / "detach.json"

@@ -61,6 +61,7 @@ def small_hybrid(block_type="causal_attention") -> dict:
     return data
 
 
+@pytest.mark.slow
 def test_the_small_hybrid_is_proven_causal_at_full_size_with_the_documented_coverage():
     report = check_spec(parse_spec(small_hybrid()), size="auto", thorough=True)
     assert report.ok, report.summary()
@@ -69,6 +70,7 @@ def test_the_small_hybrid_is_proven_causal_at_full_size_with_the_documented_cove
     assert (round(report.min_coverage, 3), round(report.mean_coverage, 3)) == (0.583, 0.973)
 
 
+@pytest.mark.slow
 def test_attention_one_position_ahead_at_8x8_is_caught_by_the_check_and_by_the_block_proof(leaky):
     spec = parse_spec(small_hybrid("attention_one_ahead"), registry=leaky)
     report = check_spec(spec, size="auto", thorough=True, registry=leaky)
@@ -127,6 +129,7 @@ def test_the_block_proof_builds_attention_for_the_full_size_streams():
     assert proofs.proven == ["/body/9/body/8", "/body/11/body/8"] and not proofs.violations
 
 
+@pytest.mark.slow
 def test_the_kit_places_blocks_at_half_resolution_and_catches_a_leak_there_only(leaky):
     from arblocks.testing import HALF_CASE, check_block
 

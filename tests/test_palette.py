@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -27,6 +28,7 @@ def test_kmeans_finds_the_colours_and_quantizes_to_them():
     assert tokens.shape == (20, 1, 8, 8) and torch.equal(colours(tokens, palette), images)
 
 
+@pytest.mark.slow
 def test_train_eval_sample_with_a_palette(tmp_path, capsys):
     np.savez(tmp_path / "rgb.npz", x_train=coloured_images(64, 1), x_test=coloured_images(16, 2))
     run = str(tmp_path / "run")

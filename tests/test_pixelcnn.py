@@ -64,6 +64,7 @@ def expected_blind_spot(r, c, size=8, reach=3):
     return {(r - k, col) for k in range(1, r + 1) for col in range(c + k + reach, size)}
 
 
+@pytest.mark.slow
 def test_pixelcnn_has_its_blind_spot_exactly_where_the_geometry_says():
     model = build_model(narrow(SPECS / "pixelcnn.json"))
     report = check_model(model, modes=("eval",), samples=2)
@@ -81,6 +82,7 @@ def test_pixelcnn_has_its_blind_spot_exactly_where_the_geometry_says():
     assert spot is not None and len(spot[1]) > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["pixelcnn.json", "pixelcnn_binarized_mnist.json"])
 def test_shipped_specs_are_causal(name):
     report = check_model(build_model(narrow(SPECS / name)))

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from arblocks import build_model, load_spec
@@ -13,6 +14,7 @@ SPECS = Path(__file__).parent.parent / "specs"
 SMALL = {5: 1, 6: 2}  # nr_resnet 5 -> 1 (the down pass has nr_resnet + 1)
 
 
+@pytest.mark.slow
 def test_parameter_counts_match_the_original_implementation():
     model = build_model(load_spec(SPECS / "pixelcnn_pp.json"))
     assert model.num_parameters() == 53_659_080
@@ -27,6 +29,7 @@ def test_skips_are_consumed_in_reverse_order():
     assert len(pushes) == len(pops) == 2 * 18  # u and ul: 1 + 3 x 5 + 2 each
 
 
+@pytest.mark.slow
 def test_small_pixelcnn_pp_is_causal_with_full_coverage():
     spec = shrunk_spec(SPECS / "pixelcnn_pp.json", divide=10, size=8)  # full depth, 16 filters, resolutions 8/4/2
     report = check_model(build_model(spec))
@@ -34,6 +37,7 @@ def test_small_pixelcnn_pp_is_causal_with_full_coverage():
     assert report.min_coverage == 1.0, report.summary()
 
 
+@pytest.mark.slow
 def test_class_conditional_pixelcnn_pp_uses_the_label():
     model = build_model(shrunk_spec(SPECS / "pixelcnn_pp_classcond.json", divide=10, times=SMALL, size=8)).eval()
     x = torch.randint(0, 256, (2, 3, 8, 8))

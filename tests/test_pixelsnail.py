@@ -35,6 +35,7 @@ def narrow(path, filters=32, size=8):
     return parse_spec(data)
 
 
+@pytest.mark.slow
 def test_parameter_count_matches_the_original_implementation():
     model = build_model(load_spec(SPECS / "pixelsnail.json"))
     assert model.num_parameters() == 46_021_908
@@ -113,6 +114,7 @@ def test_without_the_raw_image_in_the_keys_that_pixel_is_missed(tmp_path):
     assert report.min_coverage < 1
 
 
+@pytest.mark.slow
 def test_pixelsnail_small_trains():
     torch.manual_seed(0)
     model = build_model(load_spec(SPECS / "pixelsnail_small.json"))

@@ -114,6 +114,7 @@ def test_a_hook_that_does_not_exist_is_reported(make_registry):
         make_registry(("typo", Typo()))
 
 
+@pytest.mark.slow
 def test_cli_lists_plugin_blocks_and_schema_includes_them(installed_plugins):
     env = {"PYTHONPATH": str(installed_plugins), "PYTHONWARNINGS": "ignore"}
     import os

@@ -16,6 +16,7 @@ def train_rows(run):
     return [float(r["bits_per_dim"]) for r in csv.DictReader((run / "metrics.csv").open()) if r["split"] == "train"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_mixed_precision_trains_resumes_exactly_and_leaves_float32_checkpoints(tmp_path, precision):
     spec = load_spec(TINY)
@@ -45,6 +46,7 @@ def test_channels_last_follows_the_contiguous_run(tmp_path):
     assert all(p.is_contiguous() for p in model.parameters())
 
 
+@pytest.mark.slow
 def test_a_compiled_run_matches_the_eager_one(tmp_path):
     """aot_eager traces the forward and backward passes as one graph each, as inductor would compile them."""
     spec = load_spec(TINY)

@@ -37,6 +37,7 @@ def test_full_configs_match_the_original_parameter_counts(name, count, layers):
     assert sum(s.type == "transformer_block" for s in model.steps) == layers
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "pattern"),
     [("image_transformer_small", {"block": 16}), ("sparse_transformer_small", {"stride": 15})],
@@ -80,6 +81,7 @@ def test_small_configs_learn_and_sample(name):
     assert images.shape == (2, 3, 4, 4) and images.min() >= 0 and images.max() < 256
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "pattern"), [("image_transformer_small", {"block": 15}), ("sparse_transformer_small", {"stride": 15})])
 def test_cli_trains_evaluates_and_samples_a_sub_pixel_transformer(tmp_path, capsys, name, pattern):
     data = small(name, size=5, **pattern)
@@ -115,6 +117,7 @@ def test_recomputation_gives_the_same_loss_and_gradients_with_dropout():
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads_a, grads_b))
 
 
+@pytest.mark.slow
 def test_image_transformer_2d_local_attention_in_block_raster_order_is_causal():
     """The paper's 2D variant: query blocks generated one after another (block_raster), local 2D attention over them."""
     data = small("image_transformer_small", size=6)

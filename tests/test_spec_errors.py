@@ -112,6 +112,7 @@ def test_cli_exit_2_lists_problems_without_traceback(tmp_path, capsys):
     assert set(report["problems"][0]) == {"path", "type", "message"}
 
 
+@pytest.mark.slow
 def test_cli_missing_file_and_bad_usage(tmp_path):
     out = subprocess.run([sys.executable, "-m", "arblocks", "build", str(tmp_path / "none.json")], capture_output=True, text=True)
     assert out.returncode == 2 and "no such file" in out.stderr and "Traceback" not in out.stderr
@@ -197,6 +198,7 @@ def test_a_stream_typo_inside_a_repeat_is_reported_once_without_cascading_into_t
     ]
 
 
+@pytest.mark.slow
 def test_an_input_that_no_block_reads_is_warned_about(tmp_path):
     import json
     import warnings

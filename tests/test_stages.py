@@ -30,6 +30,7 @@ def problems(data: dict) -> list[tuple[str, str]]:
     return [(p.path, p.message) for p in e.value.problems]
 
 
+@pytest.mark.slow
 def test_each_stage_models_its_view_given_the_earlier_ones():
     model = built()
     gray, colour = model.stages
@@ -110,6 +111,7 @@ def test_bad_stages_are_reported_with_their_paths():
     assert path == "/stages/1/body/0/kernl_size" and "kernel_size" in message
 
 
+@pytest.mark.slow
 def test_build_prints_every_stage_and_checks_each(capsys):
     assert main(["build", str(TINY)]) == 0
     out = capsys.readouterr().out
@@ -130,6 +132,7 @@ def test_a_stage_that_would_see_its_own_sub_pixel_is_refused_at_its_path(tmp_pat
     assert "/stages/1/body/0" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_check_checks_every_stage(capsys):
     assert main(["check", str(TINY), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

@@ -53,6 +53,7 @@ def test_training_lowers_the_loss_and_writes_the_run(tmp_path):
     assert json.loads((tmp_path / "run/run.json").read_text())["config"]["steps"] == 40
 
 
+@pytest.mark.slow
 def test_kill_9_never_leaves_a_torn_checkpoint_and_resume_loses_nothing(tmp_path):
     run = tmp_path / "killed"
     command = [sys.executable, "-m", "arblocks", "train", str(TINY), "--data", "digits", "--out", str(run), "--steps", "300",

@@ -44,6 +44,7 @@ def test_the_tutorial_has_specs_commands_and_code():
     assert len(commands()) >= 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command, expected", commands(), ids=[c for c, _ in commands()])
 def test_command(workdir, command, expected):
     argv = shlex.split(command)
@@ -53,6 +54,7 @@ def test_command(workdir, command, expected):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_python_snippets(workdir):
     for lang, _, body in blocks():
         if lang == "python":
@@ -60,6 +62,7 @@ def test_python_snippets(workdir):
             assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow
 def test_the_quoted_error_is_the_real_one(workdir):
     result = subprocess.run([sys.executable, "-m", "arblocks", "build", "first_try.json"], cwd=workdir, capture_output=True, text=True)
     quoted = re.search(r"```\n(first_try\.json: .*?)```", TUTORIAL.read_text(), re.S).group(1)

@@ -96,6 +96,10 @@ def walk(base: torch.Tensor, groups: list[torch.Tensor], levels: int, targets=WA
     return torch.stack(images), changed
 
 
+#: the least number of batches the walk's images are spread over: each image is computed ``1 + 1/stride`` times
+MIN_STRIDE = 4
+
+
 def find_changes(run, images: torch.Tensor, changed: list[int], own_group: torch.Tensor, rows: int, forbidden_only: bool = True) -> list[Change]:
     """Every (output, group) where changing ``group`` changed an output that must not see it (with ``forbidden_only``
     off: any output, for a dependency map of models without a gradient path).
@@ -103,10 +107,12 @@ def find_changes(run, images: torch.Tensor, changed: list[int], own_group: torch
     ``run(batch)`` gives [B, C', K, H, W] parameters, with the same random draws for batches of the same shape.
     Images ``k`` and ``k + 1`` are compared at the same row of two batches of ``rows`` images: batch ``j`` holds images
     ``j, j + s, j + 2s, ...`` (``s`` batches), and one more batch holds ``s, 2s, 3s, ...``, so image ``k`` at row ``q``
-    of batch ``j`` is followed by image ``k + 1`` at row ``q`` of batch ``j + 1``.
+    of batch ``j`` is followed by image ``k + 1`` at row ``q`` of batch ``j + 1``. The images are computed ``1 + 1/s``
+    times over: ``s`` is at least :data:`MIN_STRIDE` (smaller batches cost the same per image, and the one extra batch
+    is smaller), and ``rows`` at most.
     """
     own = own_group.reshape(-1)  # [C'*H*W]
-    stride = max(1, math.ceil(len(images) / rows))
+    stride = min(len(images), max(MIN_STRIDE, math.ceil(len(images) / rows)))
     rows = math.ceil(len(images) / stride)
     padded = torch.cat([images, images[-1:].expand(rows * stride + 1 - len(images), *images.shape[1:])])
     group_of_step = torch.tensor(changed + [-1] * (len(padded) - 1 - len(changed)))  # -1: padding, nothing changed

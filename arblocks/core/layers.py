@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm as apply_weight_norm
 
@@ -59,7 +60,29 @@ class Conv(nn.Module):
             return F.conv_transpose2d(x, self.weight(), self.conv.bias, stride=self.stride, output_padding=output_padding)
         if x.shape[-1] * x.shape[-2] == 1 and self.conv.kernel_size == (1, 1):  # one position (sampling): a matmul is far cheaper
             return F.linear(x.flatten(1), self.weight().flatten(1), self.conv.bias)[:, :, None, None]
+        if x.dtype == torch.float64 and x.device.type == "cpu" and _positions(x, self.conv.kernel_size, self.stride) <= SMALL_MAP:
+            return conv_as_one_product(x, self.weight(), self.conv.bias, self.stride)
         return F.conv2d(x, self.weight(), self.conv.bias, stride=self.stride)
+
+
+#: float64 convolutions on the CPU with at most this many output positions per image run as one matrix product over the
+#: whole batch (the causality check's small images): conv2d's float64 path multiplies image by image, with products
+#: as narrow as the image, 2-5x slower there (benchmarks/bench_causality.py --conv); from about 8x8 on it is faster
+SMALL_MAP = 16
+
+
+def _positions(x: torch.Tensor, kernel: tuple[int, int], stride: int) -> int:
+    return ((x.shape[2] - kernel[0]) // stride + 1) * ((x.shape[3] - kernel[1]) // stride + 1)
+
+
+def conv_as_one_product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int = 1) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias, stride)`` (no padding) as one product ``[out, C*kh*kw] @ [C*kh*kw, B*positions]``.
+    Each output is computed the same way at the same place of batches of the same shape, as the checks need."""
+    kh, kw = weight.shape[2:]
+    out_h, out_w = (x.shape[2] - kh) // stride + 1, (x.shape[3] - kw) // stride + 1
+    patches = rearrange(F.unfold(x, (kh, kw), stride=stride), "b k l -> k (b l)")
+    out = rearrange(weight.flatten(1) @ patches, "o (b h w) -> b o h w", h=out_h, w=out_w)
+    return out if bias is None else out + bias[:, None, None]
 
 
 @torch.no_grad()

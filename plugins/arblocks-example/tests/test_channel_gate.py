@@ -1,5 +1,6 @@
 """The example plugin, tested the way every plugin should be: through its entry point and the conformance kit."""
 
+import pytest
 import torch
 
 from arblocks import build_model, get_registry, parse_spec
@@ -12,6 +13,7 @@ def test_registered_through_the_entry_point():
     assert entry.distribution == "arblocks-example" and entry.plugin == "example"
 
 
+@pytest.mark.slow
 def test_conformance_kit_passes():
     report = check_plugin("arblocks-example")
     assert report.ok, report.summary()

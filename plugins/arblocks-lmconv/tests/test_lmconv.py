@@ -79,6 +79,7 @@ def test_the_sampler_follows_the_order():
     assert sampler.sample(2, generator=torch.Generator().manual_seed(0)).shape == (2, 1, 4, 4)
 
 
+@pytest.mark.slow
 def test_plugin_is_registered_and_conformant():
     registry = get_registry()
     assert registry.blocks["locally_masked_conv"].distribution == "arblocks-lmconv"
@@ -87,6 +88,7 @@ def test_plugin_is_registered_and_conformant():
     assert report.ok, report.summary()
 
 
+@pytest.mark.slow
 def test_small_spec_checks(tmp_path):
     data = json.loads((SPECS / "lmconv_small.json").read_text())
     data["image"].update(height=6, width=6)
