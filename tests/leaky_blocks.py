@@ -59,7 +59,7 @@ class PeekBelow(Elementwise):
         return x + F.pad(x[:, :, 1:], (0, 0, 0, 1))
 
 
-# -- leaks that gradients cannot see, and state (issue 15) ---------------------------------------------------------
+# -- leaks that gradients cannot see, and state --------------------------------------------------------------------
 # Each is a masked convolution that claims the masked convolution's causality and adds something it must not see.
 
 
@@ -169,7 +169,7 @@ FIRST_LAYER = {"threshold_leak", "level_branch_leak", "mask_b_first"}
 WIDE = {"wide_tap_leak", "wide_tap_no_reach"}
 
 
-# -- at a lower resolution, and under other orderings (issue 18) ---------------------------------------------------
+# -- at a lower resolution, and under other orderings --------------------------------------------------------------
 class AttentionOneAheadConfig(CausalAttentionConfig):
     """causal_attention that also attends to the next position of its stream, at whatever resolution it works."""
 

@@ -1,4 +1,4 @@
-"""Distribution Augmentation (issue 14): transformations, the augmentation section, conditioning, training, eval and sample."""
+"""Distribution Augmentation: transformations, the augmentation section, conditioning, training, eval and sample."""
 
 import json
 from pathlib import Path

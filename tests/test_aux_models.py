@@ -1,4 +1,4 @@
-"""PixelCNN with auxiliary variables (issue 13): the shipped specs, the conditioning-network blocks, and a spec with
+"""PixelCNN with auxiliary variables: the shipped specs, the conditioning-network blocks, and a spec with
 stages trained, evaluated and sampled from the command line."""
 
 import json

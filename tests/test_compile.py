@@ -1,4 +1,4 @@
-"""No graph breaks and no host synchronisation in the forward pass (issue 16): every shipped spec, shrunk, traces as
+"""No graph breaks and no host synchronisation in the forward pass: every shipped spec, shrunk, traces as
 one graph under ``torch.compile(fullgraph=True)``. The ``eager`` backend traces without generating code, which keeps
 this quick on the CPU; inductor's code generation is exercised by one training run with ``--compile``."""
 

@@ -1,4 +1,4 @@
-"""The check at the size the model runs at (issue 15): the size rule and the block-by-block proof.
+"""The check at the size the model runs at: the size rule and the block-by-block proof.
 
 The size rule says a check on a smaller image speaks for the full one when every border case of the full image
 occurs in it; the block proof places each block's window dependencies at every full-size position. Both rest on

@@ -1,4 +1,4 @@
-"""Leaks that gradients cannot see, and stateful blocks: each one is caught by `check`, `build` and the kit (issue 15).
+"""Leaks that gradients cannot see, and stateful blocks: each one is caught by `check`, `build` and the kit.
 
 The corpus (tests/leaky_blocks.py) holds masked convolutions that claim to be causal and are not: a future pixel
 enters through ``.detach()``, ``round``, a comparison, ``argmax``, a threshold active only at the top level, a branch

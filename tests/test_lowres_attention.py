@@ -1,4 +1,4 @@
-"""Causality at every resolution (issue 18): a stream's per-position frontier, attention on a U-Net's 8x8 level, and
+"""Causality at every resolution: a stream's per-position frontier, attention on a U-Net's 8x8 level, and
 the checks shown to catch what they exist to catch there."""
 
 import json

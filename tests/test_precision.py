@@ -1,4 +1,4 @@
-"""Training and evaluation in bf16 and fp16 (loss scaling), channels-last, and compiled (issue 16)."""
+"""Training and evaluation in bf16 and fp16 (loss scaling), channels-last, and compiled."""
 
 import csv
 

@@ -1,4 +1,4 @@
-"""Specs with stages (issue 13, first steps): parsing with JSON paths, building, the likelihood, sampling, build."""
+"""Specs with stages: parsing with JSON paths, building, the likelihood, sampling, build."""
 
 import copy
 import json

@@ -1,4 +1,4 @@
-"""Views, the registered kind that models of several stages will model first (issue 13)."""
+"""Views, the registered kind that models of several stages will model first."""
 
 from typing import ClassVar, Literal
 
