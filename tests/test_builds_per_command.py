@@ -72,3 +72,18 @@ def test_the_guard_at_a_smaller_size_builds_only_the_small_copy(counted):
     counted.clear()
     require_causal(spec, "training", full=model)
     assert counted == {"8x8": 1}  # no meta build of the full size: the model given is read instead
+
+
+@pytest.mark.slow
+def test_the_full_size_proof_of_plugin_blocks_copies_the_given_model_instead_of_building_it(counted):
+    """lmconv's blocks come from a plugin, so the guard proves them block by block at full size: on a float64 copy of
+    the model it was given."""
+    from arblocks import build_model, load_spec
+    from arblocks.causality import check_spec
+
+    spec = load_spec("specs/lmconv_small.json")
+    model = build_model(spec)
+    counted.clear()
+    report = check_spec(spec, full=model)
+    assert report.ok and report.full_size.proofs is not None and report.full_size.proofs.proven, report.full_size.reason
+    assert counted == {"8x8": 1}

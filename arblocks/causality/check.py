@@ -593,14 +593,14 @@ def _full_size(model: ARModel, full: ARModel, rule: SizeRule, registry: Registry
 
 def _full_layers(model: ARModel, full: ARModel, registry: Registry):
     """``index -> block``: step ``index``'s block of the spec at its own size in float64 on the CPU (once, when first
-    asked: a copy of ``full``, or a build when ``full`` is on the meta device), holding the checked copy's weights
-    wherever their shapes agree."""
+    asked: a copy of ``full`` when it is on the CPU, else a build, so that a model on the meta device or an accelerator
+    is neither copied there nor materialized), holding the checked copy's weights wherever their shapes agree."""
     built: list[ARModel] = []
 
     def layer(index: int):
         if not built:
-            on_meta = any(t.is_meta for t in [*full.parameters(), *full.buffers()])
-            built.append(build_model(full.spec, registry, static_causality=False).double() if on_meta else copy.deepcopy(full).to("cpu", torch.float64))
+            on_cpu = all(t.device.type == "cpu" for t in [*full.parameters(), *full.buffers()])
+            built.append(copy.deepcopy(full).double() if on_cpu else build_model(full.spec, registry, static_causality=False).double())
         block, small = built[0].layers[index], model.layers[index]
         mine = block.state_dict()
         block.load_state_dict({k: v for k, v in small.state_dict().items() if k in mine and mine[k].shape == v.shape}, strict=False)
