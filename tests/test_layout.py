@@ -123,3 +123,15 @@ def test_the_public_names_of_the_top_level_package_and_of_the_old_packages():
 
     for name in arblocks.__all__:
         assert getattr(arblocks, name) is not None
+
+
+def test_the_architecture_page_draws_every_wing_of_the_contract():
+    """docs/architecture.md opens with the wings; a wing added to the contract (or a subpackage, which the exhaustive
+    contract makes one) is drawn there too."""
+    contract = tomllib.loads(CONFIG.read_text())["tool"]["importlinter"]["contracts"][0]
+    wings = [w.strip() for layer in contract["layers"] for w in layer.split("|")]
+    section = (ROOT / "docs" / "architecture.md").read_text().split("## The wings", 1)[1].split("\n## ", 1)[0]
+    diagram = section.split("```")[1]
+    assert [w for w in wings if w not in diagram] == []
+    packages = sorted(p.name for p in (ROOT / "arblocks").iterdir() if (p / "__init__.py").exists())
+    assert [p for p in packages if p not in wings] == []
