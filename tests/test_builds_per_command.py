@@ -4,6 +4,7 @@ builds only its small copy (two builds in all, none on the meta device)."""
 from __future__ import annotations
 
 import collections
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,8 +14,10 @@ import arblocks.core.validate as validate
 import arblocks.staged.stages as stages
 from arblocks.cli import main
 
-SPEC = "specs/pixelsnail_small.json"  # 28x28: the guard checks it at a smaller size
-DATA = "digits"  # 8x8 images, for tests/specs/tiny_digits.json
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / "specs/pixelsnail_small.json"  # 28x28: the guard checks it at a smaller size
+TINY = str(ROOT / "tests/specs/tiny_digits.json")
+DATA = "digits"  # 8x8 images, for TINY
 
 
 @pytest.fixture
@@ -41,13 +44,13 @@ def counted(monkeypatch):
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    assert main(["train", "tests/specs/tiny_digits.json", "--data", DATA, "--out", str(out), "--steps", "2", "--batch-size", "4",
+    assert main(["train", TINY, "--data", DATA, "--out", str(out), "--steps", "2", "--batch-size", "4",
                  "--eval-limit", "8", "--no-progress"]) == 0
     return out / "checkpoint.pt"
 
 
 def test_train_builds_the_model_once_and_the_guards_small_copy(counted, tmp_path):
-    assert main(["train", "tests/specs/tiny_digits.json", "--data", DATA, "--out", str(tmp_path / "run"), "--steps", "3", "--eval-every", "1",
+    assert main(["train", TINY, "--data", DATA, "--out", str(tmp_path / "run"), "--steps", "3", "--eval-every", "1",
                  "--batch-size", "4", "--eval-limit", "8", "--no-progress"]) == 0
     # three evaluations of the EMA weights, one guard: still one build at the run's size and one for the check
     assert counted == {"parse": 1, "8x8": 2}
@@ -81,7 +84,7 @@ def test_the_full_size_proof_of_plugin_blocks_copies_the_given_model_instead_of_
     from arblocks import build_model, load_spec
     from arblocks.causality import check_spec
 
-    spec = load_spec("specs/lmconv_small.json")
+    spec = load_spec(ROOT / "specs/lmconv_small.json")
     model = build_model(spec)
     counted.clear()
     report = check_spec(spec, full=model)

@@ -1,4 +1,6 @@
-"""Distribution Augmentation (Jun et al., 2020) in a spec's ``augmentation`` section.
+"""Distribution Augmentation (Jun et al., 2020) in a spec's ``augmentation`` section: the transformation contract
+(:class:`Transformation`, described in :mod:`arblocks.staged.transformations` with the built-in ones), the input that
+tells the model the choices, and drawing and applying them.
 
 Training draws, per image and step, one choice of each listed transformation (:mod:`arblocks.staged.transformations`),
 applies them in order to the image, and passes the choices to the model on the conditioning input: a label stream
@@ -105,7 +107,7 @@ class TransformationConfig(Config):
 
 @base_of("transformation")
 class Transformation:
-    """A family of bijections of the image, choice 0 the identity; see the module's docstring."""
+    """A family of bijections of the image, choice 0 the identity; see :mod:`arblocks.staged.transformations`."""
 
     Config: ClassVar[type[TransformationConfig]]
     #: configs (without ``type``) that tests build the transformation with
