@@ -44,6 +44,8 @@ BUILTIN_PLUGINS = (
     "arblocks.core.ordering",
     "arblocks.attention.patterns",
     "arblocks.data.sources",
+    "arblocks.data.standard",
+    "arblocks.data.libraries",
     "arblocks.staged.views",
     "arblocks.staged.transformations",
 )

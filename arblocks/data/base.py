@@ -94,16 +94,18 @@ def bits_of(images: torch.Tensor) -> int:
     return 1 if images.numel() and int(images.max()) <= 1 else 8
 
 
-def prepare(data: ImageData, image: ImageSpec, binarize: bool = False) -> ImageData:
-    """Fit the data to the spec's image: binarize or reduce the bit depth, and check the shape."""
+def prepare(data: ImageData, image: ImageSpec, binarize: bool = False, spatial: tuple[int, int] | None = None) -> ImageData:
+    """Fit the data to the spec's image: binarize or reduce the bit depth, and check the shape (``spatial``: the
+    height and width the images must have instead of the spec's, for training images cropped batch by batch)."""
     images, bits = data.images, data.bits
-    expected = (image.channels, image.height, image.width)
+    expected = (image.channels, *(spatial or (image.height, image.width)))
     if tuple(images.shape[1:]) != expected and tuple(images.permute(0, 3, 1, 2).shape[1:]) == expected:
         images = images.permute(0, 3, 1, 2).contiguous()  # tiny channels-last images (4x4x3) read as channels-first
     if tuple(images.shape[1:]) != expected:  # the shape first: it is the likelier mistake
         raise DataError(
             f"the data's images are {'x'.join(map(str, images.shape[1:]))} (channels x height x width), "
             f"but the spec's image is {'x'.join(map(str, expected))}"
+            + ("; --resize, --crop or --grayscale fit the data to it (docs/training.md)" if images.dim() == 4 else "")
         )
     if binarize and bits > 1:
         images, bits = (images >= 2 ** (bits - 1)).to(torch.uint8), 1

@@ -1,9 +1,9 @@
-"""Built-in data sources: digits (embedded), npz, mnist (idx files), cifar10 (python batches, read safely), folder (PNG)."""
+"""Built-in data sources of files the user has: digits (embedded), npz, folder (PNG); and the readers of idx files and
+of pickled numpy batches (without running pickled code) that the standard datasets use (``standard``)."""
 
 from __future__ import annotations
 
 import gzip
-import io
 import pickle
 import struct
 from pathlib import Path
@@ -18,13 +18,14 @@ from .base import DataError, DatasetConfig, DatasetType, ImageData, bits_of, to_
 SPLITS = ("train", "test")
 
 
-def _split(split: str) -> str:
-    if split not in SPLITS and split != "valid":
-        raise DataError(f"unknown split '{split}': use train or test")
+def _split(split: str, source: str, valid: bool = False) -> str:
+    """``split`` checked: train and test, and valid where the source can have one (never another split in its place)."""
+    if split not in SPLITS and not (valid and split == "valid"):
+        raise DataError(f"{source} has no '{split}' split: use {'train, valid or test' if valid else 'train or test'}")
     return split
 
 
-def _labels(array) -> torch.Tensor | None:
+def labels_of(array) -> torch.Tensor | None:
     return None if array is None else torch.as_tensor(np.asarray(array).astype(np.int64))
 
 
@@ -42,9 +43,9 @@ class Digits(DatasetType):
     def load(self, split):
         with np.load(Path(__file__).parent / "digits.npz", allow_pickle=False) as f:
             x, y = f["x"], f["y"]
-        part = slice(0, self.TRAIN) if _split(split) == "train" else slice(self.TRAIN, None)
+        part = slice(0, self.TRAIN) if _split(split, "digits") == "train" else slice(self.TRAIN, None)
         images = np.rint(x[part].astype(np.float64) * 255 / 16).astype(np.uint8)
-        return ImageData(to_nchw(images, "digits"), _labels(y[part]), 8)
+        return ImageData(to_nchw(images, "digits"), labels_of(y[part]), 8)
 
 
 class NpzConfig(DatasetConfig):
@@ -68,14 +69,14 @@ class Npz(DatasetType):
         except (ValueError, OSError) as error:
             raise DataError(f"npz: cannot read {path}: {error}") from None
         with f:
-            split = _split(split)
-            names = [self.config.key] if self.config.key else [f"x_{split}", "x"]
+            split = _split(split, "npz", valid=True)
+            names = [self.config.key] if self.config.key else [f"x_{split}"] + (["x"] if split != "valid" else [])
             key = next((n for n in names if n in f.files), None)
             if key is None:
                 raise DataError(f"npz: {path} has no array {' or '.join(names)} (it has {', '.join(f.files)}); choose one with --data-key")
             label_key = key.replace("x", "y", 1) if key.startswith("x") else None
             images = to_nchw(_array(f, key, path), f"npz:{path}")
-            labels = _labels(_array(f, label_key, path)) if label_key in f.files else None
+            labels = labels_of(_array(f, label_key, path)) if label_key in f.files else None
         return ImageData(images, labels, bits_of(images))
 
 
@@ -102,33 +103,7 @@ def read_idx(path: Path) -> np.ndarray:
     return data.reshape(shape)
 
 
-class MnistConfig(DatasetConfig):
-    """MNIST (or Fashion-MNIST) as the standard idx files in a folder: train-images-idx3-ubyte[.gz], t10k-images-idx3-ubyte[.gz], and the labels."""
-
-    type: Literal["mnist"] = "mnist"
-
-
-class Mnist(DatasetType):
-    Config = MnistConfig
-
-    def _find(self, stem: str) -> Path:
-        folder = Path(self.config.path)
-        for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
-            if (folder / name).is_file():
-                return folder / name
-        raise DataError(f"mnist: {folder} has no {stem}[.gz]")
-
-    def load(self, split):
-        prefix = "train" if _split(split) == "train" else "t10k"
-        images = read_idx(self._find(f"{prefix}-images-idx3-ubyte"))
-        try:
-            labels = _labels(read_idx(self._find(f"{prefix}-labels-idx1-ubyte")))
-        except DataError:
-            labels = None
-        return ImageData(to_nchw(images, "mnist"), labels, 8)
-
-
-class _NumpyOnlyUnpickler(pickle.Unpickler):
+class NumpyOnlyUnpickler(pickle.Unpickler):
     """Unpickles numpy arrays, lists, dicts and strings, and refuses everything else (no arbitrary code)."""
 
     ALLOWED = {
@@ -140,35 +115,6 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         if (module, name) in self.ALLOWED:
             return super().find_class(module, name)
         raise DataError(f"cifar10: refusing to unpickle {module}.{name}: only numpy arrays are read from CIFAR-10 batches")
-
-
-class Cifar10Config(DatasetConfig):
-    """CIFAR-10 as the standard cifar-10-batches-py folder (data_batch_1..5, test_batch), read without running pickled code."""
-
-    type: Literal["cifar10"] = "cifar10"
-
-
-class Cifar10(DatasetType):
-    Config = Cifar10Config
-
-    def load(self, split):
-        folder = Path(self.config.path)
-        names = [f"data_batch_{i}" for i in range(1, 6)] if _split(split) == "train" else ["test_batch"]
-        images, labels = [], []
-        for name in names:
-            path = folder / name
-            if not path.is_file():
-                raise DataError(f"cifar10: {folder} has no {name} (expected the cifar-10-batches-py folder)")
-            try:
-                batch = _NumpyOnlyUnpickler(io.BytesIO(path.read_bytes()), encoding="bytes").load()
-            except DataError:
-                raise
-            except Exception as error:  # noqa: BLE001 - a malformed file must be a clear error
-                raise DataError(f"cifar10: cannot read {path}: {type(error).__name__}: {error}") from None
-            data = batch.get(b"data", batch.get("data"))
-            images.append(np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32))
-            labels.extend(batch.get(b"labels", batch.get("labels", [])))
-        return ImageData(to_nchw(np.concatenate(images), "cifar10"), _labels(labels) if labels else None, 8)
 
 
 class FolderConfig(DatasetConfig):
@@ -186,6 +132,8 @@ class Folder(DatasetType):
         root = Path(self.config.path)
         if not root.is_dir():
             raise DataError(f"folder: no such folder: {root}")
+        if _split(split, "folder", valid=True) == "valid" and not (root / split).is_dir():
+            raise DataError(f"folder: {root} has no valid/ subfolder, so no validation split")
         base = root / split if (root / split).is_dir() else root
         files = sorted(base.rglob("*.png"))
         if not files:
@@ -201,10 +149,10 @@ class Folder(DatasetType):
             labels.append(classes.index(f.parent.relative_to(base).as_posix()))
         if len({a.shape for a in arrays}) != 1:
             raise DataError(f"folder: the images under {base} do not all have one size")
-        return ImageData(to_nchw(np.stack(arrays), f"folder:{base}"), _labels(labels) if len(classes) > 1 else None, 8)
+        return ImageData(to_nchw(np.stack(arrays), f"folder:{base}"), labels_of(labels) if len(classes) > 1 else None, 8)
 
 
 @hookimpl
 def arblocks_register_datasets(register):
-    for cls in (Digits, Npz, Mnist, Cifar10, Folder):
+    for cls in (Digits, Npz, Folder):
         register(cls)
