@@ -27,18 +27,20 @@ from .core import (
     parse_spec,
 )
 from .core.plugins import arblocks_version
+from .data import ImageData, load_data
+from .data.transforms import Transforms
 from .sampling import sample_images
 from .spec import ArblocksError, BlockConfig, BlockError, HeadConfig, ImageSpec, InputConfig, ModelSpec, Problem, RegistryError, SpecError, stream_field
 from .staged import StagedModel, load_staged
-from .training import load_checkpoint
+from .training import Callback, TrainConfig, fit, load_checkpoint, save_checkpoint
 
 _moved.install()
 
 __version__ = arblocks_version() or "0.1.0"
 
 __all__ = [
-    "ARModel", "ArblocksError", "AttentionPattern", "Block", "BlockConfig", "BlockError", "BuildContext", "Causal", "ChannelMixing", "Elementwise",
-    "Head", "HeadConfig", "ImageSpec", "InputConfig", "InputType", "ModelSpec", "Ordering", "PointwiseHead", "Problem", "RegistryError", "SpecError",
-    "StagedModel", "StreamInfo", "build_model", "get_registry", "hookimpl", "load_checkpoint", "load_registry", "load_spec", "load_staged",
-    "parse_spec", "sample_images", "stream_field",
+    "ARModel", "ArblocksError", "AttentionPattern", "Block", "BlockConfig", "BlockError", "BuildContext", "Callback", "Causal", "ChannelMixing", "Elementwise",
+    "Head", "HeadConfig", "ImageData", "ImageSpec", "InputConfig", "InputType", "ModelSpec", "Ordering", "PointwiseHead", "Problem", "RegistryError", "SpecError",
+    "StagedModel", "StreamInfo", "TrainConfig", "Transforms", "build_model", "fit", "get_registry", "hookimpl", "load_checkpoint", "load_data",
+    "load_registry", "load_spec", "load_staged", "parse_spec", "sample_images", "save_checkpoint", "stream_field",
 ]

@@ -103,6 +103,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     for name, field in TRAIN_FLAGS:
         t.add_argument(f"--{name.replace('_', '-')}", *TRAIN_ALIASES.get(name, ()), dest=name, default=None, help=train_help(name), **field)
+    add_transform_flags(t, training=True)
     t.set_defaults(run=cmd_train)
 
     e = sub.add_parser("eval", help="exact bits/dim (and nats per image) of a checkpoint on a dataset")
@@ -114,6 +115,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--weights", choices=["ema", "raw"], default="ema", help="the averaged weights (default) or the last step's")
     e.add_argument("--binarize", action="store_true", help="binarize the images (threshold at half the range), as in training")
     e.add_argument("--data-key", default=None, help="array name inside an npz file")
+    add_transform_flags(e, training=False)
     e.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     e.add_argument("--no-check", action="store_true", help="evaluate without checking the checkpoint's spec for causality first")
@@ -298,6 +300,45 @@ TRAIN_FLAGS = [
 ]
 
 
+#: the data transforms' flags (Transforms' fields); eval takes the deterministic ones, by default the run's
+TRANSFORM_FLAGS = [
+    ("grayscale", {"action": "store_const", "const": True}), ("crop", {"metavar": "N|HxW"}), ("resize", {"metavar": "N|HxW"}),
+    ("resize_mode", {"choices": ["area", "nearest"]}), ("bits", {"type": int}),
+    ("random_crop", {"metavar": "N|HxW"}), ("hflip", {"action": "store_const", "const": True}),
+]
+PER_BATCH = ("random_crop", "hflip")
+
+
+def add_transform_flags(p, training: bool) -> None:
+    from .data.transforms import Transforms
+
+    for name, options in TRANSFORM_FLAGS:
+        if name in PER_BATCH and not training:
+            continue
+        field = Transforms.model_fields[name]
+        default = "" if training else " (default: as the run was trained)"
+        p.add_argument(f"--{name.replace('_', '-')}", dest=f"transform_{name}", default=None, help=(field.description or name).rstrip(".") + default, **options)
+
+
+def transform_values(args) -> dict:
+    return {name: getattr(args, f"transform_{name}") for name, _ in TRANSFORM_FLAGS if getattr(args, f"transform_{name}", None) is not None}
+
+
+def transforms_of(values: dict, base: dict | None = None):
+    """Transforms from flags over ``base`` (a run's recorded ones); a bad value is exit 2 naming the flag."""
+    from pydantic import ValidationError
+
+    from .data.transforms import Transforms
+
+    try:
+        return Transforms(**{**(base or {}), **values})
+    except ValidationError as error:
+        from .spec.reading import pydantic_problems
+
+        raise SpecError([Problem(f"--{p.path.strip('/').replace('_', '-')}", p.type, p.message) for p in pydantic_problems(error, (), Transforms, "transforms")],
+                        source="options") from None
+
+
 #: other names of train's flags (older ones, kept working)
 TRAIN_ALIASES = {"precision": ("--dtype",)}
 
@@ -335,7 +376,8 @@ def train_help(name: str) -> str:
 def cmd_train(args) -> int:
     from pydantic import ValidationError
 
-    from .training.loop import TrainConfig, train
+    from .training.fit import fit
+    from .training.loop import TrainConfig
 
     spec = load_spec_with(args.spec, args.set)
     values = {name: getattr(args, name) for name, _ in TRAIN_FLAGS if getattr(args, name) is not None}
@@ -343,6 +385,8 @@ def cmd_train(args) -> int:
         values["init"] = False
     if values.pop("no_check", None):
         values["check"] = False
+    if transform_values(args):
+        values["transforms"] = transforms_of(transform_values(args))
     try:
         config = TrainConfig(**values)
     except ValidationError as error:
@@ -350,7 +394,7 @@ def cmd_train(args) -> int:
 
         raise SpecError([Problem(f"--{p.path.strip('/').replace('_', '-')}", p.type, p.message) for p in pydantic_problems(error, (), TrainConfig, "train")], source="options") from None
     with spec_source(args.spec):
-        result = train(spec, args.data, args.out, config, resume=args.resume, test_source=args.test_data, progress=not args.no_progress)
+        result = fit(spec, args.data, args.out, config=config, resume=args.resume, test_data=args.test_data, progress=not args.no_progress)
     test = f", test {result.test_bits_per_dim:.4f} bits/dim ({result.test_nats_per_image:.2f} nats per image)" if result.test_bits_per_dim is not None else ""
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary
         print(f"{args.out}: step {result.step}, train {result.train_bits_per_dim:.4f} bits/dim{test}, {result.skipped_steps} skipped step(s)")
@@ -371,9 +415,12 @@ def recorded_data(checkpoint: str) -> tuple[str, dict]:
     record = Path(checkpoint).parent / "run.json"
     try:
         run = json.loads(record.read_text())
-        return run.get("test_data") or run["data"], run.get("config", {})
+        source = run.get("test_data") or run["data"]
     except (OSError, ValueError, KeyError, TypeError):
         raise UsageError(f"--data is needed: {record} does not say which data the run used") from None
+    if not isinstance(source, str):
+        raise UsageError(f"--data is needed: the run in {record.parent} trained on images given in memory, not a data source")
+    return source, run.get("config", {})
 
 
 def cmd_eval(args) -> int:
@@ -392,7 +439,8 @@ def cmd_eval(args) -> int:
         args.data, recorded = recorded_data(args.checkpoint)
         args.binarize = args.binarize or recorded.get("binarize", False)
         args.data_key = args.data_key or recorded.get("data_key")
-    data = load_data(args.data, args.split, model.image, args.binarize, args.data_key, palette=state.get("palette"))
+    transforms = transforms_of(transform_values(args), state.get("config", {}).get("transforms"))
+    data = load_data(args.data, args.split, model.image, args.binarize, args.data_key, palette=state.get("palette"), transforms=transforms)
     per_order = stages = None
     model = to_memory_format(model.to(device), args.channels_last)
     if args.compile:

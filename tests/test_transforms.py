@@ -74,12 +74,13 @@ def test_random_crop_and_flip_draw_per_image_from_the_generator():
 def test_a_training_split_with_a_random_crop_keeps_its_full_size_and_the_test_split_is_centre_cropped():
     spec = ImageSpec(channels=1, height=6, width=6, bits=8)
     t = Transforms(random_crop=6)
-    train = load_data("digits", "train", spec, transforms=t.model_copy(update={"random_crop": 6}))
+    train = load_data("digits", "train", spec, transforms=t, crop_later=True)
     assert train.images.shape[-2:] == (8, 8)
+    assert load_data("digits", "train", spec, transforms=t).images.shape[-2:] == (6, 6)  # evaluating the train split: the centre
     test = load_data("digits", "test", spec, transforms=t)
     assert test.images.shape[-2:] == (6, 6)
     with pytest.raises(DataError, match="does not give the spec's"):
-        load_data("digits", "train", spec, transforms=Transforms(random_crop=5))
+        load_data("digits", "train", spec, transforms=Transforms(random_crop=5), crop_later=True)
 
 
 def test_resize_fits_digits_to_a_smaller_spec_and_sizes_parse_from_strings():

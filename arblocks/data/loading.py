@@ -8,9 +8,10 @@ from .palette import to_palette_data
 from .transforms import Transforms, apply_fixed, pair
 
 
-def load_raw(source: str | ImageData, split: str, key: str | None = None, registry=None, transforms: Transforms | None = None) -> ImageData:
-    """A split as the source stores it, after the deterministic ``transforms`` (a training split keeps the full size
-    of a random crop). ``source`` is a source string, or the split itself as :class:`ImageData`."""
+def load_raw(source: str | ImageData, split: str, key: str | None = None, registry=None, transforms: Transforms | None = None,
+             crop_later: bool = False) -> ImageData:
+    """A split as the source stores it, after the deterministic ``transforms`` (``crop_later``: keep the full size
+    for a random crop of each training batch). ``source`` is a source string, or the split itself as :class:`ImageData`."""
     if isinstance(source, ImageData):
         data = source
     else:
@@ -20,21 +21,22 @@ def load_raw(source: str | ImageData, split: str, key: str | None = None, regist
         data = dataset.load(split)
     if len(data) == 0:
         raise DataError(f"{'the given data' if isinstance(source, ImageData) else source}: the {split} split holds no images")
-    return apply_fixed(data, transforms, split) if transforms is not None and not transforms.is_identity() else data
+    return apply_fixed(data, transforms, crop_later) if transforms is not None and not transforms.is_identity() else data
 
 
 def load_data(
     source: str | ImageData, split: str, image: ImageSpec, binarize: bool = False, key: str | None = None, registry=None, palette=None,
-    transforms: Transforms | None = None,
+    transforms: Transforms | None = None, crop_later: bool = False,
 ) -> ImageData:
     """A split fitted to the spec's image; with a ``palette`` ([K, 3] colours) each RGB pixel becomes one token.
-    ``transforms``: applied first; a training split with a random crop keeps its full size (each batch is cropped)."""
-    data = load_raw(source, split, key, registry, transforms)
+    ``transforms``: applied first; ``crop_later``: the split of a training run, whose batches get the random crop
+    (the images keep their full size here)."""
+    data = load_raw(source, split, key, registry, transforms, crop_later)
     if palette is not None:
         data = to_palette_data(data, palette)
         if data.bits != image.bits:
             raise DataError(f"a palette of {len(palette)} colours makes {data.bits}-bit tokens, but the spec models {image.bits}-bit images")
-    crop_later = transforms is not None and transforms.random_crop is not None and split == "train"
+    crop_later = crop_later and transforms is not None and transforms.random_crop is not None
     if crop_later:
         height, width = pair(transforms.random_crop)
         if (height, width) != (image.height, image.width):

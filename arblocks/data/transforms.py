@@ -117,8 +117,9 @@ def reduce_bits(data: ImageData, bits: int) -> ImageData:
     return ImageData(data.images >> (data.bits - bits), data.labels, bits)
 
 
-def apply_fixed(data: ImageData, transforms: Transforms, split: str) -> ImageData:
-    """The deterministic transforms, applied once to a loaded split (a random crop's centre window outside training)."""
+def apply_fixed(data: ImageData, transforms: Transforms, crop_later: bool = False) -> ImageData:
+    """The deterministic transforms, applied once to a loaded split; a random crop becomes the centre window unless
+    ``crop_later`` (training batches are cropped one by one)."""
     images = data.images
     if transforms.grayscale:
         images = to_grayscale(images)
@@ -126,7 +127,7 @@ def apply_fixed(data: ImageData, transforms: Transforms, split: str) -> ImageDat
         images = centre_crop(images, transforms.crop)
     if transforms.resize is not None:
         images = resize(images, transforms.resize, transforms.resize_mode)
-    if transforms.random_crop is not None and split != "train":
+    if transforms.random_crop is not None and not crop_later:
         images = centre_crop(images, transforms.random_crop)
     data = ImageData(images.contiguous(), data.labels, data.bits)
     return reduce_bits(data, transforms.bits) if transforms.bits is not None else data

@@ -12,7 +12,7 @@ import csv
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,12 +25,13 @@ from ..core.layers import Conv, data_dependent_init
 from ..core.model import ARModel
 from ..data import ImageData, load_data
 from ..data.loading import load_raw
-from ..data.palette import colours, fit_palette
-from ..sampling.grid import grid_image
+from ..data.palette import fit_palette
+from ..data.transforms import Transforms, apply_batch
 from ..spec.errors import ArblocksError
 from ..spec.models import ModelSpec, StagedSpec
 from ..staged.stages import StagedModel, build_any
 from . import checkpoint as ckpt
+from .callbacks import Callback, Run, TensorBoard
 from .distributed import World, all_sum, barrier, setup, teardown
 from .precision import Precision, autocast, compiled, grad_scaler, in_memory_format, to_memory_format
 
@@ -80,6 +81,8 @@ class TrainConfig(BaseModel):
     palette: int | None = Field(
         None, gt=1, le=65536, description="Quantize RGB data to this many k-means colours fitted on the training pixels, one token per pixel (Image GPT)."
     )
+    transforms: Transforms = Field(default_factory=Transforms, description="Transforms of the data's levels: grayscale, crop, resize, bits (both "
+                                   "splits, once) and a random crop and flip (each training batch) (docs/training.md).")
 
 
 @dataclass
@@ -91,6 +94,9 @@ class RunResult:
     skipped_steps: int
     #: a spec with stages: each stage's test figures at the last evaluation (see :func:`stage_figures`)
     test_stages: list[dict] | None = None
+    run_dir: Path | None = None
+    #: the trained model with the averaged (EMA) weights, in evaluation mode
+    model: torch.nn.Module | None = field(default=None, repr=False)
 
 
 class Objective(torch.nn.Module):
@@ -209,19 +215,28 @@ def has_weight_norm(model: torch.nn.Module) -> bool:
 
 def train(
     spec: ModelSpec | StagedSpec,
-    data_source: str,
+    data_source: str | ImageData,
     run_dir: str | Path,
     config: TrainConfig | None = None,
     resume: bool = False,
-    test_source: str | None = None,
+    test_source: str | ImageData | None = None,
     progress: bool = True,
+    model: ARModel | StagedModel | None = None,
+    callbacks: list[Callback] | tuple[Callback, ...] = (),
 ) -> RunResult:
+    """The training loop of ``arblocks train`` and :func:`arblocks.fit` (which normalizes its arguments and calls
+    this). ``model``: train this model of ``spec`` in place instead of building one."""
     config = config or TrainConfig()
     run_dir = Path(run_dir)
+    if test_source is None and not isinstance(data_source, str):
+        raise TrainingError("data given in memory needs its test split too (test_data=...)")
     path = run_dir / CHECKPOINT
     state = None
     if resume:
         state = ckpt.load(path)
+        if "optimizer" not in state:
+            raise TrainingError(f"{path} was saved from Python (save_checkpoint), without an optimizer's state: it cannot be resumed; "
+                                "train its model further with fit(model, ...) in a new run folder")
         if state["spec_hash"] != ckpt.spec_hash(spec):
             raise TrainingError(f"{path} was trained from another spec (spec hash {state['spec_hash'][:12]}, this spec {ckpt.spec_hash(spec)[:12]})")
         config = TrainConfig.model_validate({**state["config"], "steps": max(config.steps, state["config"]["steps"])})
@@ -234,12 +249,13 @@ def train(
     world = setup(device)
     device = pick_device(config.device, world)
     try:
-        return _run(spec, data_source, test_source or data_source, run_dir, config, state, world, device, progress)
+        return _run(spec, model, data_source, test_source or data_source, run_dir, config, state, world, device, progress, list(callbacks))
     finally:
         teardown(world)
 
 
-def _run(spec, data_source, test_source, run_dir: Path, config: TrainConfig, state, world: World, device, progress: bool) -> RunResult:
+def _run(spec, model, data_source, test_source, run_dir: Path, config: TrainConfig, state, world: World, device, progress: bool,
+         callbacks: list[Callback]) -> RunResult:
     if config.batch_size % world.size:
         raise TrainingError(f"the batch size {config.batch_size} does not split evenly over {world.size} processes")
     if config.palette and isinstance(spec, StagedSpec):
@@ -248,16 +264,18 @@ def _run(spec, data_source, test_source, run_dir: Path, config: TrainConfig, sta
     if state is not None and "palette" in state:
         palette = state["palette"]
     elif config.palette:
-        palette = fit_palette(load_raw(data_source, "train", config.data_key).images, config.palette, seed=config.seed)
-    train_data = load_data(data_source, "train", spec.image, config.binarize, config.data_key, palette=palette)
-    test_data = load_data(test_source, "test", spec.image, config.binarize, config.data_key, palette=palette)
+        palette = fit_palette(load_raw(data_source, "train", config.data_key, transforms=config.transforms).images, config.palette, seed=config.seed)
+    train_data = load_data(data_source, "train", spec.image, config.binarize, config.data_key, palette=palette, transforms=config.transforms,
+                           crop_later=True)
+    test_data = load_data(test_source, "test", spec.image, config.binarize, config.data_key, palette=palette, transforms=config.transforms)
     if config.eval_limit is not None and config.eval_limit < len(test_data):
         test_data = ImageData(test_data.images[: config.eval_limit], None if test_data.labels is None else test_data.labels[: config.eval_limit], test_data.bits)
     if len(train_data) < config.batch_size:
         raise TrainingError(f"the training split has {len(train_data)} images, fewer than one batch of {config.batch_size}")
 
-    torch.manual_seed(config.seed)
-    model = build_any(spec)
+    if model is None:
+        torch.manual_seed(config.seed)
+        model = build_any(spec)
     causality = "skipped (--no-check): the spec was not checked for causality, so its figures may come from a leaking model"
     if config.check:  # on the model just built (on the CPU still): the check builds only its small copy
         causality = require_causal(spec, "training", full=model)
@@ -296,11 +314,17 @@ def _run(spec, data_source, test_source, run_dir: Path, config: TrainConfig, sta
             stale.unlink()
         _trim_metrics(run_dir / METRICS, start)
         (run_dir / "spec.json").write_text(json.dumps(json.loads(ckpt.spec_json(spec)), indent=2) + "\n")  # the effective spec (after --set)
-        (run_dir / "run.json").write_text(json.dumps({"spec": json.loads(ckpt.spec_json(spec)), "data": data_source, "test_data": test_source,
+        (run_dir / "run.json").write_text(json.dumps({"spec": json.loads(ckpt.spec_json(spec)), "data": _described(data_source),
+                                                      "test_data": _described(test_source),
                                                       "config": config.model_dump(mode="json"),
                                                       "causality_check": causality}, indent=2))
     bar = _progress(progress and world.main, config.steps, start)
-    board = Board(run_dir, start) if config.tensorboard and world.main else None
+    if config.tensorboard:
+        callbacks = [TensorBoard(config.tensorboard_samples, config.seed), *callbacks]
+    callbacks = callbacks if world.main else []
+    run = Run(run_dir, spec, config, model, palette)
+    for callback in callbacks:
+        callback.on_start(run, start)
     window_loss, window_count, window_images, window_start = 0.0, 0, 0, time.perf_counter()
     bad_in_a_row = 0
     last = {"train": float("nan"), "test": None, "nats": None, "stages": None}
@@ -310,7 +334,10 @@ def _run(spec, data_source, test_source, run_dir: Path, config: TrainConfig, sta
         torch.manual_seed((config.seed * 1_000_003 + step) * world.size + world.rank)
         model.train()
         index = _batch_indices(config, len(train_data), step - 1, world)
-        x = in_memory_format(train_data.images[index].to(device, non_blocking=True), config.channels_last)
+        x = train_data.images[index]
+        if config.transforms.per_batch:  # random crop and flip, drawn from this step's seed
+            x = apply_batch(x, config.transforms)
+        x = in_memory_format(x.to(device, non_blocking=True), config.channels_last)
         cond = conditioning_for(model, train_data, index, device)
         if getattr(model, "transformations", None):  # Distribution Augmentation: each image under its drawn choices
             choices = augmentation.draw(model, len(x))
@@ -352,8 +379,8 @@ def _run(spec, data_source, test_source, run_dir: Path, config: TrainConfig, sta
             last["train"] = total / max(count, 1)
             rate = window_images / elapsed if elapsed > 0 else float("nan")
             _write_metrics(world, run_dir, step, "train", last["train"], None, rate, schedule.get_last_lr()[0], skipped)
-            if board is not None:
-                board.train(step, last["train"], rate, schedule.get_last_lr()[0], skipped)
+            for callback in callbacks:
+                callback.on_log(run, step, {"bits_per_dim": last["train"], "images_per_s": rate, "lr": schedule.get_last_lr()[0], "skipped_steps": skipped})
             if bar is not None:
                 bar.set_postfix(bpd=f"{last['train']:.3f}", img_s=f"{rate:.1f}", skipped=skipped)
             window_loss, window_count, window_images, window_start = 0.0, 0, 0, time.perf_counter()
@@ -364,20 +391,28 @@ def _run(spec, data_source, test_source, run_dir: Path, config: TrainConfig, sta
             else:
                 last["test"], last["nats"] = evaluate(averaged, test_data, config.eval_batch_size, device, world, config.precision)
             _write_metrics(world, run_dir, step, "test", last["test"], last["nats"], None, schedule.get_last_lr()[0], skipped)
-            if board is not None:
-                board.test(step, last["test"], last["nats"], averaged, config.tensorboard_samples, config.seed, palette)
+            for callback in callbacks:
+                callback.on_evaluate(run, step, {"bits_per_dim": last["test"], "nats_per_image": last["nats"], "stages": last["stages"]}, averaged)
         if step % config.checkpoint_every == 0 or step == config.steps:
             _save(world, run_dir, spec, model, ema, optimizer, schedule, step, skipped, config, palette, scaler)
+            for callback in callbacks:
+                callback.on_checkpoint(run, step, run_dir / CHECKPOINT)
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
-    if board is not None:
-        board.close()
     if world.main:
         plot_metrics(run_dir / METRICS, run_dir / PLOT, spec.name)
     barrier(world)
-    return RunResult(step, last["train"], last["test"], last["nats"], skipped, last["stages"])
+    result = RunResult(step, last["train"], last["test"], last["nats"], skipped, last["stages"], run_dir, _ema_model(model, ema, averaged).eval())
+    for callback in callbacks:
+        callback.on_end(run, result)
+    return result
+
+
+def _described(source) -> str | None:
+    """A data source as run.json records it (data given in memory has no source to evaluate it from again)."""
+    return source if isinstance(source, str) else None
 
 
 def _batch_indices(config: TrainConfig, n: int, step: int, world: World) -> torch.Tensor:
@@ -436,38 +471,6 @@ def _progress(enabled: bool, total: int, initial: int, unit: str = "step"):
     from tqdm import tqdm
 
     return tqdm(total=total, initial=initial, unit=unit, dynamic_ncols=True)
-
-
-class Board:
-    """TensorBoard event files in RUN_DIR/tensorboard (events after the checkpoint's step are dropped on resume)."""
-
-    def __init__(self, run_dir: Path, start: int):
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError as error:
-            raise TrainingError(f"--tensorboard needs the tensorboard package ({error}): pip install tensorboard") from None
-        self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start + 1 if start else None)
-
-    def train(self, step: int, bpd: float, rate: float, lr: float, skipped: int) -> None:
-        for name, value in (("train/bits_per_dim", bpd), ("train/images_per_s", rate), ("train/lr", lr), ("train/skipped_steps", skipped)):
-            self.writer.add_scalar(name, value, step)
-
-    def test(self, step: int, bpd: float, nats: float, model: ARModel | StagedModel, samples: int, seed: int, palette) -> None:
-        self.writer.add_scalar("test/bits_per_dim", bpd, step)
-        self.writer.add_scalar("test/nats_per_image", nats, step)
-        if samples:
-            device = next(model.parameters()).device
-            conditioning = {k: (augmentation.chosen(model, samples) if model.inputs[k].config.type == "augmentation"  # the identity
-                                else model.inputs[k].example(samples, torch.Generator().manual_seed(seed))).to(device) for k in model.provided_inputs}
-            images = model.sample(samples, conditioning=conditioning, generator=torch.Generator(device).manual_seed(seed)).cpu()
-            levels = model.image.levels
-            if palette is not None:
-                images, levels = colours(images, palette), 256
-            self.writer.add_image("samples", grid_image(images, levels), step)
-        self.writer.flush()
-
-    def close(self) -> None:
-        self.writer.close()
 
 
 def _write_metrics(world: World, run_dir: Path, step, split, bpd, nats, rate, lr, skipped) -> None:
