@@ -30,6 +30,9 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
+DATA_HELP = ("data source: digits (embedded), a named dataset (cifar10, mnist, fashion_mnist, binarized_mnist, svhn, celeba32, celeba64, "
+             "imagenet32, imagenet64: from the data cache, downloaded when missing), hf:NAME[:CONFIG], torchvision:NAME, npz:PATH, folder:PATH, "
+             "or NAME:FOLDER for a dataset's files in a folder (docs/training.md)")
 AUGMENT_HELP = ("Distribution Augmentation: a transformation choice, e.g. --augment rotation=1 (repeatable; the others stay at 0, "
                 "the identity, which is the default)")
 
@@ -96,7 +99,7 @@ def parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a spec's model on a dataset (single process, or torchrun for DDP)")
     t.add_argument("spec", help="path of a JSON spec")
     t.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
-    t.add_argument("--data", required=True, help="data source: digits, npz:PATH, mnist:PATH, cifar10:PATH, folder:PATH")
+    t.add_argument("--data", required=True, help=DATA_HELP)
     t.add_argument("--test-data", default=None, help="source of the test split (default: the --data source)")
     t.add_argument("--out", required=True, help="run folder (checkpoint.pt, metrics.csv, bits_per_dim.png)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
@@ -108,7 +111,7 @@ def parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="exact bits/dim (and nats per image) of a checkpoint on a dataset")
     e.add_argument("checkpoint", help="checkpoint.pt of a run")
-    e.add_argument("--data", default=None, help="data source: digits, npz:PATH, mnist:PATH, cifar10:PATH, folder:PATH (default: the one the run "
+    e.add_argument("--data", default=None, help=DATA_HELP + " (default: the one the run "
                    "trained on, from run.json next to the checkpoint)")
     e.add_argument("--split", default="test", help="the split to evaluate: test (default), train or valid")
     e.add_argument("--batch-size", "--eval-batch-size", dest="batch_size", type=int, default=64, help="images per forward pass (default 64; train calls it --eval-batch-size)")
