@@ -222,3 +222,8 @@ def test_the_command_line_says_where_to_put_a_missing_file_and_exits_2(cache, tm
     status = main(["train", "tests/specs/tiny_digits.json", "--data", "binarized_mnist", "--out", str(tmp_path / "run"), "--steps", "1"])
     err = capsys.readouterr().err
     assert status == 2 and "binarized_mnist_train.amat" in err and str(cache / "binarized_mnist") in err and "ARBLOCKS_OFFLINE" in err
+
+
+def test_a_path_given_to_a_source_that_takes_none_is_an_error():
+    with pytest.raises(DataError, match="'digits' takes no path"):
+        load_raw("digits:extra", "train")

@@ -45,6 +45,8 @@ class DatasetType:
     Config: ClassVar[type[DatasetConfig]]
     #: whether the source string must carry a path (``npz:PATH``)
     needs_path: ClassVar[bool] = True
+    #: whether it may carry one (``digits`` takes none: ``digits:extra`` is a mistake, not ignored)
+    takes_path: ClassVar[bool] = True
 
     def __init__(self, config: DatasetConfig):
         self.config = config
@@ -64,6 +66,8 @@ def parse_source(source: str, registry=None) -> DatasetType:
     cls = entry.cls
     if cls.needs_path and not path:
         raise DataError(f"data source '{name}' needs a path: {name}:PATH")
+    if path and not cls.takes_path:
+        raise DataError(f"data source '{name}' takes no path (got '{source}'): write {name}")
     return cls(cls.Config(type=name, path=path or None))
 
 

@@ -38,6 +38,7 @@ class DigitsConfig(DatasetConfig):
 class Digits(DatasetType):
     Config = DigitsConfig
     needs_path = False
+    takes_path = False
     TRAIN = 1500  # the first 1500 images train, the other 297 test
 
     def load(self, split):
