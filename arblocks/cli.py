@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import sys
 import traceback
@@ -56,6 +57,37 @@ def parse_augment(values: list[str], model) -> dict[str, int]:
     return wanted
 
 
+def whole(minimum: int, maximum: int | None = None):
+    """An argparse type: a whole number in [minimum, maximum] (a count, a size, a seed), else exit 2 naming the flag."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"must be {'between ' + str(minimum) + ' and ' + str(maximum) if maximum is not None else 'at least ' + str(minimum)}, got {value}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
+def positive_number(text: str) -> float:
+    """An argparse type: a finite number above 0 (not nan, not inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+    return value
+
+
+#: seeds: the range training accepts (TrainConfig), for every verb
+SEED = whole(0, 2**32 - 1)
+
+
 def parser() -> argparse.ArgumentParser:
     from .core.plugins import arblocks_version
 
@@ -67,7 +99,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("spec", help="path of a JSON spec")
     b.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
     b.add_argument("--json", action="store_true", help="print a JSON report instead of a table")
-    b.add_argument("--check-size", "--size", dest="check_size", type=int, default=None, metavar="N",
+    b.add_argument("--check-size", "--size", dest="check_size", type=whole(1), default=None, metavar="N",
                    help="check causality on an N x N image at most (default: the largest size whose check fits about a second per mode)")
     b.add_argument("--no-check", action="store_true", help="skip the causality check")
     b.set_defaults(run=cmd_build)
@@ -75,12 +107,12 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="the full dependency map of a spec: violations, batch independence, coverage, blind spot")
     c.add_argument("spec", help="path of a JSON spec")
     c.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
-    c.add_argument("--size", type=int, default=None, metavar="N", help="check on an N x N image (default: the spec's own size where feasible, else the largest that fits a few seconds)")
+    c.add_argument("--size", type=whole(1), default=None, metavar="N", help="check on an N x N image (default: the spec's own size where feasible, else the largest that fits a few seconds)")
     c.add_argument("--mode", choices=["both", "train", "eval"], default="both", help="the model's mode(s) to check (default both)")
-    c.add_argument("--samples", type=int, default=1, help="random images whose dependencies are combined (default 1)")
+    c.add_argument("--samples", type=whole(1), default=1, help="random images whose dependencies are combined (default 1)")
     c.add_argument("--method", choices=["auto", "gradient", "perturbation"], default="auto",
                    help="gradient (exact), perturbation (for token inputs), auto: gradient where a gradient path exists")
-    c.add_argument("--max-listed", type=int, default=50, help="violations and unseen inputs listed in the text report")
+    c.add_argument("--max-listed", type=whole(0), default=50, help="violations and unseen inputs listed in the text report")
     c.add_argument("--json", action="store_true", help="print the report as JSON")
     c.set_defaults(run=cmd_check)
 
@@ -89,8 +121,8 @@ def parser() -> argparse.ArgumentParser:
     rf.add_argument("--pixel", required=True, metavar="ROW,COL", help="the predicted pixel")
     rf.add_argument("--out", required=True, help="PNG file to write")
     rf.add_argument("--compare", nargs="+", default=[], metavar="SPEC", help="more specs, drawn side by side")
-    rf.add_argument("--size", type=int, default=None, metavar="N", help="image size (default: the spec's, at most 16)")
-    rf.add_argument("--samples", type=int, default=1, help="random images whose dependencies are combined (default 1)")
+    rf.add_argument("--size", type=whole(1), default=None, metavar="N", help="image size (default: the spec's, at most 16)")
+    rf.add_argument("--samples", type=whole(1), default=1, help="random images whose dependencies are combined (default 1)")
     rf.add_argument("--stage", default=None, metavar="NAME",
                     help="for specs with stages: the stage whose field is drawn (default: the last); earlier stages' variables are fully known to it")
     rf.add_argument("--json", action="store_true", help="also print coverage and leaks as JSON")
@@ -114,7 +146,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--data", default=None, help=DATA_HELP + " (default: the one the run "
                    "trained on, from run.json next to the checkpoint)")
     e.add_argument("--split", default="test", help="the split to evaluate: test (default), train or valid")
-    e.add_argument("--batch-size", "--eval-batch-size", dest="batch_size", type=int, default=64, help="images per forward pass (default 64; train calls it --eval-batch-size)")
+    e.add_argument("--batch-size", "--eval-batch-size", dest="batch_size", type=whole(1), default=64, help="images per forward pass (default 64; train calls it --eval-batch-size)")
     e.add_argument("--weights", choices=["ema", "raw"], default="ema", help="the averaged weights (default) or the last step's")
     e.add_argument("--binarize", action="store_true", help="binarize the images (threshold at half the range), as in training")
     e.add_argument("--data-key", default=None, help="array name inside an npz file")
@@ -122,7 +154,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     e.add_argument("--no-check", action="store_true", help="evaluate without checking the checkpoint's spec for causality first")
-    e.add_argument("--orders", type=int, default=1, metavar="K",
+    e.add_argument("--orders", type=whole(1, 8), default=1, metavar="K",
                    help="average the likelihood over K of the 8 transposed/reflected forms of the spec's ordering (a mixture, as in "
                         "locally masked convolutions); needs blocks that work under every order (default 1)")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -134,13 +166,14 @@ def parser() -> argparse.ArgumentParser:
 
     sm = sub.add_parser("sample", help="a PNG grid of samples from a checkpoint (or completions of an image)")
     sm.add_argument("checkpoint", help="checkpoint.pt of a run")
-    sm.add_argument("-n", type=int, default=16, help="number of samples")
-    sm.add_argument("--out", required=True, help="PNG file")
-    sm.add_argument("--temperature", type=float, default=1.0, help="below 1 sharpens every distribution, above 1 flattens it (default 1)")
-    sm.add_argument("--label", type=int, default=None, help="class label, for class-conditional specs")
+    sm.add_argument("-n", type=whole(1), default=16, help="number of samples")
+    sm.add_argument("--out", required=True, help="PNG file of a grid (up to 4096 images), or .npy for the levels as an array [n, C, H, W], written batch by batch")
+    sm.add_argument("--batch-size", type=whole(1), default=64, help="images drawn at once: memory holds one batch's caches (default 64)")
+    sm.add_argument("--temperature", type=positive_number, default=1.0, help="below 1 sharpens every distribution, above 1 flattens it (default 1)")
+    sm.add_argument("--label", type=whole(0), default=None, help="class label, for class-conditional specs")
     sm.add_argument("--complete", default=None, metavar="IMAGE.png", help="keep the first --rows rows of this image and sample the rest")
-    sm.add_argument("--rows", type=int, default=None, help="with --complete: how many rows of the image to keep")
-    sm.add_argument("--seed", type=int, default=0, help="seed of the draws: one seed, one grid, whichever engine (default 0)")
+    sm.add_argument("--rows", type=whole(0), default=None, help="with --complete: how many rows of the image to keep")
+    sm.add_argument("--seed", type=SEED, default=0, help="seed of the draws, 0 to 2^32 - 1 as for train: one seed, one grid, whichever engine (default 0)")
     sm.add_argument("--weights", choices=["ema", "raw"], default="ema", help="the averaged weights (default) or the last step's")
     sm.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     sm.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -151,7 +184,7 @@ def parser() -> argparse.ArgumentParser:
     sm.set_defaults(run=cmd_sample)
 
     s = sub.add_parser("schema", help="print the JSON Schema of a spec, with every registered block")
-    s.add_argument("--indent", type=int, default=2, help="spaces per indentation level (default 2)")
+    s.add_argument("--indent", type=whole(0, 16), default=2, help="spaces per indentation level (default 2)")
     s.set_defaults(run=cmd_schema)
 
     bl = sub.add_parser("blocks", help="list the registered block types (and heads, inputs, orderings)")
@@ -434,10 +467,10 @@ def cmd_eval(args) -> int:
     from .training.loop import World, evaluate, evaluate_stages, pick_device
     from .training.precision import to_memory_format
 
+    device = pick_device(args.device, World())
     model, state = load_model(args.checkpoint, args.weights)
     if not args.no_check:
         require_causal(model.spec, "evaluation", full=model)  # the loaded model: only its small copy is built
-    device = pick_device(args.device, World())
     if args.data is None:  # the run's own data, as run.json records it
         args.data, recorded = recorded_data(args.checkpoint)
         args.binarize = args.binarize or recorded.get("binarize", False)
@@ -486,18 +519,24 @@ def cmd_sample(args) -> int:
     import torch
 
     from .causality.check import require_causal
-    from .sampling.grid import load_image, save_grid
-    from .sampling.sample import CachedSampler, NaiveSampler
+    from .sampling.grid import ImageWriter, load_image, writable_picture
+    from .sampling.sample import CachedSampler, sample_batches
     from .staged.stages import StagedModel
     from .training.checkpoint import load_model
     from .training.loop import World, pick_device
 
-    if args.n < 1 or args.temperature <= 0:
-        raise UsageError("-n must be at least 1 and --temperature positive")
+    try:  # everything checkable is checked before the model is loaded and minutes of drawing begin
+        writable_picture(args.out)
+    except ValueError as error:
+        raise UsageError(f"--out: {error}") from None
+    if args.rows is not None and args.complete is None:
+        raise UsageError("--rows goes with --complete IMAGE.png (the rows of that image to keep)")
+    device = pick_device(args.device, World())
     model, state = load_model(args.checkpoint, args.weights)
+    if args.label is not None and not any(model.inputs[k].config.type == "class_label" for k in model.provided_inputs):
+        raise UsageError("--label: this model is not conditioned on a class label")
     if not args.no_check:
         require_causal(model.spec, "sampling", full=model)
-    device = pick_device(args.device, World())
     model = model.to(device)
     image = model.image
     conditioning = {}
@@ -528,32 +567,34 @@ def cmd_sample(args) -> int:
             raise UsageError(f"--complete: {error}") from None
         mask = torch.zeros(image.height, image.width, dtype=torch.bool)
         mask[: args.rows] = True
-    generator = torch.Generator(device=device).manual_seed(args.seed)
     if isinstance(model, StagedModel):
         for name, view in zip(model.names, model.views):
             try:
                 mask is None or view.known_pixels(mask)
             except NotImplementedError as error:
                 raise UsageError(f"--complete: stage '{name}': {error}") from None
-        samples = model.sample(args.n, conditioning=conditioning, known=known, known_mask=mask, engine=args.engine, temperature=args.temperature,
-                               generator=generator, progress=not args.no_progress).cpu()
-    elif args.engine == "naive":
-        samples = NaiveSampler(model).sample(args.n, args.temperature, conditioning, known, mask, generator, progress=not args.no_progress).cpu()
-    else:
-        sampler = CachedSampler(model)
-        samples = sampler.sample(args.n, args.temperature, conditioning, known, mask, generator, progress=not args.no_progress).cpu()
-        slow = sampler.last_run["fallback"]
-        if slow:
-            print(f"note: {len(slow)} block(s) have no incremental step and were recomputed over the whole map at every draw, "
-                  f"which slowed sampling down: {', '.join(slow)} (a block gains one with forward_at or reach: docs/plugins.md)", file=sys.stderr)
-    if "palette" in state:  # tokens back to colours
-        from .data.palette import colours
+    palette = state.get("palette")
+    try:
+        channels = 3 if palette is not None else image.channels  # a palette model's tokens become RGB colours
+        writer = ImageWriter(args.out, args.n, (channels, image.height, image.width), 256 if palette is not None else image.levels)
+    except ValueError as error:
+        raise UsageError(f"--out: {error}") from None
+    slow = CachedSampler(model).fallback_blocks() if args.engine == "cached" and not isinstance(model, StagedModel) else []
+    if slow:
+        print(f"note: {len(slow)} block(s) have no incremental step and are recomputed over the whole map at every draw, "
+              f"which slows sampling down: {', '.join(slow)} (a block gains one with forward_at or reach: docs/plugins.md)", file=sys.stderr)
+    generator = torch.Generator(device=device).manual_seed(args.seed)
+    batches = sample_batches(model, args.n, args.batch_size, conditioning, known=known, known_mask=mask, engine=args.engine,
+                             temperature=args.temperature, generator=generator, progress=not args.no_progress and args.n <= args.batch_size)
+    for start, samples in batches:
+        if palette is not None:  # tokens back to colours
+            from .data.palette import colours
 
-        samples, levels = colours(samples, state["palette"]), 256
-    else:
-        levels = image.levels
-    size = save_grid(samples, args.out, levels)
-    print(f"wrote {args.out}: {args.n} samples from step {state['step']} ({size[0]}x{size[1]})")
+            samples = colours(samples, palette)
+        writer.add(start, samples)
+        if not args.no_progress and args.n > args.batch_size:
+            print(f"{start + len(samples)}/{args.n} images", file=sys.stderr)
+    print(f"wrote {args.out}: {writer.close()} from step {state['step']}")
     return EXIT_OK
 
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 import gzip
 import pickle
 import struct
+import warnings
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Literal
 
@@ -67,7 +70,7 @@ class Npz(DatasetType):
                 raise DataError(f"npz: {path} is not a NumPy .npz file (a zip archive of .npy arrays, as numpy.savez writes)")
         try:
             f = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as error:
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
             raise DataError(f"npz: cannot read {path}: {error}") from None
         with f:
             split = _split(split, "npz", valid=True)
@@ -84,7 +87,7 @@ class Npz(DatasetType):
 def _array(f, key: str, path: Path) -> np.ndarray:
     try:
         return f[key]
-    except (ValueError, OSError) as error:  # object arrays need pickle, which could run code; truncated members
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:  # object arrays need pickle, which could run code; truncated or corrupt members
         reason = "it holds Python objects, which are not loaded (unpickling could run code)" if "allow_pickle" in str(error) else str(error)[:160]
         raise DataError(f"npz: cannot read array '{key}' of {path}: {reason}; save the images as a uint8 array") from None
 
@@ -143,9 +146,11 @@ class Folder(DatasetType):
         arrays, labels = [], []
         for f in files:
             try:
-                with Image.open(f) as im:
-                    arrays.append(np.asarray(im.convert("L" if im.mode in ("L", "1", "P", "I;16") else "RGB")))
-            except (OSError, ValueError, SyntaxError) as error:  # not an image, truncated, or corrupt
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)  # a bomb is refused before it is decoded
+                    with Image.open(f) as im:
+                        arrays.append(np.asarray(im.convert("L" if im.mode in ("L", "1", "P", "I;16") else "RGB")))
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:  # not an image, truncated, corrupt, a bomb
                 raise DataError(f"folder: {f} is not a readable PNG image ({type(error).__name__}: {str(error)[:120]}); remove or replace it") from None
             labels.append(classes.index(f.parent.relative_to(base).as_posix()))
         if len({a.shape for a in arrays}) != 1:

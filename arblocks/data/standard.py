@@ -266,12 +266,16 @@ class _Decoded(StandardDataset):
 
 
 def decode_image(data: bytes, name: str) -> np.ndarray:
+    import warnings
+
     from PIL import Image
 
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            return np.array(im.convert("RGB"))
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                return np.array(im.convert("RGB"))
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise DataError(f"{name} is not a readable image ({type(error).__name__}: {str(error)[:120]})") from None
 
 

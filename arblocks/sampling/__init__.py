@@ -8,8 +8,8 @@ from ..core.model import install_sampler
 from .cached import CachedSampler
 from .draws import Sampler, SamplingError
 from .grid import grid_image, load_image, save_grid
-from .sample import ENGINES, NaiveSampler, sample_images
+from .sample import ENGINES, NaiveSampler, sample_batches, sample_images
 
 install_sampler(sample_images)
 
-__all__ = ["ENGINES", "CachedSampler", "NaiveSampler", "Sampler", "SamplingError", "grid_image", "load_image", "sample_images", "save_grid"]
+__all__ = ["ENGINES", "CachedSampler", "NaiveSampler", "Sampler", "SamplingError", "grid_image", "load_image", "sample_batches", "sample_images", "save_grid"]

@@ -215,9 +215,14 @@ class Record:
         """(max abs difference, max abs value) between the recorded and the full forward's parameters."""
         if self.params is None:
             return 0.0, 0.0
-        full = self.model.head.per_dimension(self.model(self.x, **conditioning))
-        used = self.used[None, :, None].expand_as(full)
-        return float((full - self.params)[used].abs().max()), float(full[used].abs().max())
+        difference = scale = 0.0
+        for start in range(0, len(self.x), VERIFY_BATCH):  # a bounded forward pass at a time, for any number of images
+            part = slice(start, start + VERIFY_BATCH)
+            full = self.model.head.per_dimension(self.model(self.x[part], **{k: v[part] if v.shape[:1] == self.x.shape[:1] else v for k, v in conditioning.items()}))
+            used = self.used[None, :, None].expand_as(full)
+            difference = max(difference, float((full - self.params[part])[used].abs().max()))
+            scale = max(scale, float(full[used].abs().max()))
+        return difference, scale
 
     def verify(self, conditioning: dict) -> None:
         diff, scale = self.difference(conditioning)
@@ -230,6 +235,9 @@ class Record:
                 "is not causal (`arblocks check` tells which). Sample with --engine naive, and report the block."
             )
 
+
+#: images per forward pass of the end-of-call verification
+VERIFY_BATCH = 64
 
 #: largest difference allowed between a cached step's parameters and the full forward's, relative to their size
 TOLERANCE = {torch.float64: 1e-9, torch.float32: 1e-3}

@@ -18,7 +18,7 @@ from ..core.model import ARModel
 from .cached import CachedSampler
 from .draws import Sampler, SamplingError, draw_at, start_images
 
-__all__ = ["CachedSampler", "NaiveSampler", "SamplingError", "sample_images"]
+__all__ = ["CachedSampler", "NaiveSampler", "SamplingError", "sample_batches", "sample_images"]
 
 ENGINES = ("cached", "naive")
 
@@ -80,3 +80,15 @@ def sample_images(
     return CachedSampler(model, registry).sample(n, temperature, conditioning, known, known_mask, generator, progress, verify)
 
 
+
+
+def sample_batches(model, n: int, batch_size: int, conditioning: dict[str, torch.Tensor] | None = None, **options):
+    """``n`` images drawn ``batch_size`` at a time, in order, from one ``generator``: yields ``(start, images)``
+    (images [b, C, H, W] on the CPU), so that memory holds one batch's caches and a caller can write each batch as it
+    finishes. ``conditioning`` tensors are of ``n`` rows and are sliced per batch; ``options`` are
+    :meth:`model.sample`'s (``engine``, ``temperature``, ``known``, ``known_mask``, ``generator``, ``progress``).
+    One seed and one batch size give one set of images, with either engine."""
+    for start in range(0, n, batch_size):
+        count = min(batch_size, n - start)
+        part = {k: v[start : start + count] for k, v in (conditioning or {}).items()}
+        yield start, model.sample(count, conditioning=part, **options).cpu()

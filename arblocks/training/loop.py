@@ -11,6 +11,7 @@ import copy
 import csv
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,10 @@ PLOT = "bits_per_dim.png"
 FIELDS = ["step", "split", "bits_per_dim", "nats_per_image", "images_per_s", "lr", "skipped_steps", "weights"]
 
 
+#: the largest seed (torch's generators take 64-bit seeds; the per-step seeds are derived from it and stay in range)
+MAX_SEED = 2**32 - 1
+
+
 class TrainingError(ArblocksError):
     """Training cannot go on (non-finite losses, a run folder that would be overwritten, a mismatched resume)."""
 
@@ -48,7 +53,7 @@ class TrainingError(ArblocksError):
 class TrainConfig(BaseModel):
     """Everything that defines a training run besides the spec and the data."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # --lr inf or nan would skip every step
     steps: int = Field(1000, gt=0, description="Optimizer steps in all.")
     batch_size: int = Field(16, gt=0, description="Global batch size (split evenly over the ranks).")
     lr: float = Field(1e-3, gt=0, description="Adam learning rate.")
@@ -56,7 +61,7 @@ class TrainConfig(BaseModel):
     betas: tuple[float, float] = Field((0.95, 0.9995), description="Adam betas (PixelCNN++, PixelSNAIL).")
     grad_clip: float | None = Field(100.0, gt=0, description="Clip the gradient norm to this (None: no clipping).")
     ema_decay: float = Field(0.9995, ge=0, lt=1, description="Polyak averaging of the weights, used for evaluation and sampling.")
-    seed: int = Field(0, ge=0, description="Seed of the data order, the initialization and every step's randomness.")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of the data order, the initialization and every step's randomness.")
     eval_every: int = Field(500, gt=0, description="Evaluate test bits/dim with the EMA weights every N steps (and at the end).")
     eval_batch_size: int = Field(64, gt=0, description="Images per forward pass when evaluating the test split.")
     eval_limit: int | None = Field(None, gt=0, description="Evaluate on the first N test images only (quicker evaluations in a short run; the figures are of that subset).")
@@ -112,12 +117,47 @@ class Objective(torch.nn.Module):
 
 
 def pick_device(name: str, world: World) -> torch.device:
+    """The device a name means (auto: CUDA when there is one), refused with a clear error when this machine lacks it."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise TrainingError(f"unknown device '{name}': use cpu, cuda, cuda:N, mps or auto") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"--device {name}: this machine has no CUDA device (torch {torch.__version__}); use --device cpu or auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise TrainingError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise TrainingError(f"--device {name}: this machine has no MPS device; use --device cpu or auto")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise TrainingError(f"--device {name}: arblocks runs on cpu, cuda or mps devices")
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", world.local_rank)
     return device
+
+
+def check_backend(name: str) -> None:
+    """Refuse a torch.compile backend this torch does not have, before any work."""
+    import torch._dynamo
+
+    known = torch._dynamo.list_backends(exclude_tags=())
+    if name not in known:
+        raise TrainingError(f"--compile-backend {name!r} is not one of this torch's backends: {', '.join(sorted(known))}")
+
+
+def check_run_dir(run_dir: Path, config: TrainConfig) -> None:
+    """Refuse a run folder that cannot be written (or a TensorBoard folder that is a file), before any work."""
+    folder = run_dir
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise TrainingError(f"cannot make the run folder {run_dir}: {folder} is a file")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise TrainingError(f"cannot write the run folder {run_dir}: {folder} is not writable")
+    board = run_dir / "tensorboard"
+    if config.tensorboard and board.exists() and not board.is_dir():
+        raise TrainingError(f"--tensorboard writes to {board}, which is a file")
 
 
 def conditioning_for(model: ARModel | StagedModel, data: ImageData, index: torch.Tensor, device, augment: dict[str, int] | None = None) -> dict[str, torch.Tensor]:
@@ -188,6 +228,28 @@ def _nats_sums(model, data: ImageData, batch_size: int, device, world: World, pr
     return sums, count
 
 
+@dataclass
+class Window:
+    """The running sums of the train rows' logging window: the summed loss and the count of the steps taken in it,
+    and the images since the window (or the resume) started, for the rate."""
+
+    loss: float = 0.0
+    steps: int = 0
+    images_since_start: int = 0
+
+    def add(self, loss: float, images: int) -> None:
+        self.loss += loss
+        self.steps += 1
+        self.images_since_start += images
+
+    @classmethod
+    def restored(cls, state: dict | None, rank: int) -> Window:
+        """The window a checkpoint saved (summed over the ranks), held by rank 0, so that the next row's sum over the
+        ranks counts it once."""
+        saved = (state or {}).get("window") or {}
+        return cls(float(saved.get("loss", 0.0)), int(saved.get("steps", 0))) if rank == 0 else cls()
+
+
 class EMA:
     """Polyak averages of the parameters (and copies of the buffers), with a warm-up: the decay at step t is
     min(decay, (1 + t) / (10 + t)), so that early averages follow the weights instead of the initialization."""
@@ -246,6 +308,9 @@ def train(
         raise TrainingError(f"{run_dir} already holds a run ({CHECKPOINT}); continue it with --resume or choose another --out")
 
     device = pick_device(config.device, World())
+    if config.compile:
+        check_backend(config.compile_backend)
+    check_run_dir(run_dir, config)
     world = setup(device)
     device = pick_device(config.device, world)
     try:
@@ -325,7 +390,9 @@ def _run(spec, model, data_source, test_source, run_dir: Path, config: TrainConf
     run = Run(run_dir, spec, config, model, palette)
     for callback in callbacks:
         callback.on_start(run, start)
-    window_loss, window_count, window_images, window_start = 0.0, 0, 0, time.perf_counter()
+    # the logging window's running sums: saved with the checkpoint, so a run resumed inside a window logs the
+    # uninterrupted run's average (its images per second count the images since the resume)
+    window, window_start = Window.restored(state, world.rank), time.perf_counter()
     bad_in_a_row = 0
     last = {"train": float("nan"), "test": None, "nats": None, "stages": None}
     step = start
@@ -353,37 +420,35 @@ def _run(spec, model, data_source, test_source, run_dir: Path, config: TrainConf
         norm = _gradient_norm(model, config.grad_clip)
         loss_value = loss.item()
         if not (math.isfinite(norm) and math.isfinite(all_sum(world, loss_value, device=device)[0])):
+            # a skipped step changes no weight; its scheduled log row, evaluation and checkpoint still happen below
             optimizer.zero_grad(set_to_none=True)
             skipped += 1
             scaler.update()  # fp16: an overflow of the scaled gradients lowers the scale; that is not a bad step
-            if scaler.is_enabled() and math.isfinite(loss_value):
-                continue
-            bad_in_a_row += 1
-            if bad_in_a_row >= config.max_bad_steps:
-                raise TrainingError(
-                    f"the loss or gradient was not finite for {bad_in_a_row} steps in a row (up to step {step}); the weights of step "
-                    f"{step - bad_in_a_row} are intact in {run_dir / CHECKPOINT} as of its last write. Lower --lr or check the data"
-                )
-            continue
-        bad_in_a_row = 0
-        scaler.step(optimizer)
-        scaler.update()
-        schedule.step()
-        ema.update(model, step)
-        window_loss += loss_value
-        window_count += 1
-        window_images += config.batch_size
+            if not (scaler.is_enabled() and math.isfinite(loss_value)):
+                bad_in_a_row += 1
+                if bad_in_a_row >= config.max_bad_steps:
+                    raise TrainingError(
+                        f"the loss or gradient was not finite for {bad_in_a_row} steps in a row (up to step {step}); the weights of step "
+                        f"{step - bad_in_a_row} are intact in {run_dir / CHECKPOINT} as of its last write. Lower --lr or check the data"
+                    )
+        else:
+            bad_in_a_row = 0
+            scaler.step(optimizer)
+            scaler.update()
+            schedule.step()
+            ema.update(model, step)
+            window.add(loss_value, config.batch_size)
         if step % config.log_every == 0 or step == config.steps:
-            total, count = all_sum(world, window_loss, float(window_count), device=device)
+            total, count = all_sum(world, window.loss, float(window.steps), device=device)
             elapsed = time.perf_counter() - window_start
-            last["train"] = total / max(count, 1)
-            rate = window_images / elapsed if elapsed > 0 else float("nan")
+            last["train"] = total / count if count else float("nan")  # a window of skipped steps only: no figure
+            rate = window.images_since_start / elapsed if elapsed > 0 else float("nan")
             _write_metrics(world, run_dir, step, "train", last["train"], None, rate, schedule.get_last_lr()[0], skipped)
             for callback in callbacks:
                 callback.on_log(run, step, {"bits_per_dim": last["train"], "images_per_s": rate, "lr": schedule.get_last_lr()[0], "skipped_steps": skipped})
             if bar is not None:
                 bar.set_postfix(bpd=f"{last['train']:.3f}", img_s=f"{rate:.1f}", skipped=skipped)
-            window_loss, window_count, window_images, window_start = 0.0, 0, 0, time.perf_counter()
+            window, window_start = Window(), time.perf_counter()
         if step % config.eval_every == 0 or step == config.steps:
             averaged = _ema_model(model, ema, averaged)
             if isinstance(averaged, StagedModel):
@@ -394,7 +459,8 @@ def _run(spec, model, data_source, test_source, run_dir: Path, config: TrainConf
             for callback in callbacks:
                 callback.on_evaluate(run, step, {"bits_per_dim": last["test"], "nats_per_image": last["nats"], "stages": last["stages"]}, averaged)
         if step % config.checkpoint_every == 0 or step == config.steps:
-            _save(world, run_dir, spec, model, ema, optimizer, schedule, step, skipped, config, palette, scaler)
+            window_sums = all_sum(world, window.loss, float(window.steps), device=device)  # every rank's share of the window
+            _save(world, run_dir, spec, model, ema, optimizer, schedule, step, skipped, config, palette, scaler, window_sums)
             for callback in callbacks:
                 callback.on_checkpoint(run, step, run_dir / CHECKPOINT)
         if bar is not None:
@@ -404,6 +470,9 @@ def _run(spec, model, data_source, test_source, run_dir: Path, config: TrainConf
     if world.main:
         plot_metrics(run_dir / METRICS, run_dir / PLOT, spec.name)
     barrier(world)
+    if skipped and skipped == step - start and step > start:
+        raise TrainingError(f"every step of the run ({start + 1} to {step}) was skipped: the loss or gradient was never finite, so the "
+                            f"weights never changed. Lower --lr or check the data (metrics.csv and {CHECKPOINT} in {run_dir} record it)")
     result = RunResult(step, last["train"], last["test"], last["nats"], skipped, last["stages"], run_dir, _ema_model(model, ema, averaged).eval())
     for callback in callbacks:
         callback.on_end(run, result)
@@ -444,7 +513,7 @@ def _ema_model(model: ARModel | StagedModel, ema: EMA, averaged: ARModel | Stage
 
 
 def _save(world: World, run_dir: Path, spec, model, ema: EMA, optimizer, schedule, step: int, skipped: int, config: TrainConfig, palette=None,
-          scaler=None) -> None:
+          scaler=None, window_sums: tuple[float, float] | None = None) -> None:
     if world.main:
         state = {
             "format": ckpt.FORMAT,
@@ -460,6 +529,7 @@ def _save(world: World, run_dir: Path, spec, model, ema: EMA, optimizer, schedul
             "world_size": world.size,
             **({"palette": palette} if palette is not None else {}),
             **({"scaler": scaler.state_dict()} if scaler is not None and scaler.is_enabled() else {}),
+            **({"window": {"loss": window_sums[0], "steps": window_sums[1]}} if window_sums is not None else {}),
         }
         ckpt.save_atomic(state, run_dir / CHECKPOINT)
     barrier(world)
