@@ -680,15 +680,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ArblocksError as error:
         print(f"arblocks: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except (MemoryError, RuntimeError) as error:
+        if not out_of_memory(error):
+            return internal_error(error)
+        command = (argv if argv is not None else sys.argv[1:] or ["?"])[0]
+        print(f"arblocks {command}: out of memory ({str(error).splitlines()[0][:200]}); {MEMORY_HINTS.get(command, 'use a smaller input')}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return EXIT_OK
     except Exception as error:  # noqa: BLE001 - never a raw traceback for users
-        if os.environ.get("ARBLOCKS_DEBUG"):
-            traceback.print_exc()
-        print(f"arblocks: internal error: {type(error).__name__}: {error} (set ARBLOCKS_DEBUG=1 for the traceback)", file=sys.stderr)
-        return EXIT_FAILED
+        return internal_error(error)
+
+
+def internal_error(error: BaseException) -> int:
+    if os.environ.get("ARBLOCKS_DEBUG"):
+        traceback.print_exception(error)
+    print(f"arblocks: internal error: {type(error).__name__}: {error} (set ARBLOCKS_DEBUG=1 for the traceback)", file=sys.stderr)
+    return EXIT_FAILED
+
+
+#: what to do when a verb runs out of memory
+MEMORY_HINTS = {
+    "build": "the causality check's tensors grow with the image: pass --size N to check a smaller image, or --no-check",
+    "check": "the check's tensors grow with the image and the spec's size: pass --size N to check a smaller image",
+    "receptive-field": "pass --size N for a smaller image",
+    "train": "lower --batch-size (or --eval-batch-size), or use a smaller --resize",
+    "eval": "lower --batch-size",
+    "sample": "lower --batch-size (images drawn at once)",
+}
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """An allocation failure of the CPU or of an accelerator (not a bug: the input is too large for this machine)."""
+    text = str(error)
+    return isinstance(error, MemoryError) or "can't allocate memory" in text or "out of memory" in text.lower()
 
 
 def run() -> None:

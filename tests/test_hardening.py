@@ -178,3 +178,36 @@ def test_corrupt_and_bomb_files_are_clear_errors(tmp_path, capsys, checkpoint, m
     (tmp_path / "pngs").mkdir()
     Image.new("L", (100, 100)).save(tmp_path / "pngs" / "a.png")
     refused(capsys, ["eval", checkpoint, "--data", f"folder:{tmp_path / 'pngs'}", "--no-check"], "a.png", "DecompressionBomb")
+
+
+def spec_file(tmp_path, text: str) -> str:
+    path = tmp_path / "spec.json"
+    path.write_text(text)
+    return str(path)
+
+
+def test_a_number_written_as_a_string_is_refused_at_its_path(tmp_path, capsys):
+    text = Path(TINY).read_text().replace('"kernel_size": 5', '"kernel_size": "5"').replace('"height": 8', '"height": "8"')
+    refused(capsys, ["build", spec_file(tmp_path, text), "--no-check"], "/body/0/kernel_size: must be a number, not the string \"5\"",
+            "/image/height: must be a number")
+
+
+def test_a_key_given_twice_in_a_spec_is_refused_at_its_path(tmp_path, capsys):
+    text = Path(TINY).read_text().replace('"channels": 16, "out": "h"', '"channels": 16, "channels": 32, "out": "h"')
+    refused(capsys, ["build", spec_file(tmp_path, text), "--no-check"], "/body/0/channels", "appears twice")
+
+
+def test_the_same_transformation_twice_in_an_augmentation_is_refused(capsys):
+    refused(capsys, ["build", str(ROOT / "specs/distaug_pixelcnn_pp_small.json"), "--no-check",
+                     "--set", 'augmentation.transformations=[{"type": "rotation"}, {"type": "transpose"}, {"type": "rotation"}]'],
+            "/augmentation/transformations/2", "the same transformation as /augmentation/transformations/0")
+
+
+def test_running_out_of_memory_is_exit_2_with_what_to_lower(monkeypatch, capsys):
+    import arblocks.cli as cli
+
+    def allocate(args):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 50331648000 bytes.")
+
+    monkeypatch.setattr(cli, "cmd_check", allocate)
+    refused(capsys, ["check", TINY], "arblocks check: out of memory", "50331648000 bytes", "--size N")

@@ -202,7 +202,14 @@ class Builder:
             return []
 
         transformations = []
+        seen: dict[str, int] = {}
         for i, config in enumerate(augmentation.transformations):
+            key = config.model_dump_json(exclude={"probability"})
+            if key in seen:
+                self.problem(f"/augmentation/transformations/{i}", "duplicate",
+                             f"the same transformation as /augmentation/transformations/{seen[key]}: each choice of one would repeat a choice of "
+                             "the other; list it once (its probability sets how often it is drawn)")
+            seen.setdefault(key, i)
             try:
                 transformations.append(self.registry.transformations[config.type].cls(config, self.image))
             except BlockError as error:

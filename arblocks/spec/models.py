@@ -8,9 +8,12 @@ A spec file is validated in two stages (see :mod:`arblocks.core.validate`): the 
 
 from __future__ import annotations
 
+import json
+import types
+import typing
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationInfo, field_validator
 
 STREAM_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 IMAGE_STREAM = "x"
@@ -54,10 +57,29 @@ def typed_field(kind: str, description: str, default: Any = None, **kwargs: Any)
     return Field(default, description=description, json_schema_extra={TYPED_MARK: kind}, **kwargs)
 
 
+def numbers_only(annotation: Any) -> bool:
+    """Whether a field's type admits numbers (or booleans) and no strings: ``int``, ``float | None``, ``tuple[int, int]``'s
+    members are not looked into (a string there is refused by the tuple's own validation)."""
+    while typing.get_origin(annotation) is Annotated:
+        annotation = typing.get_args(annotation)[0]
+    members = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else (annotation,)
+    members = [m for m in members if m is not type(None)]
+    return bool(members) and all(isinstance(m, type) and issubclass(m, int | float) for m in members)
+
+
 class Config(BaseModel):
-    """Base of every registered config: unknown fields are errors."""
+    """Base of every registered config: unknown fields are errors, and so is a number written as a string
+    (``"factor": "2"``), which pydantic would otherwise read as the number."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_not_strings(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str) and info.field_name in cls.model_fields and numbers_only(cls.model_fields[info.field_name].annotation):
+            kind = "true or false" if cls.model_fields[info.field_name].annotation is bool else "a number"
+            raise ValueError(f"must be {kind}, not the string {json.dumps(value)} (write it without quotes)")
+        return value
 
 
 class NodeConfig(Config):

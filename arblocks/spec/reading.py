@@ -23,7 +23,13 @@ def read_spec_file(path: str | Path) -> Any:
     except (OSError, UnicodeDecodeError) as error:
         raise SpecError([Problem("", "unreadable", f"cannot read the file: {error}")], source=str(path)) from None
     try:
-        return json.loads(text)
+        duplicates: list[tuple[str, dict]] = []
+        data = json.loads(text, object_pairs_hook=lambda pairs: _object(pairs, duplicates))
+        if duplicates:
+            raise SpecError([Problem(json_path((_path_of(data, obj) or ()) + (key,)), "duplicate_key",
+                                     f"the key '{key}' appears twice in this object (JSON would keep the last silently); keep one")
+                             for key, obj in duplicates], source=str(path))
+        return data
     except json.JSONDecodeError as error:
         message = f"malformed JSON at line {error.lineno}, column {error.colno}: {error.msg}"
         raise SpecError([Problem("", "json_invalid", message)], source=str(path)) from None
@@ -32,6 +38,28 @@ def read_spec_file(path: str | Path) -> Any:
         raise SpecError([Problem("", "too_deep", message)], source=str(path)) from None
     except MemoryError:
         raise SpecError([Problem("", "too_large", f"the file ({len(text):,} characters) is too large to read")], source=str(path)) from None
+
+
+def _object(pairs: list[tuple[str, Any]], duplicates: list) -> dict:
+    """A JSON object, noting the keys it has twice."""
+    result: dict = {}
+    for key, value in pairs:
+        if key in result:
+            duplicates.append((key, result))
+        result[key] = value
+    return result
+
+
+def _path_of(data: Any, target: dict, path: tuple = ()) -> tuple:
+    """The path of the object ``target`` (by identity) inside ``data``."""
+    if data is target:
+        return path
+    children = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, child in children:
+        found = _path_of(child, target, (*path, key))
+        if found is not None:
+            return found
+    return None
 
 
 def field_names(model: type[BaseModel]) -> list[str]:
