@@ -2,7 +2,7 @@
 
 The package is laid out in wings, each importing only the ones below it (docs/architecture.md):
 ``spec`` < ``core`` < ``attention`` < ``blocks``, ``heads`` < ``causality``, ``sampling`` < ``staged``, ``data``
-< ``training`` < ``cli``, ``testing``. The names below are the public API.
+< ``training`` < ``testing`` < ``cli``. The names below are the public API.
 """
 
 from . import _moved

@@ -195,6 +195,12 @@ def parser() -> argparse.ArgumentParser:
     bl.add_argument("--no-plugins", action="store_true", help="only the built-in types (no entry points)")
     bl.set_defaults(run=cmd_blocks)
 
+    k = sub.add_parser("kit", help="the conformance kit: check a plugin, or one registered block, attention pattern, view or transformation")
+    k.add_argument("name", help="a plugin (entry-point or distribution name) or a registered type")
+    k.add_argument("--size", type=whole(3), default=5, metavar="N", help="the kit's image size (default 5)")
+    k.add_argument("--json", action="store_true", help="print every finding as JSON")
+    k.set_defaults(run=cmd_kit)
+
     pl = sub.add_parser("plugins", help="the loaded plugins, what each provides, and the errors of those that failed")
     pl.add_argument("--json", action="store_true", help="print the plugins as JSON")
     pl.set_defaults(run=cmd_plugins)
@@ -596,6 +602,28 @@ def cmd_sample(args) -> int:
             print(f"{start + len(samples)}/{args.n} images", file=sys.stderr)
     print(f"wrote {args.out}: {writer.close()} from step {state['step']}")
     return EXIT_OK
+
+
+def cmd_kit(args) -> int:
+    from .testing import check_any
+
+    try:
+        report = check_any(args.name, size=args.size)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if args.json:
+        print(json.dumps({"ok": report.ok, "findings": [vars(f) for f in report.findings], "notes": report.notes}, indent=2))
+        return EXIT_OK if report.ok else EXIT_FAILED
+    rows = [("block", "check", "passed", "failed"), *((b, c, str(p), str(f)) for b, c, p, f in report.table())]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    for finding in report.failures():
+        print(f"FAIL {finding.block} [{finding.case}] {finding.check}: {finding.detail}")
+    for note in report.notes:
+        print(f"note: {note}")
+    print(f"{args.name}: {len(report.findings)} check(s), {len(report.failures())} failed: {'PASSED' if report.ok else 'FAILED'}")
+    return EXIT_OK if report.ok else EXIT_FAILED
 
 
 def cmd_plugins(args) -> int:

@@ -75,6 +75,8 @@ class Finding:
 @dataclass
 class ConformanceReport:
     findings: list[Finding] = field(default_factory=list)
+    #: what passed but costs the user something (a block without an incremental step), one line each
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -86,8 +88,27 @@ class ConformanceReport:
     def summary(self) -> str:
         lines = [f"{len(self.findings)} check(s), {len(self.failures())} failed"]
         lines += [f"  FAIL {f.block} [{f.case}] {f.check}: {f.detail}" for f in self.failures()]
+        lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
 
+    def table(self) -> list[tuple[str, str, int, int]]:
+        """(block, check, passed, failed) per block and check, in the order they ran."""
+        counts: dict[tuple[str, str], list[int]] = {}
+        for f in self.findings:
+            counts.setdefault((f.block, f.check), [0, 0])[0 if f.ok else 1] += 1
+        return [(block, check, passed, failed) for (block, check), (passed, failed) in counts.items()]
+
+    def extend(self, other: ConformanceReport) -> None:
+        self.findings.extend(other.findings)
+        self.notes.extend(n for n in other.notes if n not in self.notes)
+
+
+#: per head: a 1x1 layer that brings a block's output back to the residual's width, keeping the state that head needs
+PROJECTIONS = {
+    "categorical": {"type": "masked_conv", "mask": "B", "kernel_size": 1, "channels": 12},
+    "logistic_mixture": {"type": "conv", "channels": 12},
+}
+RESIDUAL_CASE = "in a residual"
 
 #: per head: a first layer on the image and a layer after the block, both keeping the state that head needs
 SURROUNDINGS = {
@@ -109,7 +130,7 @@ def compositions(block_type: str, example: dict, head: str) -> list[tuple[str, l
     return [
         ("as the first layer, on the image", [{**block, "out": "h"}, after]),
         ("after the first layer", [first, block, after]),
-        ("in a residual", [first, {"type": "residual", "body": [{"type": "elu"}, block]}, after]),
+        (RESIDUAL_CASE, [first, {"type": "residual", "body": [{"type": "elu"}, block]}, after]),
         ("twice, with activations", [first, block, {"type": "tanh"}, block, after]),
         (EARLIER_CASE, [first, {**block, "in": EARLIER, "out": "c"}, {"type": "concat", "in": ["h", "c"], "out": "h"}, after]),
         (HALF_CASE, [first, *at_half_resolution(block), after]),
@@ -165,10 +186,19 @@ def check_block(block_type: str, registry: Registry | None = None, size: int = 5
         for name, body in compositions(block_type, example, head):
             case = f"example {i}, {channels} channel(s), {head} head, {name}"
             try:
-                spec = parse_spec(_spec(body, channels, size, head), registry=registry)
-                torch.manual_seed(0)
-                model = build_model(spec, registry=registry)
+                spec, model = _build(body, channels, size, head, registry)
             except SpecError as error:
+                if name == RESIDUAL_CASE and any("must keep the shape" in p.message for p in error.problems):
+                    # a block that changes the width: in a residual behind a 1x1 layer back to the residual's width
+                    case += ", projected back to the residual's width"
+                    body = [body[0], {"type": "residual", "body": [*body[1]["body"], PROJECTIONS[head]]}, body[2]]
+                    try:
+                        spec, model = _build(body, channels, size, head, registry)
+                    except SpecError as again:
+                        error = again
+                    else:
+                        _run_checks(report, block_type, case, spec, model, registry, checks)
+                        continue
                 if all(p.type == "not_causal" for p in error.problems) or name in OPTIONAL_CASES:
                     continue  # the block's own statement rules this use out, and the builder refuses it: nothing to test
                 report.findings.append(Finding(block_type, case, "builds", False, "; ".join(str(p) for p in error.problems)))
@@ -177,6 +207,12 @@ def check_block(block_type: str, registry: Registry | None = None, size: int = 5
     if not any(f.check == "causality" for f in report.findings):
         report.findings.append(Finding(block_type, "all", "applicable", False, "no composition with the built-in blocks builds: give the block `examples`"))
     return report
+
+
+def _build(body: list[dict], channels: int, size: int, head: str, registry: Registry):
+    spec = parse_spec(_spec(body, channels, size, head), registry=registry)
+    torch.manual_seed(0)
+    return spec, build_model(spec, registry=registry)
 
 
 def pattern_bodies(pattern: dict, channels: int) -> list[tuple[str, list[dict], dict]]:
@@ -290,7 +326,15 @@ def _run_checks(report, block, case, spec, model, registry, checks=CHECKS):
         return None
 
     def incremental():
-        return incremental_step(_copy(model).double(), registry)
+        problem = incremental_step(_copy(model).double(), registry)
+        slow = [b for b in CachedSampler(model, registry).fallback_blocks() if b.endswith(f"({block})")]
+        note = (f"{block} has no incremental step (neither forward_at nor reach): it passes, but the cached sampler recomputes it over the "
+                f"whole map at each of the C x H x W draws of an image (a {image.channels}x{image.height}x{image.width} image: "
+                f"{image.channels * image.height * image.width} full passes of the block), where a stepped block computes each position once; "
+                "docs/plugins.md says how to give it one")
+        if slow and not any(n.startswith(f"{block} has no incremental step") for n in report.notes):
+            report.notes.append(note)
+        return problem
 
     for check, fn in zip(CHECKS, (causality, round_trip, batch_size, precision, devices, incremental)):
         if check in checks:
@@ -357,14 +401,29 @@ def check_plugin(plugin: str, registry: Registry | None = None, size: int = 5) -
         raise ValueError(f"plugin '{plugin}' registers no block, attention pattern, view or transformation (known plugins: {known})")
     report = ConformanceReport()
     for name in blocks:
-        report.findings.extend(check_block(name, registry, size).findings)
+        report.extend(check_block(name, registry, size))
     for name in patterns:
-        report.findings.extend(check_pattern(name, registry, size).findings)
+        report.extend(check_pattern(name, registry, size))
     for name in views:
-        report.findings.extend(check_view(name, registry).findings)
+        report.extend(check_view(name, registry))
     for name in transformations:
-        report.findings.extend(check_transformation(name, registry).findings)
+        report.extend(check_transformation(name, registry))
     return report
+
+
+def check_any(name: str, registry: Registry | None = None, size: int = 5) -> ConformanceReport:
+    """The kit for ``name``: a registered block, attention pattern, view or transformation type, or a plugin (its
+    entry-point, module or distribution name): what ``arblocks kit NAME`` runs."""
+    registry = registry or get_registry()
+    if name in registry.blocks and not getattr(registry.blocks[name].cls, "structural", False):
+        return check_block(name, registry, size)
+    if name in registry.attention_patterns:
+        return check_pattern(name, registry, size)
+    if name in registry.views:
+        return check_view(name, registry)
+    if name in registry.transformations:
+        return check_transformation(name, registry)
+    return check_plugin(name, registry, size)
 
 
 def check_transformation(transformation_type: str, registry: Registry | None = None) -> ConformanceReport:

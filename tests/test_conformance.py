@@ -1,7 +1,10 @@
 """The conformance kit passes honest blocks and catches a block whose declared causality is false."""
 
+from typing import Literal
+
 import pytest
 
+from arblocks import Block, BlockConfig, hookimpl
 from arblocks.testing import check_block
 from tests.leaky_blocks import LeakyPlugin
 
@@ -123,3 +126,53 @@ def test_kit_catches_an_attention_kernel_that_drops_kept_scores(monkeypatch, ker
     failed = {f.check for f in report.failures()}
     assert failed == {"attention kernels agree"}, report.summary()
     assert all(f"kernel '{kernel}' differs" in f.detail for f in report.failures())
+
+
+class _WidenConfig(BlockConfig):
+    """Each channel twice: the width doubles, the groups stay in place."""
+
+    type: Literal["widen"] = "widen"
+
+
+class _Widen(Block):
+    """A block that changes the width and has no incremental step (no forward_at, no reach)."""
+
+    Config = _WidenConfig
+
+    def __init__(self, config, inputs, aux, ctx):
+        super().__init__(config, inputs, aux, ctx)
+        self.output_info = inputs[0].with_(channels=2 * inputs[0].channels)
+
+    def forward(self, x):
+        return x.repeat_interleave(2, dim=1)  # channel i -> 2i and 2i + 1: the same group as i
+
+    def causality(self, inputs, aux):
+        return inputs[0]  # each output channel copies one of its own group: the input's state
+
+
+class _WidenPlugin:
+    @hookimpl
+    def arblocks_register_blocks(self, register):
+        register(_Widen)
+
+
+@pytest.mark.slow
+def test_kit_places_a_width_changing_block_in_a_residual_and_notes_a_missing_incremental_step(make_registry, capsys, monkeypatch):
+    from arblocks.cli import main
+    from arblocks.core import plugins
+
+    registry = make_registry(("widen", _WidenPlugin()))
+    report = check_block("widen", registry, checks=("causality", "incremental step"))
+    assert report.ok, report.summary()
+    residual = [f for f in report.findings if "in a residual" in f.case]
+    assert residual and all("projected back to the residual's width" in f.case for f in residual)
+    assert len(report.notes) == 1 and "widen has no incremental step" in report.notes[0] and "full passes of the block" in report.notes[0]
+    plugins.get_registry.cache_clear()
+    monkeypatch.setattr(plugins, "load_registry", lambda *a, **k: registry)
+    try:
+        assert main(["kit", "widen"]) == 0
+        out = capsys.readouterr().out
+        assert "widen  incremental step" in out and "note: widen has no incremental step" in out and "PASSED" in out
+        assert main(["kit", "leaky-nothing"]) == 2
+    finally:
+        plugins.get_registry.cache_clear()

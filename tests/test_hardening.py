@@ -211,3 +211,25 @@ def test_running_out_of_memory_is_exit_2_with_what_to_lower(monkeypatch, capsys)
 
     monkeypatch.setattr(cli, "cmd_check", allocate)
     refused(capsys, ["check", TINY], "arblocks check: out of memory", "50331648000 bytes", "--size N")
+
+
+def test_a_distaug_model_samples_and_scores_the_identity_from_python_without_its_choices():
+    spec = arblocks.load_spec(ROOT / "specs/distaug_pixelcnn_pp_small.json")
+    spec = spec.model_copy(update={"image": spec.image.model_copy(update={"height": 4, "width": 4})})
+    torch.manual_seed(0)
+    model = arblocks.build_model(spec).eval()
+    x = torch.randint(0, 256, (2, 3, 4, 4))
+    identity = torch.zeros(2, 2, dtype=torch.long)
+    assert torch.equal(model.nll(x), model.nll(x, augmentation=identity))
+    drawn = model.sample(2, generator=torch.Generator().manual_seed(0))
+    told = model.sample(2, conditioning={"augmentation": identity}, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(drawn, told)
+
+
+def test_the_stages_figures_by_name():
+    from arblocks.staged import load_staged
+
+    model = load_staged(ROOT / "tests/specs/tiny_aux_grayscale.json").eval()
+    x = torch.randint(0, model.image.levels, (2, model.image.channels, model.image.height, model.image.width))
+    by_name = model.nll_by_stage(x)
+    assert list(by_name) == model.names and all(torch.equal(a, b) for a, b in zip(by_name.values(), model.stage_nll(x)))

@@ -58,6 +58,11 @@ class AugmentationChoices(InputType):
     def example(self, batch, generator=None):
         return torch.stack([torch.randint(n, (batch,), generator=generator) for n in self.choices], dim=1)
 
+    def default(self, batch, device):
+        """The identity (choice 0 of every transformation): a model of Distribution Augmentation evaluates and samples
+        the untransformed images unless it is told otherwise, from Python as on the command line."""
+        return torch.zeros(batch, len(self.choices), dtype=torch.long, device=device)
+
 
 class AugmentationError(ArblocksError):
     """A chosen transformation that the model does not have, or a choice out of its range."""

@@ -43,6 +43,10 @@ class InputType(nn.Module):
         """A random valid value, used by checks; ``None`` for generated inputs."""
         return None
 
+    def default(self, batch: int, device: torch.device) -> torch.Tensor | None:
+        """The value used when the caller passes none (``None``: the input must be given, e.g. a class label)."""
+        return None
+
 
 class ClassLabelConfig(InputConfig):
     """A class label per image, given as an integer tensor of shape [B]."""

@@ -113,6 +113,10 @@ class ARModel(nn.Module):
         unknown = set(conditioning) - set(self.inputs)
         if unknown:
             raise ValueError(f"unknown input(s) {sorted(unknown)}; this model takes {self.provided_inputs or 'none'}")
+        conditioning = dict(conditioning)
+        for name in self.provided_inputs:  # inputs with a default (Distribution Augmentation's choices: the identity)
+            if conditioning.get(name) is None and (value := self.inputs[name].default(like.shape[0], like.device)) is not None:
+                conditioning[name] = value
         missing = [n for n in self.provided_inputs if conditioning.get(n) is None]
         if missing:
             raise ValueError(f"missing input(s) {missing}: pass them as keyword arguments, e.g. model(x, {missing[0]}=...)")

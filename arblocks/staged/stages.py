@@ -157,9 +157,14 @@ class StagedModel(nn.Module):
         return {name: value for name, value in {**conditioning, **earlier}.items() if name in provided}
 
     def stage_nll(self, x: torch.Tensor, **conditioning) -> list[torch.Tensor]:
-        """Negative log-likelihood of each stage's variable in nats per image: a list of [B] tensors (float32)."""
+        """Negative log-likelihood of each stage's variable in nats per image: a list of [B] tensors (float32), one per
+        stage in the order of :attr:`names` (:meth:`nll_by_stage` gives them by name)."""
         variables = self.variables(x)
         return [stage.nll(variables[k], **self._conditioning(k, variables, conditioning)) for k, stage in enumerate(self.stages)]
+
+    def nll_by_stage(self, x: torch.Tensor, **conditioning) -> dict[str, torch.Tensor]:
+        """:meth:`stage_nll` by stage name: {name: [B] nats per image}, in the spec's order."""
+        return dict(zip(self.names, self.stage_nll(x, **conditioning)))
 
     def forward(self, x: torch.Tensor, **conditioning) -> torch.Tensor:
         """The sum of the stages' nats per image, [B]: an upper bound on -log p(x) for deterministic views."""
