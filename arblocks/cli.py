@@ -284,7 +284,7 @@ def cmd_check(args) -> int:
     stages = stage_sources(args.spec, spec) if staged(spec) else [(args.spec, spec)]
     reports = []
     for _, stage_spec in stages:
-        with spec_source(args.spec):
+        with spec_source(args.spec), naming_the_image(stage_spec.image, args.size):
             reports.append(check_spec(stage_spec, size=args.size or "auto", modes=modes, samples=args.samples,
                                       method=args.method, thorough=True, static_causality=False))
     if args.json:
@@ -738,6 +738,20 @@ MEMORY_HINTS = {
     "eval": "lower --batch-size",
     "sample": "lower --batch-size (images drawn at once)",
 }
+
+
+@contextlib.contextmanager
+def naming_the_image(image, size: int | None):
+    """Running out of memory while checking is a clear error that names the image (the check's tensors and its
+    block-by-block proof at full size grow with it)."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as error:
+        if not out_of_memory(error):
+            raise
+        raise UsageError(f"the causality check of this {image.channels}x{image.height}x{image.width} image needs more memory than this machine "
+                         f"has ({str(error).splitlines()[0][:160]}); check a smaller image with --size N (and --set image.height/width "
+                         f"for the block-by-block proof at full size){'' if size is None else f'; --size {size} was asked'}") from None
 
 
 def out_of_memory(error: BaseException) -> bool:

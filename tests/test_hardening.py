@@ -233,3 +233,18 @@ def test_the_stages_figures_by_name():
     x = torch.randint(0, model.image.levels, (2, model.image.channels, model.image.height, model.image.width))
     by_name = model.nll_by_stage(x)
     assert list(by_name) == model.names and all(torch.equal(a, b) for a, b in zip(by_name.values(), model.stage_nll(x)))
+
+
+def test_a_check_that_runs_out_of_memory_names_the_image(monkeypatch, capsys):
+    from arblocks.causality import check
+
+    def allocate(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 50331648000 bytes.")
+
+    monkeypatch.setattr(check, "check_spec", allocate)
+    refused(capsys, ["check", TINY, "--set", "image.height=4096", "--set", "image.width=4096"], "1x4096x4096 image needs more memory", "--size N")
+
+
+def test_heads_that_do_not_divide_the_width_are_reported_at_heads(capsys):
+    refused(capsys, ["build", str(ROOT / "specs/image_transformer_small.json"), "--no-check", "--set", "defaults.transformer_block.heads=5"],
+            "/heads: the block's 64 channels do not split into 5 heads")

@@ -99,9 +99,10 @@ class TransformerBlock(Block):
         require_within_image(source, ctx, "transformer_block")
         self.per_pixel, width = sequence_layout(source.channels, ctx.image.channels, config.subpixels)
         self.qk = config.qk_channels or width
-        for name, channels in (("qk_channels", self.qk), ("heads", width)):
-            if channels % config.heads:
-                raise BlockError(f"{channels} channels do not split into {config.heads} heads", field=name)
+        if width % config.heads:
+            raise BlockError(f"the block's {width} channels do not split into {config.heads} heads", field="heads")
+        if self.qk % config.heads:  # only when qk_channels was set: it defaults to the width, checked above
+            raise BlockError(f"{self.qk} query and key channels do not split into {config.heads} heads", field="qk_channels")
         patterns = config.pattern if isinstance(config.pattern, list) else [config.pattern] if config.pattern else []
         if patterns and config.heads % len(patterns):
             raise BlockError(f"{config.heads} heads do not split into {len(patterns)} pattern groups", field="pattern")
