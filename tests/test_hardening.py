@@ -248,3 +248,32 @@ def test_a_check_that_runs_out_of_memory_names_the_image(monkeypatch, capsys):
 def test_heads_that_do_not_divide_the_width_are_reported_at_heads(capsys):
     refused(capsys, ["build", str(ROOT / "specs/image_transformer_small.json"), "--no-check", "--set", "defaults.transformer_block.heads=5"],
             "/heads: the block's 64 channels do not split into 5 heads")
+
+
+def test_schema_and_wiring_problems_arrive_in_one_round(tmp_path, capsys):
+    text = """{
+      "name": "t", "image": {"channels": 1, "height": 8, "width": 8, "bits": 4},
+      "body": [
+        {"type": "masked_conv", "mask": "A", "kernel_size": 5, "channels": 16, "out": "h", "kernl": 3},
+        {"type": "relu", "in": "g"},
+        {"type": "masked_conv", "mask": "B", "kernel_size": 3, "channels": 8, "in": "x", "out": "z"}
+      ],
+      "head": {"type": "categorical", "in": "h"}
+    }"""
+    err = refused(capsys, ["build", spec_file(tmp_path, text), "--no-check"], "3 problems", "/body/0/kernl: unknown field",
+                  "/body/1/in: stream 'g' is read before it is written", "/body/2/mask: mask B")
+    assert "/body/0/" not in err.split("kernl")[1]  # the invalid block itself is not reported again by the builder
+
+
+def test_a_skipped_invalid_block_replays_its_skip_stack_so_later_pops_are_not_misreported(tmp_path, capsys):
+    text = """{
+      "name": "t", "image": {"channels": 1, "height": 8, "width": 8, "bits": 4},
+      "body": [
+        {"type": "masked_conv", "mask": "A", "kernel_size": 3, "channels": 8, "out": "h", "push": "skips", "bogus": 1},
+        {"type": "masked_conv", "mask": "B", "kernel_size": 3, "channels": 8, "in": "h", "out": "h"},
+        {"type": "add", "in": ["h", {"pop": "skips"}], "out": "h"}
+      ],
+      "head": {"type": "categorical", "in": "h"}
+    }"""
+    err = refused(capsys, ["build", spec_file(tmp_path, text), "--no-check"], "1 problem", "/body/0/bogus")
+    assert "stack" not in err

@@ -231,6 +231,9 @@ class Builder:
     def walk(self, nodes: Sequence[Any], path: str, label: str, state: _State) -> None:
         for i, config in enumerate(nodes):
             node_path, node_label = f"{path}/{i}", f"{label}/{i}" if label else f"{path}/{i}"
+            if getattr(config, "invalid", False):  # a node that failed validation (arblocks.core.validate.InvalidNode)
+                self.skip_invalid(config, node_path, state)
+                continue
             cls = self.registry.blocks[config.type].cls
             if getattr(cls, "structural", False):
                 for suffix, key, body in cls.expand(config):
@@ -244,6 +247,19 @@ class Builder:
                 state.last = out
                 if getattr(config, "push", None):  # its push still happens, so later pops are not reported as well
                     state.stacks.setdefault(config.push, []).append((None, node_path))
+
+    def skip_invalid(self, node: Any, path: str, state: _State) -> None:
+        """A block whose config has problems (reported by validation): its pops and pushes happen, its output stream
+        is unknown from here on, so that the blocks after it are built and their own problems reported in one round."""
+        for stack in node.pops:
+            if state.stacks.get(stack):
+                state.stacks[stack].pop()
+        first = node.first_input if node.first_input is not None else state.last
+        out = node.out or (first if first not in self.readonly else "h")
+        state.streams[out] = None
+        state.last = out
+        if node.push:
+            state.stacks.setdefault(node.push, []).append((None, path))
 
     # -- one block ------------------------------------------------------------------------------
     def add_block(self, cls: type[Block], config: BlockConfig, path: str, label: str, state: _State) -> None:

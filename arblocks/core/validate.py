@@ -71,8 +71,47 @@ def parse_spec(data: Any, registry: Registry | None = None, source: str | None =
     raw_ordering = data.get("ordering", "raster")
     ordering = validate_typed({"type": raw_ordering} if isinstance(raw_ordering, str) else raw_ordering, ("ordering",), registry, "ordering", problems)
     if problems:
+        if spec is not None and blocks is not None and head is not None and ordering is not None and None not in inputs.values():
+            partial = spec.model_copy(update={"body": blocks, "inputs": inputs, "head": head, "ordering": ordering, "augmentation": augmentation})
+            problems.extend(p for p in build_problems(partial, registry) if p not in problems)  # one round: the wiring's problems too
         raise SpecError(problems, source)
     return spec.model_copy(update={"body": blocks, "inputs": inputs, "head": head, "ordering": ordering, "augmentation": augmentation})
+
+
+def build_problems(partial: ModelSpec, registry: Registry) -> list[Problem]:
+    """The problems the builder finds in a spec whose invalid blocks stand as :class:`InvalidNode` (skipped, their
+    output streams unknown), on the meta device (nothing allocated). Only when every invalid node is a top-level leaf
+    block: skipping a container could misreport the skip stacks of the blocks after it."""
+    from .builder import build_model
+
+    if any(isinstance(node, InvalidNode) and node.container for node in partial.body) or None in partial.body:
+        return []
+    try:
+        build_model(partial, registry, device="meta")
+    except SpecError as error:
+        return list(error.problems)
+    except Exception:  # noqa: BLE001 - a partial spec is best effort: its schema problems are reported anyway
+        return []
+    return []
+
+
+class InvalidNode:
+    """A body entry that failed validation (its problems are reported): the builder skips it, taking its output
+    stream as unknown, and replays its pushes and pops so that later blocks are checked as if it were there."""
+
+    invalid = True
+
+    def __init__(self, raw: dict):
+        def names(value) -> list:
+            return [value] if isinstance(value, str | dict) else list(value) if isinstance(value, list) else []
+
+        self.out = raw.get("out") if isinstance(raw.get("out"), str) else None
+        first = names(raw.get("in"))[:1]
+        self.first_input = first[0] if first and isinstance(first[0], str) else None
+        self.push = raw.get("push") if isinstance(raw.get("push"), str) else None
+        self.pops = [v["pop"] for value in raw.values() for v in names(value) if isinstance(v, dict) and set(v) == {"pop"} and isinstance(v["pop"], str)]
+        self.container = any(isinstance(v, list) and any(isinstance(item, dict) and "type" in item for item in v) for v in raw.values())
+        self.type = raw.get("type")
 
 
 def validate_defaults(raw: Any, registry: Registry, problems: list[Problem]) -> dict[str, dict]:
@@ -96,7 +135,12 @@ def validate_defaults(raw: Any, registry: Registry, problems: list[Problem]) -> 
 
 
 def validate_nodes(raw_list: list, path: tuple, registry: Registry, problems: list[Problem], defaults: dict | None = None) -> list:
-    return [validate_typed(raw, (*path, i), registry, "block", problems, defaults) for i, raw in enumerate(raw_list)]
+    """The configs of a body; an entry that fails validation (a JSON object) stands as an :class:`InvalidNode`."""
+    nodes = []
+    for i, raw in enumerate(raw_list):
+        node = validate_typed(raw, (*path, i), registry, "block", problems, defaults)
+        nodes.append(node if node is not None or not isinstance(raw, dict) else InvalidNode(raw))
+    return nodes
 
 
 def validate_typed(raw: Any, path: tuple, registry: Registry, kind: str, problems: list[Problem], defaults: dict | None = None) -> BaseModel | None:
