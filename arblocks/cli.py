@@ -31,6 +31,17 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
+def precisions_for(precision: str) -> tuple[str, ...]:
+    """The precisions the check proves for a command run in ``precision`` (imported when needed: torch is heavy)."""
+    from .causality.precision import precisions_for as precisions
+
+    return precisions(precision)
+
+
+RECHECK_HELP = ("check causality even when the checkpoint records a passed check of its spec by this arblocks and these plugins "
+                "(such a record is trusted by default, and the check skipped with a note)")
+PRECISION_HELP = ("the value walk also runs on the model's float32 weights (always) and under this autocast (bf16 or fp16), "
+                  "so that a block whose low-precision path differs is proven as it runs (default fp32: float64 and float32)")
 DATA_HELP = ("data source: digits (embedded), a named dataset (cifar10, mnist, fashion_mnist, binarized_mnist, svhn, celeba32, celeba64, "
              "imagenet32, imagenet64: from the data cache, downloaded when missing), hf:NAME[:CONFIG], torchvision:NAME, npz:PATH, folder:PATH, "
              "or NAME:FOLDER for a dataset's files in a folder (docs/training.md)")
@@ -102,6 +113,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--check-size", "--size", dest="check_size", type=whole(1), default=None, metavar="N",
                    help="check causality on an N x N image at most (default: the largest size whose check fits about a second per mode)")
     b.add_argument("--no-check", action="store_true", help="skip the causality check")
+    b.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help=PRECISION_HELP)
     b.set_defaults(run=cmd_build)
 
     c = sub.add_parser("check", help="the full dependency map of a spec: violations, batch independence, coverage, blind spot")
@@ -114,6 +126,7 @@ def parser() -> argparse.ArgumentParser:
                    help="gradient (exact), perturbation (for token inputs), auto: gradient where a gradient path exists")
     c.add_argument("--max-listed", type=whole(0), default=50, help="violations and unseen inputs listed in the text report")
     c.add_argument("--json", action="store_true", help="print the report as JSON")
+    c.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help=PRECISION_HELP)
     c.set_defaults(run=cmd_check)
 
     rf = sub.add_parser("receptive-field", help="draw what one output pixel depends on, for one or several specs")
@@ -154,6 +167,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     e.add_argument("--no-check", action="store_true", help="evaluate without checking the checkpoint's spec for causality first")
+    e.add_argument("--recheck", action="store_true", help=RECHECK_HELP)
     e.add_argument("--orders", type=whole(1, 8), default=1, metavar="K",
                    help="average the likelihood over K of the 8 transposed/reflected forms of the spec's ordering (a mixture, as in "
                         "locally masked convolutions); needs blocks that work under every order (default 1)")
@@ -178,6 +192,7 @@ def parser() -> argparse.ArgumentParser:
     sm.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     sm.add_argument("--no-progress", action="store_true", help="no progress bar")
     sm.add_argument("--no-check", action="store_true", help="sample without checking the checkpoint's spec for causality first")
+    sm.add_argument("--recheck", action="store_true", help=RECHECK_HELP)
     sm.add_argument("--engine", choices=["cached", "naive"], default="cached",
                     help="cached (default): compute only the positions each draw makes computable; naive: a full forward pass per draw")
     sm.add_argument("--augment", action="append", default=[], metavar="NAME=K", help=AUGMENT_HELP + ": samples of the transformed images")
@@ -229,7 +244,7 @@ def cmd_build(args) -> int:
         return build_stages(args, spec)
     with spec_source(args.spec):
         model = build_model(spec)
-        causality = None if args.no_check else check_spec(spec, size=args.check_size or "auto", full=model)
+        causality = None if args.no_check else check_spec(spec, size=args.check_size or "auto", full=model, precisions=precisions_for(args.precision))
     report = build_report(args.spec, spec, model, causality)
     print(json.dumps(report, indent=2) if args.json else format_build(report))
     return EXIT_OK if causality is None or causality.ok else EXIT_FAILED
@@ -257,7 +272,8 @@ def build_stages(args, spec) -> int:
         model = build_staged(spec)
     reports = []
     for (source, stage_spec), stage, stage_model, view in zip(stage_sources(args.spec, spec), spec.stages, model.stages, spec.views):
-        causality = None if args.no_check else check_spec(stage_spec, size=args.check_size or "auto", full=stage_model)
+        causality = None if args.no_check else check_spec(stage_spec, size=args.check_size or "auto", full=stage_model,
+                                                          precisions=precisions_for(args.precision))
         report = build_report(source, stage_spec, stage_model, causality)
         reports.append({**report, "stage": stage.name, "view": view.config.model_dump()})
     ok = all(r["ok"] for r in reports)
@@ -286,7 +302,7 @@ def cmd_check(args) -> int:
     for _, stage_spec in stages:
         with spec_source(args.spec), naming_the_image(stage_spec.image, args.size):
             reports.append(check_spec(stage_spec, size=args.size or "auto", modes=modes, samples=args.samples,
-                                      method=args.method, thorough=True, static_causality=False))
+                                      method=args.method, thorough=True, static_causality=False, precisions=precisions_for(args.precision)))
     if args.json:
         found = [{"spec": source, **r.to_dict(max_violations=10**9, per_output=True)} for (source, _), r in zip(stages, reports)]
         print(json.dumps(found[0] if not staged(spec) else {"spec": args.spec, "ok": all(r.ok for r in reports), "stages": found}, indent=2))
@@ -466,7 +482,6 @@ def recorded_data(checkpoint: str) -> tuple[str, dict]:
 
 
 def cmd_eval(args) -> int:
-    from .causality.check import require_causal
     from .data import load_data
     from .staged.stages import StagedModel
     from .training.checkpoint import load_model
@@ -476,7 +491,7 @@ def cmd_eval(args) -> int:
     device = pick_device(args.device, World())
     model, state = load_model(args.checkpoint, args.weights)
     if not args.no_check:
-        require_causal(model.spec, "evaluation", full=model)  # the loaded model: only its small copy is built
+        proven_or_check(args, model, state, "evaluation", precisions_for(args.precision), device)
     if args.data is None:  # the run's own data, as run.json records it
         args.data, recorded = recorded_data(args.checkpoint)
         args.binarize = args.binarize or recorded.get("binarize", False)
@@ -521,10 +536,22 @@ def cmd_eval(args) -> int:
     return EXIT_OK
 
 
+def proven_or_check(args, model, state: dict, action: str, precisions: tuple[str, ...], device) -> None:
+    """Skip the causality check when the checkpoint records a passed one of this spec with this code (say so in one
+    line), else run it on the loaded model (only its small copy is built)."""
+    from .causality.check import require_causal
+    from .causality.record import covers, describe, fingerprint
+
+    record = state.get("causality_record")
+    if not args.recheck and covers(record, fingerprint(model.spec, precisions)):
+        print(describe(record), file=sys.stderr)
+        return
+    require_causal(model.spec, action, full=model, precisions=precisions, device=device)
+
+
 def cmd_sample(args) -> int:
     import torch
 
-    from .causality.check import require_causal
     from .sampling.grid import ImageWriter, load_image, writable_picture
     from .sampling.sample import CachedSampler, sample_batches
     from .staged.stages import StagedModel
@@ -542,7 +569,7 @@ def cmd_sample(args) -> int:
     if args.label is not None and not any(model.inputs[k].config.type == "class_label" for k in model.provided_inputs):
         raise UsageError("--label: this model is not conditioned on a class label")
     if not args.no_check:
-        require_causal(model.spec, "sampling", full=model)
+        proven_or_check(args, model, state, "sampling", precisions_for("fp32"), device)  # sampling runs in float32
     model = model.to(device)
     image = model.image
     conditioning = {}

@@ -238,3 +238,42 @@ class LeakyPlugin:
 
 
 plugin = LeakyPlugin()
+
+
+class Float32PeekConfig(BlockConfig):
+    """Clean in float64; its 'fast path' for float32 adds a trace of the pixel below (a leak the float64 check cannot see)."""
+
+    type: Literal["float32_peek"] = "float32_peek"
+
+
+class Float32Peek(Elementwise):
+    Config = Float32PeekConfig
+
+    def forward(self, x):
+        if x.dtype == torch.float64:  # the reference path
+            return x
+        return x + 1e-3 * F.pad(x[:, :, 1:], (0, 0, 0, 1))
+
+
+class Bf16PeekConfig(BlockConfig):
+    """Clean in float64 and float32; under bfloat16 autocast it adds a trace of the pixel below."""
+
+    type: Literal["bf16_peek"] = "bf16_peek"
+
+
+class Bf16Peek(Elementwise):
+    Config = Bf16PeekConfig
+
+    def forward(self, x):
+        if not torch.is_autocast_enabled(x.device.type):
+            return x
+        return x + 1e-2 * F.pad(x[:, :, 1:], (0, 0, 0, 1))
+
+
+class PrecisionLeaksPlugin:
+    """Leaks that only a low-precision path has (registered apart from LeakyPlugin's corpus)."""
+
+    @hookimpl
+    def arblocks_register_blocks(self, register):
+        register(Float32Peek)
+        register(Bf16Peek)

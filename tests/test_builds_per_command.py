@@ -59,8 +59,11 @@ def test_train_builds_the_model_once_and_the_guards_small_copy(counted, tmp_path
 @pytest.mark.parametrize("verb", [["eval", "--no-progress"], ["sample", "-n", "1", "--no-progress"]])
 def test_eval_and_sample_build_the_checkpoints_model_once(checkpoint, counted, tmp_path, verb):
     args = [verb[0], str(checkpoint), *verb[1:]] + (["--out", str(tmp_path / "s.png")] if verb[0] == "sample" else [])
+    assert main(args + ["--recheck"]) == 0
+    assert counted == {"parse": 1, "8x8": 2}  # the model, and the check's small copy
+    counted.clear()
     assert main(args) == 0
-    assert counted == {"parse": 1, "8x8": 2}
+    assert counted == {"parse": 1, "8x8": 1}  # the run's recorded check is trusted: no check, no copy
     counted.clear()
     assert main(args + ["--no-check"]) == 0
     assert counted == {"parse": 1, "8x8": 1}

@@ -57,7 +57,9 @@ def test_check_catches_each_leak(name, leaky):
         (_, orow, ocol), (_, irow, icol) = v.output, v.input
         assert (irow, icol) >= (orow, ocol) or name in ("global_max_leak", "cross_sample_leak"), v
     if name not in GRADIENT_VISIBLE:
-        assert all(v.found_by == "perturbation" for v in report.violations), "gradients cannot see this leak"
+        # the walk in float64, and again in float32 (which finds them too)
+        assert all(v.found_by.startswith("perturbation") for v in report.violations), "gradients cannot see this leak"
+        assert any(v.found_by == "perturbation" for v in report.violations), "the float64 walk finds it"
 
 
 @pytest.mark.parametrize("name", sorted(set(NAMES) - STATEFUL - GRADIENT_VISIBLE))

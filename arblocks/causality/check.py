@@ -33,6 +33,7 @@ from ..spec.errors import ArblocksError, SpecError
 from ..spec.models import ImageSpec, ModelSpec
 from .block_proof import CHECK_FULL_STREAM_BUDGET, FULL_STREAM_BUDGET, BlockProofs, prove_blocks
 from .perturbation import WALK, Change, find_changes, groups_in_order, output_group, walk
+from .precision import low_precision_model, precision_changes
 from .purity import PurityProblem, purity_problems
 from .size_rule import SizeRule, size_rule
 
@@ -75,6 +76,8 @@ class ModeReport:
     problems: list[PurityProblem] = field(default_factory=list)
     #: image changes the value-perturbation pass compared (0: not run)
     perturbations: int = 0
+    #: the precisions the walk also ran in besides float64, each with its tolerance (0.0: bit for bit)
+    precisions: dict[str, float] = field(default_factory=dict)
 
     @property
     def batch_independent(self) -> bool:
@@ -94,6 +97,10 @@ class ModeReport:
     @property
     def ok(self) -> bool:
         return not self.violations and not self.problems
+
+    def describe_precisions(self) -> str:
+        """``float32 (bit for bit), bf16 (bit for bit)``: the precisions the walk also ran in, with their tolerance."""
+        return ", ".join(f"{p} ({'bit for bit' if t == 0 else f'changes above {t:.3g}'})" for p, t in self.precisions.items())
 
 
 @dataclass
@@ -182,6 +189,7 @@ class CausalityReport:
             status = "ok" if report.ok else "FAILED"
             lines.append(
                 f"{mode}: {status}: {len(report.violations)} violation(s), batch {'independent' if report.batch_independent else 'NOT independent'}"
+                + (f"; value walk in float64, {report.describe_precisions()}" if report.precisions else "")
             )
             lines.extend(f"  {v}" for v in report.violations[:10])
             if len(report.violations) > 10:
@@ -213,6 +221,7 @@ class CausalityReport:
                     "ok": r.ok,
                     "batch_independent": r.batch_independent,
                     "violation_count": len(r.violations),
+                    "precisions": {"float64": 0.0, **r.precisions} if r.perturbations else {},
                     "violations": [v.to_dict() for v in r.violations[:max_violations]],
                 }
                 for mode, r in self.modes.items()
@@ -330,6 +339,8 @@ def check_model(
     values: tuple[str, ...] = WALK,
     train_values: tuple[str, ...] | None = None,
     private: bool = False,
+    precisions: tuple[str, ...] = ("float32",),
+    device: str | torch.device = "cpu",
 ) -> CausalityReport:
     """Check a built model (a float64 copy is made and the model left untouched, unless ``private``: the caller's
     throwaway model is then checked in place).
@@ -337,15 +348,17 @@ def check_model(
     In each mode: the dependency map (``method``: ``gradient``, exact; ``perturbation``, for token inputs; ``auto``,
     gradient where a gradient path exists), the state checks of :mod:`arblocks.causality.purity`, and the value-perturbation
     walk of :mod:`arblocks.causality.perturbation` through the targets ``values`` (``()`` skips it; ``train_values``, if
-    given, in training mode).
+    given, in training mode). ``precisions``: the walk again in each of these (:mod:`arblocks.causality.precision`:
+    float32, bf16 autocast) on ``device``, for blocks whose low-precision path computes something else.
     """
     registry = registry or get_registry()
+    low = low_precision_model(model, device) if precisions else None  # before the probe: `private` widens the model itself
     probe = float64_probe(model, private)
     image = probe.image
 
     ordering = ordering_of(probe.spec, registry)
     rank = ordering.rank(image.height, image.width)
-    reports = {}
+    reports, walks = {}, {}
     # weight-normalized weights are computed once for the whole check, not on every call
     with torch.nn.utils.parametrize.cached():
         for mode in modes:
@@ -366,6 +379,15 @@ def check_model(
             allowed = allowed_inputs(rank, dep.shape[0], image.channels)
             violations = _merge(dep, allowed, changes, groups, used)
             reports[mode] = ModeReport(mode, dep, allowed, violations, used, problems, steps)
+            walks[mode] = targets if targets and not stateful else ()
+    # outside the float64 probe's cache of weight-normalized weights, which copies of a model share
+    for mode, report in reports.items():
+        for precision in precisions if walks[mode] else ():
+            probe.train(mode == "train")
+            with torch.random.fork_rng(devices=[]):
+                found, groups, _, report.precisions[precision] = precision_changes(probe, rank, walks[mode], seed, precision, device, model=low)
+            report.violations += [v for v in _merge(torch.zeros_like(report.dependency), report.allowed, found, groups,
+                                                    walk_label=f"perturbation in {precision}") if v not in report.violations]
     return CausalityReport((image.channels, image.height, image.width), ordering.key, reports)
 
 
@@ -417,9 +439,9 @@ def _value_changes(model: ARModel, rank: torch.Tensor, values, seed: int, every:
     return found, groups, len(changed)
 
 
-def _merge(dep, allowed, changes: list[Change], groups, map_method: str = "gradient") -> list[Violation]:
-    """Violations of the dependency map (made by ``map_method``) and of the perturbation walk, each once, naming the
-    method(s) that found it."""
+def _merge(dep, allowed, changes: list[Change], groups, map_method: str = "gradient", walk_label: str = "perturbation") -> list[Violation]:
+    """Violations of the dependency map (made by ``map_method``) and of the perturbation walk (``walk_label``), each
+    once, naming the method(s) that found it."""
     outputs = dep.shape[:3]
     by_gradient = {}
     for i in ((dep != 0) & ~allowed).nonzero().tolist():
@@ -438,7 +460,7 @@ def _merge(dep, allowed, changes: list[Change], groups, map_method: str = "gradi
         extra[key] = max(extra.get(key, 0.0), change.magnitude)
     both_label = "gradient, perturbation" if map_method == "gradient" else map_method
     violations = [Violation(o, i, m, both_label if (o, i) in both else map_method) for (o, i), m in by_gradient.items()]
-    violations += [Violation(o, i, m, "perturbation") for (o, i), m in extra.items()]
+    violations += [Violation(o, i, m, walk_label) for (o, i), m in extra.items()]
     return sorted(violations, key=lambda v: (v.output, tuple(-1 if c is None else c for c in v.input)))
 
 
@@ -532,6 +554,8 @@ def check_spec(
     thorough: bool = False,
     values: tuple[str, ...] | None = None,
     train_values: tuple[str, ...] | None = None,
+    precisions: tuple[str, ...] = ("float32",),
+    device: str | torch.device = "cpu",
 ) -> CausalityReport:
     """Build ``spec`` for a small image (see :func:`build_for_check`) and check it in every mode.
 
@@ -553,7 +577,7 @@ def check_spec(
     if values is None:
         values, train_values = (WALK, WALK) if thorough else (BUILD_WALK, BUILD_TRAIN_WALK)
     report = check_model(model, modes=modes, samples=samples, seed=seed, registry=registry, method=method,
-                         values=values, train_values=train_values, private=True)
+                         values=values, train_values=train_values, private=True, precisions=precisions, device=device)
     # `build` proves the plugins' blocks at full size (their code is the user's); `check` every block and the head
     report.full_size = _full_size(model, full, rule, registry, modes, seed, only_plugins=not thorough)
     return report
@@ -619,7 +643,8 @@ class CausalityError(ArblocksError):
     """A spec failed the causality check where one was required (train, eval, sample)."""
 
 
-def require_causal(spec, action: str, registry: Registry | None = None, full=None) -> str:
+def require_causal(spec, action: str, registry: Registry | None = None, full=None, precisions: tuple[str, ...] = ("float32",),
+                   device: str | torch.device = "cpu") -> str:
     """Run the check of `arblocks build` on ``spec`` (every stage of a spec with stages); raise
     :class:`CausalityError` if it fails, else say what was checked. ``full`` is the model the command already built
     from ``spec`` (an :class:`ARModel`, or a staged model for a spec with stages), so that the check builds only its
@@ -627,10 +652,10 @@ def require_causal(spec, action: str, registry: Registry | None = None, full=Non
     stages = getattr(spec, "stage_specs", None)
     if stages is not None:
         fulls = list(full.stages) if full is not None else [None] * len(stages)
-        return "; ".join(f"stage '{name}' {require_causal(stage, action, registry, model)}"
+        return "; ".join(f"stage '{name}' {require_causal(stage, action, registry, model, precisions, device)}"
                          for name, stage, model in zip((s.name for s in spec.stages), stages, fulls))
     with torch.random.fork_rng(devices=[]):
-        report = check_spec(spec, size="auto", registry=registry, full=full)
+        report = check_spec(spec, size="auto", registry=registry, full=full, precisions=precisions, device=device)
     where = "x".join(map(str, report.image))
     if not report.ok:
         leaks = sum(len(m.violations) for m in report.modes.values())
@@ -638,4 +663,5 @@ def require_causal(spec, action: str, registry: Registry | None = None, full=Non
             f"'{spec.name}' fails the causality check on a {where} image ({leaks} violation(s)): its outputs see pixels they must not, "
             f"so its {action} would be meaningless. `arblocks check SPEC` shows where; pass --no-check to {action} anyway"
         )
-    return f"passed on a {where} image ({', '.join(report.modes)} mode)"
+    walked = report._main.describe_precisions()
+    return f"passed on a {where} image ({', '.join(report.modes)} mode; value walk in float64{', ' + walked if walked else ''})"

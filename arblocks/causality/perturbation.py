@@ -100,7 +100,8 @@ def walk(base: torch.Tensor, groups: list[torch.Tensor], levels: int, targets=WA
 MIN_STRIDE = 4
 
 
-def find_changes(run, images: torch.Tensor, changed: list[int], own_group: torch.Tensor, rows: int, forbidden_only: bool = True) -> list[Change]:
+def find_changes(run, images: torch.Tensor, changed: list[int], own_group: torch.Tensor, rows: int, forbidden_only: bool = True,
+                 tolerance: float = 0.0) -> list[Change]:
     """Every (output, group) where changing ``group`` changed an output that must not see it (with ``forbidden_only``
     off: any output, for a dependency map of models without a gradient path).
 
@@ -109,7 +110,7 @@ def find_changes(run, images: torch.Tensor, changed: list[int], own_group: torch
     ``j, j + s, j + 2s, ...`` (``s`` batches), and one more batch holds ``s, 2s, 3s, ...``, so image ``k`` at row ``q``
     of batch ``j`` is followed by image ``k + 1`` at row ``q`` of batch ``j + 1``. The images are computed ``1 + 1/s``
     times over: ``s`` is at least :data:`MIN_STRIDE` (smaller batches cost the same per image, and the one extra batch
-    is smaller), and ``rows`` at most.
+    is smaller), and ``rows`` at most. ``tolerance``: a change of at most this much is not counted (0: bit for bit).
     """
     own = own_group.reshape(-1)  # [C'*H*W]
     stride = min(len(images), max(MIN_STRIDE, math.ceil(len(images) / rows)))
@@ -122,6 +123,8 @@ def find_changes(run, images: torch.Tensor, changed: list[int], own_group: torch
         after = _flat(run(padded[j : j + rows * stride : stride]))
         group = group_of_step[torch.arange(rows) * stride + j - 1]  # the group that changed from each row of `before` to `after`
         differs = (before != after) & ~(before.isnan() & after.isnan())  # [rows, C'*H*W, K], bit for bit; NaN equals NaN here
+        if tolerance > 0:  # a non-deterministic device: changes within its measured noise are not changes
+            differs &= ~((after - before).abs() <= tolerance)
         forbidden = group[:, None] >= own[None, :]  # an output must not see its own group or any generated after it
         hit = differs.any(-1) & (forbidden if forbidden_only else (group[:, None] >= 0))  # [rows, C'*H*W]
         magnitudes = (after - before).abs().nan_to_num(float("inf")).amax(-1)[hit].tolist()

@@ -62,7 +62,8 @@ def format_check(source: str, report, max_listed: int = 50) -> str:
             lines.append(f"  ... and {len(r.violations) - max_listed} more (--max-listed, or --json for all)")
         lines.extend(f"  state problem: {p}" for p in r.problems)
         if r.perturbations:
-            lines.append(f"  value perturbation: {r.perturbations} single-input changes compared bit for bit")
+            lines.append(f"  value perturbation: {r.perturbations} single-input changes compared bit for bit in float64"
+                         + (f"; again in {r.describe_precisions()}" if r.precisions else ""))
     if report.full_size is not None:
         lines.append(report.full_size.describe())
     coverage = report.coverage.nan_to_num(1.0).amin(0)  # [H, W]: the worst output channel of each pixel

@@ -12,6 +12,7 @@ import csv
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,8 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from torch.nn.parallel import DistributedDataParallel
 
 from ..causality.check import require_causal
+from ..causality.precision import precisions_for
+from ..causality.record import covers, describe, fingerprint
 from ..core import augmentation
 from ..core.layers import Conv, data_dependent_init
 from ..core.model import ARModel
@@ -342,8 +345,16 @@ def _run(spec, model, data_source, test_source, run_dir: Path, config: TrainConf
         torch.manual_seed(config.seed)
         model = build_any(spec)
     causality = "skipped (--no-check): the spec was not checked for causality, so its figures may come from a leaking model"
+    record = None
     if config.check:  # on the model just built (on the CPU still): the check builds only its small copy
-        causality = require_causal(spec, "training", full=model)
+        wanted = fingerprint(spec, precisions_for(config.precision))
+        if state is not None and covers(state.get("causality_record"), wanted):  # a resumed run, proven with this code
+            record, causality = state["causality_record"], describe(state["causality_record"])
+            if world.main:
+                print(causality, file=sys.stderr)
+        else:
+            causality = require_causal(spec, "training", full=model, precisions=precisions_for(config.precision), device=device)
+            record = {**wanted, "passed": True}
     model = model.to(device)
     objective = Objective(model)
     conditioning_for(model, train_data, torch.arange(1), device)  # fail early on inputs the data cannot feed
@@ -460,7 +471,7 @@ def _run(spec, model, data_source, test_source, run_dir: Path, config: TrainConf
                 callback.on_evaluate(run, step, {"bits_per_dim": last["test"], "nats_per_image": last["nats"], "stages": last["stages"]}, averaged)
         if step % config.checkpoint_every == 0 or step == config.steps:
             window_sums = all_sum(world, window.loss, float(window.steps), device=device)  # every rank's share of the window
-            _save(world, run_dir, spec, model, ema, optimizer, schedule, step, skipped, config, palette, scaler, window_sums)
+            _save(world, run_dir, spec, model, ema, optimizer, schedule, step, skipped, config, palette, scaler, window_sums, record)
             for callback in callbacks:
                 callback.on_checkpoint(run, step, run_dir / CHECKPOINT)
         if bar is not None:
@@ -513,7 +524,7 @@ def _ema_model(model: ARModel | StagedModel, ema: EMA, averaged: ARModel | Stage
 
 
 def _save(world: World, run_dir: Path, spec, model, ema: EMA, optimizer, schedule, step: int, skipped: int, config: TrainConfig, palette=None,
-          scaler=None, window_sums: tuple[float, float] | None = None) -> None:
+          scaler=None, window_sums: tuple[float, float] | None = None, record: dict | None = None) -> None:
     if world.main:
         state = {
             "format": ckpt.FORMAT,
@@ -530,6 +541,8 @@ def _save(world: World, run_dir: Path, spec, model, ema: EMA, optimizer, schedul
             **({"palette": palette} if palette is not None else {}),
             **({"scaler": scaler.state_dict()} if scaler is not None and scaler.is_enabled() else {}),
             **({"window": {"loss": window_sums[0], "steps": window_sums[1]}} if window_sums is not None else {}),
+            # the passed check's fingerprint, beside the spec it proves (arblocks.causality.record)
+            **({"causality_record": record} if record is not None else {}),
         }
         ckpt.save_atomic(state, run_dir / CHECKPOINT)
     barrier(world)

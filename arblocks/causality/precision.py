@@ -1,0 +1,82 @@
+"""The value walk at the precisions users run: float32, and bfloat16 autocast.
+
+The gradient map and the walk of :mod:`arblocks.causality.perturbation` run in float64. A block may compute another
+function in lower precision (a fused or compiled kernel for float32 or bf16 beside a float64 reference path), so a
+leak there would be invisible to them. This pass runs the same walk, from the same base image and targets, on the
+model as users run it: its float32 weights (the float64 probe's, cast back, which restores them exactly), on the CPU
+or the given device, under ``torch.autocast(dtype=torch.bfloat16)`` for ``bf16``. Every output that must not see the
+changed input group is compared between two batches of the same shape at the same row, as in float64.
+
+**Tolerance.** On a deterministic device (the CPU) the comparison is bit for bit (tolerance 0): a causal model
+computes an output from the same values in the same way, whatever the future holds. Where a kernel is not
+deterministic (atomics on a GPU), the pass first runs one batch twice and takes the largest difference as the noise;
+the tolerance is then 4x that noise, and any change above it is a leak. A leaked future value moves an output by its
+weight times the change of the input (the walk changes a sub-pixel by at least one level of 2^bits, i.e. 2 / (2^bits - 1)
+in the model's [-1, 1] scale), so a leak is missed only when that product is below the stated tolerance, which
+the report gives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+
+import torch
+
+from ..core.model import ARModel
+from .perturbation import Change, find_changes, groups_in_order, output_group, walk
+
+#: the precisions the walk can run in, besides float64: the model's float32 weights, alone or under autocast
+PRECISIONS = ("float32", "bf16", "fp16")
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def precisions_for(precision: str | None) -> tuple[str, ...]:
+    """The precisions to prove for a run in ``precision`` (train's and eval's fp32, bf16, fp16): float32 always."""
+    return ("float32",) if precision in (None, "fp32", "float32") else ("float32", precision)
+#: the tolerance is this multiple of the measured noise of a non-deterministic device (0 noise: bit for bit)
+NOISE_FACTOR = 4.0
+
+
+def low_precision_model(probe: ARModel, device: str | torch.device = "cpu") -> ARModel:
+    """The model in float32 (from the float64 probe, whose weights are the float32 ones widened: exact) on ``device``."""
+    return copy.deepcopy(probe).float().to(device)
+
+
+def precision_changes(probe: ARModel, rank: torch.Tensor, targets, seed: int, precision: str, device: str | torch.device = "cpu",
+                      model: ARModel | None = None) -> tuple[list[Change], list[torch.Tensor], int, float]:
+    """The walk in ``precision``: the changes of outputs that must not see the changed group, the groups, the walk's
+    length and the tolerance used. ``model``: the float32 model to use (default: made from ``probe``)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision '{precision}': choose from {', '.join(PRECISIONS)}")
+    model = model if model is not None else low_precision_model(probe, device)
+    model.train(probe.training)
+    device = next(model.parameters(), torch.empty(0)).device
+    image = model.image
+    joint = model.head.joint
+    generator = torch.Generator().manual_seed(seed + 2)  # the float64 walk's base image and conditioning
+    base = torch.randint(0, image.levels, (1, image.channels, image.height, image.width), generator=generator)
+    cond = {}
+    for name in model.provided_inputs:
+        value = model.inputs[name].example(1, generator)
+        cond[name] = (value.float() if value.is_floating_point() else value).to(device)
+    groups = groups_in_order(rank, image.channels, joint)
+    images, changed = walk(base[0], groups, image.levels, targets)
+    own = output_group(rank, image.channels, 1 if joint else image.channels)
+    draw = int(torch.randint(2**31, (1,), generator=generator))
+    autocast = (lambda: torch.autocast(device.type, dtype=AUTOCAST[precision])) if precision in AUTOCAST else contextlib.nullcontext
+
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), autocast():
+            torch.manual_seed(draw)
+            batch_cond = {k: v.expand(len(batch), *v.shape[1:]) for k, v in cond.items()}
+            view = model.head.per_dimension(model.forward_float(model.to_float(batch.to(device)), **batch_cond))
+        return view.float().cpu()
+
+    rows = max(8, min(128, 65536 // (image.height * image.width)))
+    with torch.no_grad():
+        first = images[:rows]
+        noise = float((run(first) - run(first)).abs().nan_to_num(0.0).max()) if len(first) else 0.0
+        tolerance = NOISE_FACTOR * noise
+        found = find_changes(run, images, changed, own, rows, tolerance=tolerance)
+    return found, groups, len(changed), tolerance
