@@ -341,6 +341,8 @@ def check_model(
     private: bool = False,
     precisions: tuple[str, ...] = ("float32",),
     device: str | torch.device = "cpu",
+    precision_values: tuple[str, ...] | None = None,
+    precision_modes: tuple[str, ...] | None = None,
 ) -> CausalityReport:
     """Check a built model (a float64 copy is made and the model left untouched, unless ``private``: the caller's
     throwaway model is then checked in place).
@@ -349,7 +351,8 @@ def check_model(
     gradient where a gradient path exists), the state checks of :mod:`arblocks.causality.purity`, and the value-perturbation
     walk of :mod:`arblocks.causality.perturbation` through the targets ``values`` (``()`` skips it; ``train_values``, if
     given, in training mode). ``precisions``: the walk again in each of these (:mod:`arblocks.causality.precision`:
-    float32, bf16 autocast) on ``device``, for blocks whose low-precision path computes something else.
+    float32, bf16 autocast) on ``device``, for blocks whose low-precision path computes something else, through the
+    targets ``precision_values`` (default: the mode's own), in ``precision_modes`` (default: every mode checked).
     """
     registry = registry or get_registry()
     low = low_precision_model(model, device) if precisions else None  # before the probe: `private` widens the model itself
@@ -379,7 +382,9 @@ def check_model(
             allowed = allowed_inputs(rank, dep.shape[0], image.channels)
             violations = _merge(dep, allowed, changes, groups, used)
             reports[mode] = ModeReport(mode, dep, allowed, violations, used, problems, steps)
-            walks[mode] = targets if targets and not stateful else ()
+            walks[mode] = (precision_values if precision_values is not None else targets) if targets and not stateful else ()
+            if precision_modes is not None and mode not in precision_modes:
+                walks[mode] = ()
     # outside the float64 probe's cache of weight-normalized weights, which copies of a model share
     for mode, report in reports.items():
         for precision in precisions if walks[mode] else ():
@@ -473,6 +478,9 @@ CHECK_BUDGET = 1e11
 #: the value-perturbation walk of `build`'s automatic check: every input to the top level and to 0 in evaluation
 #: mode, to the top level in training mode (`arblocks check` and the kit walk all of WALK in both modes)
 BUILD_WALK, BUILD_TRAIN_WALK = ("max", "zero"), ("max",)
+#: the targets of `build`'s walk in float32 (and bf16/fp16), in evaluation mode: every future group at the top level,
+#: on a random image (`arblocks check` and the kit walk every target of WALK in both modes in every precision)
+PRECISION_WALK = ("max",)
 
 
 def _map(model: ARModel, method: str, samples: int, seed: int, walk: bool = False) -> tuple[torch.Tensor | None, str]:
@@ -576,8 +584,9 @@ def check_spec(
     model = build_for_check(spec, size, registry, static_causality, full.num_parameters(), sizes, budget, rule)
     if values is None:
         values, train_values = (WALK, WALK) if thorough else (BUILD_WALK, BUILD_TRAIN_WALK)
-    report = check_model(model, modes=modes, samples=samples, seed=seed, registry=registry, method=method,
-                         values=values, train_values=train_values, private=True, precisions=precisions, device=device)
+    report = check_model(model, modes=modes, samples=samples, seed=seed, registry=registry, method=method, values=values,
+                         train_values=train_values, private=True, precisions=precisions, device=device,
+                         precision_values=None if thorough else PRECISION_WALK, precision_modes=None if thorough else ("eval",))
     # `build` proves the plugins' blocks at full size (their code is the user's); `check` every block and the head
     report.full_size = _full_size(model, full, rule, registry, modes, seed, only_plugins=not thorough)
     return report
