@@ -194,7 +194,12 @@ def parser() -> argparse.ArgumentParser:
     sm.add_argument("--no-check", action="store_true", help="sample without checking the checkpoint's spec for causality first")
     sm.add_argument("--recheck", action="store_true", help=RECHECK_HELP)
     sm.add_argument("--engine", choices=["cached", "naive"], default="cached",
-                    help="cached (default): compute only the positions each draw makes computable; naive: a full forward pass per draw")
+                    help="cached (default): compute only the positions each draw makes computable; naive: a full forward pass per draw. "
+                         "In float64 (--verify strict) both draw the same images from one seed bit for bit; in float32 a draw on a rounding "
+                         "boundary can flip (docs/training.md)")
+    sm.add_argument("--verify", choices=["standard", "strict"], default="standard",
+                    help="standard: draw in float32 and check every draw's parameters against a full forward pass (tolerance 1e-3 relative); "
+                         "strict: draw in float64 (slower), where the check's tolerance is 1e-9 and the cached engine draws bitwise the naive one's images")
     sm.add_argument("--augment", action="append", default=[], metavar="NAME=K", help=AUGMENT_HELP + ": samples of the transformed images")
     sm.set_defaults(run=cmd_sample)
 
@@ -571,6 +576,8 @@ def cmd_sample(args) -> int:
     if not args.no_check:
         proven_or_check(args, model, state, "sampling", precisions_for("fp32"), device)  # sampling runs in float32
     model = model.to(device)
+    if args.verify == "strict":  # float64: the engines agree bit for bit
+        model = model.double()
     image = model.image
     conditioning = {}
     augment = parse_augment(args.augment, model) if args.augment else None

@@ -277,3 +277,27 @@ def test_a_skipped_invalid_block_replays_its_skip_stack_so_later_pops_are_not_mi
     }"""
     err = refused(capsys, ["build", spec_file(tmp_path, text), "--no-check"], "1 problem", "/body/0/bogus")
     assert "stack" not in err
+
+
+def test_strict_verification_draws_in_float64_where_both_engines_agree_bit_for_bit(checkpoint, tmp_path):
+    for engine in ("cached", "naive"):
+        assert main(["sample", checkpoint, "-n", "3", "--verify", "strict", "--engine", engine, "--out", str(tmp_path / f"{engine}.npy"),
+                     "--no-check", "--no-progress"]) == 0
+    assert np.array_equal(np.load(tmp_path / "cached.npy"), np.load(tmp_path / "naive.npy"))
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-9), (torch.float32, 1e-3)])
+def test_the_end_of_call_verification_has_the_stated_tolerance_per_dtype(dtype, tolerance, monkeypatch):
+    from arblocks.sampling import cached
+    from arblocks.sampling.draws import SamplingError
+
+    assert cached.TOLERANCE[dtype] == tolerance  # the figure docs/training.md states
+    record = cached.Record.__new__(cached.Record)
+    record.params = torch.zeros(1, dtype=dtype)
+    for difference, raises in ((0.9 * tolerance, False), (1.1 * tolerance, True)):
+        monkeypatch.setattr(cached.Record, "difference", lambda self, conditioning, d=difference: (d, 0.5))
+        if raises:
+            with pytest.raises(SamplingError, match="disagrees"):
+                record.verify({})
+        else:
+            record.verify({})
