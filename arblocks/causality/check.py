@@ -341,8 +341,8 @@ def check_model(
     private: bool = False,
     precisions: tuple[str, ...] = ("float32",),
     device: str | torch.device = "cpu",
-    precision_values: tuple[str, ...] | None = None,
-    precision_modes: tuple[str, ...] | None = None,
+    precision_values: tuple[str, ...] | None = ("max",),
+    precision_modes: tuple[str, ...] | None = ("eval",),
 ) -> CausalityReport:
     """Check a built model (a float64 copy is made and the model left untouched, unless ``private``: the caller's
     throwaway model is then checked in place).
@@ -352,7 +352,8 @@ def check_model(
     walk of :mod:`arblocks.causality.perturbation` through the targets ``values`` (``()`` skips it; ``train_values``, if
     given, in training mode). ``precisions``: the walk again in each of these (:mod:`arblocks.causality.precision`:
     float32, bf16 autocast) on ``device``, for blocks whose low-precision path computes something else, through the
-    targets ``precision_values`` (default: the mode's own), in ``precision_modes`` (default: every mode checked).
+    targets ``precision_values`` (default: the top level; None: the mode's own), in ``precision_modes`` (default:
+    evaluation; None: every mode checked). `arblocks check` and the kit pass None for both: the whole walk.
     """
     registry = registry or get_registry()
     low = low_precision_model(model, device) if precisions else None  # before the probe: `private` widens the model itself
@@ -480,7 +481,7 @@ CHECK_BUDGET = 1e11
 BUILD_WALK, BUILD_TRAIN_WALK = ("max", "zero"), ("max",)
 #: the targets of `build`'s walk in float32 (and bf16/fp16), in evaluation mode: every future group at the top level,
 #: on a random image (`arblocks check` and the kit walk every target of WALK in both modes in every precision)
-PRECISION_WALK = ("max",)
+PRECISION_WALK, PRECISION_MODES = ("max",), ("eval",)
 
 
 def _map(model: ARModel, method: str, samples: int, seed: int, walk: bool = False) -> tuple[torch.Tensor | None, str]:
@@ -586,7 +587,7 @@ def check_spec(
         values, train_values = (WALK, WALK) if thorough else (BUILD_WALK, BUILD_TRAIN_WALK)
     report = check_model(model, modes=modes, samples=samples, seed=seed, registry=registry, method=method, values=values,
                          train_values=train_values, private=True, precisions=precisions, device=device,
-                         precision_values=None if thorough else PRECISION_WALK, precision_modes=None if thorough else ("eval",))
+                         precision_values=None if thorough else PRECISION_WALK, precision_modes=None if thorough else PRECISION_MODES)
     # `build` proves the plugins' blocks at full size (their code is the user's); `check` every block and the head
     report.full_size = _full_size(model, full, rule, registry, modes, seed, only_plugins=not thorough)
     return report
