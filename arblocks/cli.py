@@ -242,8 +242,6 @@ def cmd_build(args) -> int:
     from .causality.report import build_report, format_build
     from .core.builder import build_model
 
-    if args.check_size is not None and args.check_size < 1:
-        raise UsageError("--check-size must be at least 1")
     spec = load_spec_with(args.spec, args.set)
     if staged(spec):
         return build_stages(args, spec)
@@ -297,8 +295,6 @@ def cmd_check(args) -> int:
     from .causality.check import check_spec
     from .causality.report import format_check
 
-    if args.size is not None and args.size < 1 or args.samples < 1:
-        raise UsageError("--size and --samples must be at least 1")
     spec = load_spec_with(args.spec, args.set)
     modes = ("train", "eval") if args.mode == "both" else (args.mode,)
     # a spec with stages: each stage is an ordinary model whose earlier stages' variables are fully known inputs
@@ -396,10 +392,15 @@ def transforms_of(values: dict, base: dict | None = None):
     try:
         return Transforms(**{**(base or {}), **values})
     except ValidationError as error:
-        from .spec.reading import pydantic_problems
+        raise option_problems(error, Transforms, "transforms") from None
 
-        raise SpecError([Problem(f"--{p.path.strip('/').replace('_', '-')}", p.type, p.message) for p in pydantic_problems(error, (), Transforms, "transforms")],
-                        source="options") from None
+
+def option_problems(error, model, what: str) -> SpecError:
+    """A pydantic error of options given as flags (TrainConfig, Transforms): one problem per flag, exit 2."""
+    from .spec.reading import pydantic_problems
+
+    return SpecError([Problem(f"--{p.path.strip('/').replace('_', '-')}", p.type, p.message) for p in pydantic_problems(error, (), model, what)],
+                     source="options")
 
 
 #: other names of train's flags (older ones, kept working)
@@ -453,9 +454,7 @@ def cmd_train(args) -> int:
     try:
         config = TrainConfig(**values)
     except ValidationError as error:
-        from .spec.reading import pydantic_problems
-
-        raise SpecError([Problem(f"--{p.path.strip('/').replace('_', '-')}", p.type, p.message) for p in pydantic_problems(error, (), TrainConfig, "train")], source="options") from None
+        raise option_problems(error, TrainConfig, "train") from None
     with spec_source(args.spec):
         result = fit(spec, args.data, args.out, config=config, resume=args.resume, test_data=args.test_data, progress=not args.no_progress)
     test = f", test {result.test_bits_per_dim:.4f} bits/dim ({result.test_nats_per_image:.2f} nats per image)" if result.test_bits_per_dim is not None else ""

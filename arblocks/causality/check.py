@@ -32,7 +32,7 @@ from ..core.registry import Registry
 from ..spec.errors import ArblocksError, SpecError
 from ..spec.models import ImageSpec, ModelSpec
 from .block_proof import CHECK_FULL_STREAM_BUDGET, FULL_STREAM_BUDGET, BlockProofs, prove_blocks
-from .perturbation import WALK, Change, find_changes, groups_in_order, output_group, walk
+from .perturbation import WALK, Change, find_changes, plan_walk
 from .precision import low_precision_model, precision_changes
 from .purity import PurityProblem, purity_problems
 from .size_rule import SizeRule, size_rule
@@ -356,7 +356,8 @@ def check_model(
     evaluation; None: every mode checked). `arblocks check` and the kit pass None for both: the whole walk.
     """
     registry = registry or get_registry()
-    low = low_precision_model(model, device) if precisions else None  # before the probe: `private` widens the model itself
+    walked = precisions and (values or train_values) and (precision_values is None or precision_values)
+    low = low_precision_model(model, device) if walked else None  # before the probe: `private` widens the model itself
     probe = float64_probe(model, private)
     image = probe.image
 
@@ -427,22 +428,15 @@ def _walk_map(changes: list[Change], groups: list[torch.Tensor], model: ARModel)
 def _value_changes(model: ARModel, rank: torch.Tensor, values, seed: int, every: bool = False):
     """The changes the value-perturbation walk found (``every``: of every output, else only of the outputs that must
     not see the changed input), the input groups (masks) and the walk's length."""
-    image = model.image
-    joint = model.head.joint
-    generator = torch.Generator().manual_seed(seed + 2)
-    base, cond = _random_inputs(model, 1, generator)
-    groups = groups_in_order(rank, image.channels, joint)
-    images, changed = walk(base[0], groups, image.levels, values)
-    own = output_group(rank, image.channels, 1 if joint else image.channels)
-    draw = int(torch.randint(2**31, (1,), generator=generator))
+    plan = plan_walk(model, rank, values, seed)
+    cond = {k: v.double() if v.is_floating_point() else v for k, v in plan.cond.items()}
 
     def run(batch):
-        return _seeded_view(model, batch, {k: v.expand(len(batch), *v.shape[1:]) for k, v in cond.items()}, draw)
+        return _seeded_view(model, batch, {k: v.expand(len(batch), *v.shape[1:]) for k, v in cond.items()}, plan.draw)
 
-    rows = max(8, min(128, 65536 // (image.height * image.width)))
     with torch.no_grad():
-        found = find_changes(run, images, changed, own, rows, forbidden_only=not every)
-    return found, groups, len(changed)
+        found = find_changes(run, plan.images, plan.changed, plan.own, plan.rows, forbidden_only=not every)
+    return found, plan.groups, len(plan.changed)
 
 
 def _merge(dep, allowed, changes: list[Change], groups, map_method: str = "gradient", walk_label: str = "perturbation") -> list[Violation]:

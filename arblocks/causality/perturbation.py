@@ -96,6 +96,35 @@ def walk(base: torch.Tensor, groups: list[torch.Tensor], levels: int, targets=WA
     return torch.stack(images), changed
 
 
+@dataclass
+class WalkPlan:
+    """The walk of a model (see the module's docstring), in any arithmetic: its images, the group each step changed,
+    the groups, each output's own group, the conditioning of the base image (as the inputs' ``example`` gives it), the
+    seed of the random draws every batch repeats, and the rows per batch."""
+
+    images: torch.Tensor
+    changed: list[int]
+    groups: list[torch.Tensor]
+    own: torch.Tensor
+    cond: dict[str, torch.Tensor]
+    draw: int
+    rows: int
+
+
+def plan_walk(model, rank: torch.Tensor, targets, seed: int) -> WalkPlan:
+    """The walk from a random base image (the same for a seed, whatever the precision the walk then runs in)."""
+    image, joint = model.image, model.head.joint
+    generator = torch.Generator().manual_seed(seed + 2)
+    base = torch.randint(0, image.levels, (1, image.channels, image.height, image.width), generator=generator)
+    cond = {name: model.inputs[name].example(1, generator) for name in model.provided_inputs}
+    groups = groups_in_order(rank, image.channels, joint)
+    images, changed = walk(base[0], groups, image.levels, targets)
+    own = output_group(rank, image.channels, 1 if joint else image.channels)
+    draw = int(torch.randint(2**31, (1,), generator=generator))
+    rows = max(8, min(128, 65536 // (image.height * image.width)))
+    return WalkPlan(images, changed, groups, own, cond, draw, rows)
+
+
 #: the least number of batches the walk's images are spread over: each image is computed ``1 + 1/stride`` times
 MIN_STRIDE = 4
 

@@ -24,7 +24,7 @@ import copy
 import torch
 
 from ..core.model import ARModel
-from .perturbation import Change, find_changes, groups_in_order, output_group, walk
+from .perturbation import Change, find_changes, plan_walk
 
 #: the precisions the walk can run in, besides float64: the model's float32 weights, alone or under autocast
 PRECISIONS = ("float32", "bf16", "fp16")
@@ -52,31 +52,20 @@ def precision_changes(probe: ARModel, rank: torch.Tensor, targets, seed: int, pr
     model = model if model is not None else low_precision_model(probe, device)
     model.train(probe.training)
     device = next(model.parameters(), torch.empty(0)).device
-    image = model.image
-    joint = model.head.joint
-    generator = torch.Generator().manual_seed(seed + 2)  # the float64 walk's base image and conditioning
-    base = torch.randint(0, image.levels, (1, image.channels, image.height, image.width), generator=generator)
-    cond = {}
-    for name in model.provided_inputs:
-        value = model.inputs[name].example(1, generator)
-        cond[name] = (value.float() if value.is_floating_point() else value).to(device)
-    groups = groups_in_order(rank, image.channels, joint)
-    images, changed = walk(base[0], groups, image.levels, targets)
-    own = output_group(rank, image.channels, 1 if joint else image.channels)
-    draw = int(torch.randint(2**31, (1,), generator=generator))
+    plan = plan_walk(model, rank, targets, seed)  # the float64 walk's base image, conditioning and draws
+    cond = {k: (v.float() if v.is_floating_point() else v).to(device) for k, v in plan.cond.items()}
     autocast = (lambda: torch.autocast(device.type, dtype=AUTOCAST[precision])) if precision in AUTOCAST else contextlib.nullcontext
 
     def run(batch: torch.Tensor) -> torch.Tensor:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), autocast():
-            torch.manual_seed(draw)
+            torch.manual_seed(plan.draw)
             batch_cond = {k: v.expand(len(batch), *v.shape[1:]) for k, v in cond.items()}
             view = model.head.per_dimension(model.forward_float(model.to_float(batch.to(device)), **batch_cond))
         return view.float().cpu()
 
-    rows = max(8, min(128, 65536 // (image.height * image.width)))
     with torch.no_grad():
-        first = images[:rows]
+        first = plan.images[: plan.rows]
         noise = float((run(first) - run(first)).abs().nan_to_num(0.0).max()) if len(first) else 0.0
         tolerance = NOISE_FACTOR * noise
-        found = find_changes(run, images, changed, own, rows, tolerance=tolerance)
-    return found, groups, len(changed), tolerance
+        found = find_changes(run, plan.images, plan.changed, plan.own, plan.rows, tolerance=tolerance)
+    return found, plan.groups, len(plan.changed), tolerance

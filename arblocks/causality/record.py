@@ -11,21 +11,15 @@ precision the record does not cover, a new version of the check) runs the check 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 from ..core.plugins import arblocks_version, get_registry
 from ..core.registry import Registry
+from ..spec.models import spec_hash
 
 #: the version of what the check proves: raise it when the check learns to catch more (a record of an older check
 #: is then not trusted). 2: the value walk runs in float32 too (and bf16/fp16 when asked).
 CHECK_VERSION = 2
-
-
-def spec_hash(spec) -> str:
-    """SHA-256 of the spec's canonical JSON (the checkpoint's ``spec_hash``)."""
-    return hashlib.sha256(json.dumps(spec.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=True).encode()).hexdigest()
 
 
 def used_types(data: Any) -> set[str]:

@@ -30,6 +30,8 @@ class StandardDataset(DatasetType):
 
     needs_path = False
     NAME: ClassVar[str]
+    #: the data cache's folder of the files (default NAME; celeba32 and celeba64 share celeba's)
+    CACHE: ClassVar[str | None] = None
     FILES: ClassVar[dict[str, Remote]] = {}
     SPLITS: ClassVar[tuple[str, ...]] = ("train", "test")
 
@@ -46,11 +48,11 @@ class StandardDataset(DatasetType):
             if not path.is_file():
                 raise DataError(f"{self.NAME}: {self.config.path} has no {remote.name}")
             return path
-        return fetch(self.NAME, remote)
+        return fetch(self.CACHE or self.NAME, remote)
 
     @property
     def folder(self) -> Path:
-        return Path(self.config.path) if self.config.path else dataset_folder(self.NAME)
+        return Path(self.config.path) if self.config.path else dataset_folder(self.CACHE or self.NAME)
 
 
 def _remotes(*remotes: Remote) -> dict[str, Remote]:
@@ -299,15 +301,9 @@ class Celeba(_Decoded):
     SIZE = 64
     SPLITS = ("train", "valid", "test")
     CROP = 148
+    CACHE = "celeba"
     FILES = _remotes(Remote("img_align_celeba.zip", "md5:00d2c5bc6d35e252742224ab0c1e8fcb", 1443490838),
                      Remote("list_eval_partition.txt", "md5:d32c9cbf5e040fd4025c592c306e6668", 2836386))
-
-    @property
-    def folder(self) -> Path:
-        return Path(self.config.path) if self.config.path else dataset_folder("celeba")
-
-    def file(self, key):
-        return Path(self.config.path) / key if self.config.path and (Path(self.config.path) / key).is_file() else fetch("celeba", self.FILES[key], self.folder)
 
     def decode(self):
         import torch

@@ -8,6 +8,7 @@ A spec file is validated in two stages (see :mod:`arblocks.core.validate`): the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import types
 import typing
@@ -207,3 +208,14 @@ class StagedSpec(Config):
 
 def is_staged(data: Any) -> bool:
     return isinstance(data, dict) and "stages" in data
+
+
+def spec_json(spec: BaseModel) -> str:
+    """The canonical JSON of a spec (or a spec with stages): sorted keys, aliases, no null fields; what a checkpoint
+    stores and what its hash is taken of."""
+    return json.dumps(spec.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=True)
+
+
+def spec_hash(spec: BaseModel) -> str:
+    """SHA-256 of :func:`spec_json`: a checkpoint's ``spec_hash``, and the spec a passed check's record names."""
+    return hashlib.sha256(spec_json(spec).encode()).hexdigest()

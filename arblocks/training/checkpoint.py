@@ -9,7 +9,6 @@ new one, never a torn file.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -20,7 +19,7 @@ from typing import Any
 import torch
 
 from ..spec.errors import ArblocksError
-from ..spec.models import ModelSpec
+from ..spec.models import spec_hash, spec_json  # noqa: F401 - the checkpoint's spec and hash (re-exported)
 from ..staged.stages import build_any, parse_any
 
 FORMAT = "arblocks-checkpoint/1"
@@ -28,14 +27,6 @@ FORMAT = "arblocks-checkpoint/1"
 
 class CheckpointError(ArblocksError):
     """A checkpoint is missing, unsafe, corrupt, or does not match."""
-
-
-def spec_json(spec: ModelSpec) -> str:  # or a spec with stages
-    return json.dumps(spec.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=True)
-
-
-def spec_hash(spec: ModelSpec) -> str:
-    return hashlib.sha256(spec_json(spec).encode()).hexdigest()
 
 
 def save_atomic(state: dict[str, Any], path: str | Path) -> None:
