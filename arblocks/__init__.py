@@ -13,6 +13,7 @@ from .core import (
     BuildContext,
     Causal,
     ChannelMixing,
+    DependencyMask,
     Elementwise,
     Head,
     InputType,
@@ -39,7 +40,7 @@ _moved.install()
 __version__ = arblocks_version() or "0.1.0"
 
 __all__ = [
-    "ARModel", "ArblocksError", "AttentionPattern", "Block", "BlockConfig", "BlockError", "BuildContext", "Callback", "Causal", "ChannelMixing", "Elementwise",
+    "ARModel", "ArblocksError", "AttentionPattern", "Block", "BlockConfig", "BlockError", "BuildContext", "Callback", "Causal", "ChannelMixing", "DependencyMask", "Elementwise",
     "Head", "HeadConfig", "ImageData", "ImageSpec", "InputConfig", "InputType", "ModelSpec", "Ordering", "PointwiseHead", "Problem", "RegistryError", "SpecError",
     "StagedModel", "StreamInfo", "TrainConfig", "Transforms", "build_model", "fit", "get_registry", "hookimpl", "load_checkpoint", "load_data",
     "load_registry", "load_spec", "load_staged", "parse_spec", "sample_images", "save_checkpoint", "stream_field",

@@ -50,8 +50,9 @@ from dataclasses import dataclass, field
 import torch
 
 from .attention import flex as flex_attention
-from .causality.block_proof import prove_blocks
+from .causality.block_proof import FULL_STREAM_BUDGET, full_size_layers, prove_blocks
 from .causality.check import check_model, float64_probe
+from .causality.mask_proof import states_mask
 from .core.builder import build_model
 from .core.ordering import ordering_of
 from .core.plugins import get_registry
@@ -353,10 +354,13 @@ LARGER_CASES = ("as the first layer, on the image", "after the first layer")
 
 
 def _larger_images(spec, model, block_type: str, registry) -> str | None:
-    """The block-level proof of ``block_type``'s blocks in ``model`` for the same body on each of LARGER_IMAGES."""
+    """The block-level proof of ``block_type``'s blocks in ``model`` for the same body on each of LARGER_IMAGES; a
+    block that states a dependency mask is proven through it as well (however cheap its full-size streams), so that
+    its matrices are held to the contract."""
     probe = float64_probe(model)
     cls = registry.blocks[block_type].cls if block_type in registry.blocks else None
     select = lambda m: cls is not None and any(isinstance(x, cls) for x in m.modules())  # noqa: E731
+    budgets = (FULL_STREAM_BUDGET, 0.0) if any(select(m) and states_mask(m) for m in probe.layers) else (FULL_STREAM_BUDGET,)
     for height, width in LARGER_IMAGES:
         image = spec.image.model_copy(update={"height": height, "width": width})
         try:
@@ -364,10 +368,12 @@ def _larger_images(spec, model, block_type: str, registry) -> str | None:
         except SpecError:
             continue  # e.g. strides that do not divide the size
         rank = ordering_of(spec, registry).rank(height, width)
-        with torch.nn.utils.parametrize.cached():
-            proofs = prove_blocks(probe, full, rank, select=select)
-        if proofs.violations:
-            return f"on a {height}x{width} image, block by block: {proofs.violations[0]} ({len(proofs.violations)} violation(s))"
+        for budget in budgets:
+            with torch.nn.utils.parametrize.cached():
+                proofs = prove_blocks(probe, full, rank, select=select, budget=budget, full_layer=full_size_layers(probe, full, registry))
+            if proofs.violations:
+                how = " through its dependency mask" if budget == 0 else ""
+                return f"on a {height}x{width} image, block by block{how}: {proofs.violations[0]} ({len(proofs.violations)} violation(s))"
     return None
 
 

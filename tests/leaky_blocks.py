@@ -6,9 +6,10 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
-from arblocks import BlockConfig, Elementwise, hookimpl
+from arblocks import BlockConfig, DependencyMask, Elementwise, hookimpl
 from arblocks.blocks.attention import CausalAttention, CausalAttentionConfig
 from arblocks.blocks.masked_conv import MaskedConv, MaskedConvConfig
 from arblocks.core.layers import conv_mask
@@ -203,6 +204,67 @@ class AttentionAheadWhenDownsampled(AttentionOneAhead):
         return (query.height, query.width) != (ctx.image.height, ctx.image.width)
 
 
+class AttentionAheadAtFullSizeConfig(CausalAttentionConfig):
+    """States causal_attention's clean dependency mask, but on streams wider than 16 positions (its 'fast kernel') it
+    also attends to the next position: a leak that no image the check affords shows."""
+
+    type: Literal["attention_ahead_at_full_size"] = "attention_ahead_at_full_size"
+
+
+class AttentionAheadAtFullSize(CausalAttention):
+    Config = AttentionAheadAtFullSizeConfig
+
+    def __init__(self, config, inputs, aux, ctx):
+        super().__init__(config, inputs, aux, ctx)
+        order = ctx.order_of(inputs[0]).flatten()
+        self.register_buffer("fast", self.attend | (order[None, :] == order[:, None] + 1), persistent=False)
+
+    def forward(self, query, key, value):
+        if query.shape[3] <= 16:
+            return super().forward(query, key, value)
+        h, w = query.shape[2:]
+        q, k, v = (rearrange(t, "b (heads c) h w -> b heads (h w) c", heads=self.config.heads) for t in (query, key, value))
+        mixed = F.scaled_dot_product_attention(q, k, v, attn_mask=self.fast) * self.fast.any(-1, keepdim=True).to(q.dtype)
+        return rearrange(mixed, "b heads (h w) c -> b (heads c) h w", h=h, w=w)
+
+
+class AttentionMaskUnderstatedConfig(CausalAttentionConfig):
+    """attention_one_ahead whose dependency mask states causal_attention's clean one: the block reads outside the
+    matrix it gives (the proof through the mask must not take the matrix on trust)."""
+
+    type: Literal["attention_mask_understated"] = "attention_mask_understated"
+
+
+class AttentionMaskUnderstated(AttentionOneAhead):
+    Config = AttentionMaskUnderstatedConfig
+
+    def dependency_mask(self):
+        stated = super().dependency_mask()
+        order = torch.arange(len(self.attend))  # raster, at the image's resolution
+        ahead = order[None, :] == order[:, None] + 1
+        return DependencyMask({k: m & ~ahead if k != 0 else m for k, m in stated.reads.items()})
+
+
+class MaskedGlobalMeanConfig(BlockConfig):
+    """Adds the mean over every position and states it in a dependency mask (all True): honest, and not causal."""
+
+    type: Literal["masked_global_mean"] = "masked_global_mean"
+
+
+class MaskedGlobalMean(Elementwise):
+    Config = MaskedGlobalMeanConfig
+
+    def reach(self):
+        return None
+
+    def forward(self, x):
+        return x + x.mean((2, 3), keepdim=True)
+
+    def dependency_mask(self):
+        info = self.output_info
+        return DependencyMask({0: torch.ones(info.height * info.width, info.height * info.width, dtype=torch.bool)})
+
+
 class RowsAboveMeanConfig(BlockConfig):
     """Each position gets the mean of every pixel in the rows above it: truly state 'above', under any ordering."""
 
@@ -233,6 +295,9 @@ class LeakyPlugin:
         register(AttentionOneAhead)
         register(AttentionAheadWhenDownsampled)
         register(RowsAboveMean)
+        register(AttentionAheadAtFullSize)
+        register(AttentionMaskUnderstated)
+        register(MaskedGlobalMean)
         for block in CORPUS:
             register(block)
 

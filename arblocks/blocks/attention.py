@@ -21,7 +21,7 @@ from einops import rearrange
 from pydantic import Field
 
 from ..attention.patterns import frontier_mask
-from ..core.block import Block, require_map, require_within_image
+from ..core.block import Block, DependencyMask, require_map, require_within_image
 from ..core.hookspecs import hookimpl
 from ..core.incremental import attend_at, attention_bias
 from ..core.ops import ungrouped
@@ -85,6 +85,12 @@ class CausalAttention(Block):
         q, k, v = (rearrange(t, "b (heads c) h w -> b heads (h w) c", heads=self.config.heads) for t in (query, key, value))
         mixed = F.scaled_dot_product_attention(q, k, v, attn_mask=self.attend) * self.has_past.to(q.dtype)  # [B, heads, N, c]
         return rearrange(mixed, "b heads (h w) c -> b (heads c) h w", h=h, w=w)
+
+    def dependency_mask(self):
+        """Each output reads its own query and the keys and values it attends to (none at the first position)."""
+        attended = self.attend & self.has_past.bool()  # [N, N]
+        own = torch.eye(len(attended), dtype=torch.bool, device=attended.device)
+        return DependencyMask({0: own, "key": attended, "value": attended})
 
     def forward_at(self, region, cache, query, key, value):
         """Queries at the region over the full key and value buffers (the sampler's caches of those streams)."""

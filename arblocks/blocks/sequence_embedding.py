@@ -12,7 +12,7 @@ from pydantic import Field
 from torch import nn
 
 from ..attention.sequence import SUBPIXELS, SequencePositions, from_sequence, previous_position, sequence_layout, to_sequence
-from ..core.block import Block, Elementwise, require_map
+from ..core.block import Block, DependencyMask, Elementwise, require_map
 from ..core.hookspecs import hookimpl
 from ..core.model import float_to_levels
 from ..core.ops import label_vectors, ungrouped
@@ -71,6 +71,16 @@ class TokenEmbedding(Block):
         else:
             self.label = None
         self.output_info = source.with_(channels=config.channels * self.per_pixel)
+
+    def dependency_mask(self):
+        """Each sequence position reads the token before it in the generation order (with ``shift``; the first reads
+        none), or its own."""
+        n = len(self.offset)
+        if not self.config.shift:
+            return DependencyMask({0: torch.eye(n, dtype=torch.bool)}, per_pixel=self.per_pixel)
+        reads = torch.zeros(n, n, dtype=torch.bool)
+        reads[torch.arange(n), self.previous] = ~self.first
+        return DependencyMask({0: reads}, per_pixel=self.per_pixel)
 
     def start_vector(self, embedded: torch.Tensor, label: torch.Tensor | None) -> torch.Tensor:
         """What the first position sees: ``[1 or B, 1, D]``, the learned start (or zeros) plus the label's vector."""
@@ -153,6 +163,12 @@ class PositionEmbedding(Elementwise):
 
     def forward(self, x):
         return x + self.positions().to(x.dtype)
+
+    def dependency_mask(self):
+        """Each channel reads itself (a table per position ties the block to its size: the reach alone does not carry
+        to the full image)."""
+        info, groups = self.output_info, self.image.channels
+        return DependencyMask({0: torch.eye(info.height * info.width * groups, dtype=torch.bool)}, per_pixel=groups)
 
     def forward_at(self, region, cache, x):
         if self.config.kind != "factorized":

@@ -19,7 +19,7 @@ from ..attention import flex as flex_attention
 from ..attention.kernels import MaskedAttention
 from ..attention.patterns import attention_mask, frontier_mask, pattern_of
 from ..attention.sequence import SUBPIXELS, SequencePositions, from_sequence, sequence_layout, to_sequence
-from ..core.block import Block, ChannelMixing, require_map, require_within_image
+from ..core.block import Block, ChannelMixing, DependencyMask, require_map, require_within_image
 from ..core.hookspecs import hookimpl
 from ..core.incremental import attend_at, attention_bias
 from ..core.ops import dropout
@@ -141,6 +141,11 @@ class TransformerBlock(Block):
         else:
             seq = self.layers(seq)
         return from_sequence(seq, self.per_pixel, h, w)
+
+    def dependency_mask(self):
+        """Every sequence position reads the positions its heads attend to (itself among them): the MLP, the norms and
+        the residual sums work on each position alone."""
+        return DependencyMask({0: self.attend.mask.any(0)}, per_pixel=self.per_pixel)
 
     def layers(self, seq):
         return self.branch(self.branch(seq, self.attention, self.ln1), self.mlp, self.ln2)

@@ -20,54 +20,38 @@ states a ``reach()``: translation-equivariant, zero-padded, reading its inputs w
    ordering works. A dependency outside the block's stated reach is reported too: the mapping relies on it.
 
 Blocks without a reach (attention, embeddings of positions, position-dependent plugin blocks) are proven on their
-whole full-size streams when that is affordable (attention at a U-Net's 8x8 level, or over a 32x32 image's pixels),
-the block built for the full size when the check's copy holds masks for the small image; the others are checked only
-inside the model, at the size of the whole-model check, and the report names them.
+whole full-size streams when that is affordable (attention at a U-Net's 8x8 level), the block built for the full size
+when the check's copy holds masks for the small image; else through their dependency masks when they state one
+(:mod:`arblocks.causality.mask_proof`: PixelSNAIL's attention over 32x32, the sequence models' blocks); the others
+are checked only inside the model, at the size of the whole-model check, and the report names them.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field, replace
 
 import torch
 
+from ..core.builder import build_model
 from ..core.incremental import Reach
 from ..core.model import ARModel
-from ..core.ops import channel_groups
 from ..core.readiness import ready_times, stream_groups
+from ..core.registry import Registry
 from ..core.streams import Causal, StreamInfo, canonical
+from .block_dependencies import BLOCK_WALK, BlockViolation, Slot, caller, dependencies_in_modes, group_index, seeded, step_slots
+from .mask_proof import prove_by_mask, states_mask
 from .size_rule import smallest_covering
 
-#: the values the block-level walk sets each input position's group to
-BLOCK_WALK = (1.0, -1.0, 0.0)
 #: multiply-accumulates a block without a reach may cost to be proven on its full-size streams: about a second for
 #: `build`'s proof of plugin blocks; `arblocks check` allows ten times as much (CHECK_FULL_STREAM_BUDGET)
 FULL_STREAM_BUDGET = 1e10
 CHECK_FULL_STREAM_BUDGET = 1e11
-
-
-@dataclass(frozen=True)
-class BlockViolation:
-    """Output (group, row, col) of the block at ``path`` depends on input ``slot`` at (group, row, col), at full size,
-    although its stated causality forbids it (``kind`` "order"), or beyond its stated reach (``kind`` "reach")."""
-
-    path: str
-    output: tuple[int, int, int]
-    slot: str
-    input: tuple[int, int, int]
-    kind: str = "order"
-
-    def __str__(self) -> str:
-        if self.kind == "reach":
-            source = f"{self.slot} {_where(self.input)}" if self.input[1] >= 0 else "its inputs outside that reach (all set to one value)"
-            return f"{self.path}: output {_where(self.output)} reads {source}, beyond the reach the block states"
-        return f"{self.path}: output {_where(self.output)} <- {self.slot} {_where(self.input)}, which the block's causal statement forbids"
-
-
-def _where(at: tuple[int, int, int]) -> str:
-    group, row, col = at
-    return f"(row {row}, col {col}" + (f", channel group {group})" if group >= 0 else ")")
+#: what a pair of positions costs attention in float64 on the CPU, per channel, in multiply-accumulates of a
+#: convolution: the masked scores, their softmax and the batch's score matrices in memory (measured: a 4-channel
+#: attention block over 24x24 took 200 s to prove on its full-size streams, estimated at 9e9 without this factor)
+PAIR_COST = 20
 
 
 @dataclass
@@ -75,22 +59,13 @@ class BlockProofs:
     """What the block-level proof covered: ``proven`` block paths, ``uncovered`` ones (no reach) and violations."""
 
     proven: list[str] = field(default_factory=list)
+    by_mask: list[str] = field(default_factory=list)  # the proven blocks proven through their dependency masks
     uncovered: list[str] = field(default_factory=list)
     violations: list[BlockViolation] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
         return not self.uncovered and not self.violations
-
-
-@dataclass
-class _Slot:
-    """One map the block reads: a positional input or an auxiliary field."""
-
-    name: str
-    full: StreamInfo
-    index: int | None = None  # position among the block's inputs; None for an auxiliary field
-    aux: str | None = None
 
 
 @dataclass
@@ -145,98 +120,7 @@ def _cases(size: int, before: int, after: int, period: int) -> list[tuple[int, i
     return [(p % period, min(p, before), min(size - 1 - p, after)) for p in range(size)]
 
 
-def step_slots(model: ARModel) -> tuple[list[list[_Slot]], StreamInfo]:
-    """For every step of a model built at full size, the maps it reads with their full-size stream infos; and the
-    info of the stream the head reads."""
-    result = []
-
-    def record(step, inputs, aux):
-        slots = [_Slot(f"input {i} ({'pop ' if ref.kind == 'pop' else ''}{ref.name})", info, index=i) for i, (ref, info) in enumerate(zip(step.inputs, inputs))]
-        slots += [_Slot(f"field '{name}'", step.aux_info[name], aux=name) for name in aux]
-        result.append(slots)
-        return step.info
-
-    streams = model.replay(model.start_infos(), record)
-    return result, streams[model.head_in]
-
-
-def _group_index(info: StreamInfo, image_channels: int) -> torch.Tensor:
-    """[channels]: the index (into :func:`ready_times`' first axis) of each channel's group."""
-    groups = stream_groups(info, image_channels)
-    if len(groups) == 1:
-        return torch.zeros(info.channels, dtype=torch.long)
-    lookup = {g: i for i, g in enumerate(groups)}
-    return torch.tensor([lookup[int(g)] for g in channel_groups(info.channels, image_channels)])
-
-
-def _reduce(t: torch.Tensor, index: torch.Tensor, groups: int) -> torch.Tensor:
-    """[B, C, h, w] -> [B, G, h, w]: the max over each group's channels."""
-    return torch.stack([t[:, index == g].amax(1) if bool((index == g).any()) else t.new_zeros(t.shape[0], *t.shape[2:])
-                        for g in range(groups)], dim=1)
-
-
-def block_dependencies(call, maps: list[torch.Tensor], extra: dict, out_index: torch.Tensor, out_groups: int,
-                       in_indices: list[torch.Tensor], in_groups: list[int], seed: int) -> list[torch.Tensor]:
-    """Per map: [G_out, h, w, G_in, h_in, w_in] bool, the dependencies of ``call`` (a function of the maps, float64)
-    on its window, from gradients at a random point and from the block-level value walk."""
-
-    run = _seeded(call, extra, seed)
-    base = [m[:1] for m in maps]
-    out = run(base)
-    g_out, h, w = out_groups, out.shape[2], out.shape[3]
-    n_out = g_out * h * w
-    copies = [b.expand(n_out, *b.shape[1:]).clone().requires_grad_(True) for b in base]
-    y = run(copies)
-    selector = torch.zeros(n_out, g_out, h, w, dtype=y.dtype)
-    selector.view(n_out, -1)[torch.arange(n_out), torch.arange(n_out)] = 1.0
-    weights = selector[:, out_index] * torch.rand(y.shape[1], 1, 1, generator=torch.Generator().manual_seed(seed), dtype=y.dtype).add(0.5)
-    grads = torch.autograd.grad((y * weights).sum(), copies, allow_unused=True) if y.requires_grad else [None] * len(copies)
-    result = []
-    for i, (m, grad) in enumerate(zip(base, grads)):
-        dep = torch.zeros(n_out, in_groups[i], *m.shape[2:], dtype=torch.bool)
-        if grad is not None:
-            dep |= _reduce(grad.abs(), in_indices[i], in_groups[i]) != 0
-        with torch.no_grad():
-            dep |= _walk(run, base, i, in_indices[i], in_groups[i], out_index, g_out)
-        result.append(dep.reshape(g_out, h, w, *dep.shape[1:]))
-    return result
-
-
-def _seeded(call, labels: dict, seed: int):
-    """``call`` on a batch of maps, with the labels repeated to the batch and the same random draws at every call
-    (dropout in training mode), so that two batches of one shape are computed alike."""
-
-    def run(batch_maps):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return call(batch_maps, {k: v.expand(batch_maps[0].shape[0], *v.shape[1:]) for k, v in labels.items()})
-
-    return run
-
-
-def _walk(run, base: list[torch.Tensor], slot: int, index: torch.Tensor, groups: int, out_index, out_groups) -> torch.Tensor:
-    """[G_out * h * w, G_in, h_in, w_in] bool: outputs that change when one input position's group takes a walk value."""
-    _, c, h_in, w_in = base[slot].shape
-    n = groups * h_in * w_in
-    items = torch.arange(n)
-    g, rest = items // (h_in * w_in), items % (h_in * w_in)
-    chosen = (index[None, :] == g[:, None])  # [n, C]: the channels each item changes
-    same = [b.expand(n, *b.shape[1:]) for b in base]
-    before = run([s.clone() for s in same])
-    changed = torch.zeros(n, out_groups, *before.shape[2:], dtype=torch.bool)
-    for value in BLOCK_WALK:
-        maps = [s.clone() for s in same]
-        target = maps[slot]
-        mask = torch.zeros(n, c, h_in * w_in, dtype=torch.bool)
-        mask[items, :, rest] = chosen  # item j changes its group's channels at its position
-        target.masked_fill_(mask.reshape(n, c, h_in, w_in), value)
-        after = run(maps)
-        changed |= _reduce((after != before).to(before.dtype), out_index, out_groups) != 0
-    # [n, G_out, h, w] -> [G_out * h * w, G_in, h_in, w_in]
-    return changed.reshape(groups, h_in, w_in, -1).permute(3, 0, 1, 2)
-
-
-def _inputs(slots: list[_Slot], rows: _Axis, cols: _Axis, generator: torch.Generator) -> tuple[list[torch.Tensor], dict]:
+def _inputs(slots: list[Slot], rows: _Axis, cols: _Axis, generator: torch.Generator) -> tuple[list[torch.Tensor], dict]:
     """Random float64 windows for the map slots and example labels for the others (keyed by slot name)."""
     maps, labels, i = [], {}, 0
     for slot in slots:
@@ -249,23 +133,7 @@ def _inputs(slots: list[_Slot], rows: _Axis, cols: _Axis, generator: torch.Gener
     return maps, labels
 
 
-def _caller(layer, slots: list[_Slot]):
-    """A function (maps, labels) -> output that calls a block with its positional inputs and auxiliary fields."""
-
-    def call(maps, labels):
-        args, aux, it = {}, {}, iter(maps)
-        for slot in slots:
-            value = next(it) if slot.full.kind == "map" else labels[slot.name]
-            if slot.index is None:
-                aux[slot.aux] = value
-            else:
-                args[slot.index] = value
-        return layer(*(args[i] for i in sorted(args)), **aux)
-
-    return call
-
-
-def _violations(path: str, slot: _Slot, dep: torch.Tensor, rows: _Axis, cols: _Axis, i: int, reach: Reach,
+def _violations(path: str, slot: Slot, dep: torch.Tensor, rows: _Axis, cols: _Axis, i: int, reach: Reach,
                 ready_in: torch.Tensor, ready_out: torch.Tensor, limit: int) -> list[BlockViolation]:
     """Map the window's dependencies [G_out, h, w, G_in, h_in, w_in] onto every full-size position and test them."""
     found = []
@@ -308,17 +176,39 @@ def prove_blocks(model: ARModel, full: ARModel, rank: torch.Tensor, modes=("trai
     and the head). A block without a reach, or one that cannot run on a window, is proven on its full-size streams
     when that costs at most ``budget`` multiply-accumulates; ``full_layer(index)``, if given, supplies step ``index``'s
     block built for the full size (float64, the same weights) for that proof: the check's copy holds masks and tables
-    built for the small image's streams (attention's mask, which may even broadcast over larger streams)."""
+    built for the small image's streams (attention's mask, which may even broadcast over larger streams). A block that
+    costs more and states a dependency mask is proven through it (:mod:`arblocks.causality.mask_proof`; this needs
+    ``full_layer`` too)."""
     prover = _Prover(rank, full.image.channels, modes, seed, limit, budget)
     slots_of_steps, head_in = step_slots(full)
-    jobs = [(step.path, model.layers[step.index], slots, step.info, step.index) for step, slots in zip(full.steps, slots_of_steps)]
-    jobs.append(("/head", _HeadCall(model.head), [_Slot(f"stream '{full.head_in}'", head_in, index=0)], _head_info(model, full, head_in), None))
-    for path, layer, slots, out, index in jobs:
+    small_slots, _ = step_slots(model)
+    for step, small_step, slots, mine in zip(full.steps, model.steps, slots_of_steps, small_slots):
+        layer = model.layers[step.index]
         if select is None or select(layer):
-            sized = index is not None and _sized_to_streams(layer, full.layers[index])
-            rebuild = (lambda index=index: full_layer(index)) if sized and full_layer is not None else None
-            prover.prove(path, layer, slots, out, sized, rebuild)
+            at_full = (lambda index=step.index: full_layer(index)) if full_layer is not None else None
+            prover.prove(step.path, layer, slots, step.info, _sized_to_streams(layer, full.layers[step.index]), at_full, (mine, small_step.info))
+    head = _HeadCall(model.head)
+    if select is None or select(head):
+        prover.prove("/head", head, [Slot(f"stream '{full.head_in}'", head_in, index=0)], _head_info(model, full, head_in))
     return prover.proofs
+
+
+def full_size_layers(model: ARModel, full: ARModel, registry: Registry | None = None):
+    """``index -> block``: step ``index``'s block of the spec at its own size in float64 on the CPU (once, when first
+    asked: a copy of ``full`` when it is on the CPU, else a build, so that a model on the meta device or an accelerator
+    is neither copied there nor materialized), holding the checked copy's weights wherever their shapes agree."""
+    built: list[ARModel] = []
+
+    def layer(index: int):
+        if not built:
+            on_cpu = all(t.device.type == "cpu" for t in [*full.parameters(), *full.buffers()])
+            built.append(copy.deepcopy(full).double() if on_cpu else build_model(full.spec, registry, full.image, static_causality=False).double())
+        block, small = built[0].layers[index], model.layers[index]
+        mine = block.state_dict()
+        block.load_state_dict({k: v for k, v in small.state_dict().items() if k in mine and mine[k].shape == v.shape}, strict=False)
+        return block
+
+    return layer
 
 
 class _Prover:
@@ -330,10 +220,11 @@ class _Prover:
         self.proofs = BlockProofs()
         self.memo: dict = {}
 
-    def prove(self, path: str, layer, slots: list[_Slot], out: StreamInfo, sized: bool = False, rebuild=None) -> None:
+    def prove(self, path: str, layer, slots: list[Slot], out: StreamInfo, sized: bool = False, at_full=None, small=None) -> None:
         """``sized``: the block's buffers or parameters depend on its streams' size (attention masks, tables of
-        positions), so the check's copy cannot run at full size: ``rebuild()`` gives the block built for it, and its
-        cost counts every pair of positions."""
+        positions), so the check's copy cannot run at full size, and its cost counts every pair of positions.
+        ``at_full()`` gives the block built for the full size; ``small`` is (slots, output info) of the check's copy,
+        for the proof through a dependency mask."""
         maps = [s for s in slots if s.full.kind == "map"]
         reach = layer.reach() if callable(getattr(layer, "reach", None)) else None
         if Causal.FUTURE in (out.causal, *(s.full.causal for s in slots)):  # the builder's states already show a leak
@@ -342,11 +233,15 @@ class _Prover:
             (self.proofs.uncovered if reach is None else self.proofs.proven).append(path)
         else:
             found = self._windowed(path, layer, slots, maps, out, reach) if reach is not None else None
-            if found is None and (rebuild is not None or not sized) and _full_stream_cost(layer, maps, out, self.C, sized) <= self.budget:
+            if found is None and (at_full is not None or not sized) and _full_stream_cost(layer, maps, out, self.C, sized) <= self.budget:
                 whole = Reach(*(max(out.height, *(s.full.height for s in maps)),) * 2, *(max(out.width, *(s.full.width for s in maps)),) * 2)
                 # a size-specific block as built for the full-size streams (the small image's mask may even broadcast)
-                block = rebuild() if sized else layer
+                block = at_full() if sized else layer
                 found = self._windowed(path, block, slots, maps, out, whole, whole=True, full_size=sized)
+            if found is None and at_full is not None and small is not None and states_mask(layer):
+                found = self._by_mask(path, layer, small, at_full, slots, out)
+                if found == []:
+                    self.proofs.by_mask.append(path)
             if found is None:
                 self.proofs.uncovered.append(path)
             elif found:
@@ -354,14 +249,27 @@ class _Prover:
             else:
                 self.proofs.proven.append(path)
 
+    def _by_mask(self, path, layer, small, at_full, slots, out) -> list[BlockViolation] | None:
+        """The violations the proof through the block's dependency mask finds, or None if it cannot run."""
+        small_slots, small_out = small
+        config = getattr(layer, "config", None)
+        shapes = lambda slots, out: (out.shape, out.causal, tuple((s.full.shape, s.full.causal) for s in slots))  # noqa: E731
+        key = ("mask", type(layer), config.model_dump_json() if hasattr(config, "model_dump_json") else id(layer),
+               shapes(small_slots, small_out), shapes(slots, out))
+        if key not in self.memo:
+            self.memo[key] = prove_by_mask(path, layer, small_slots, small_out, at_full(), slots, out, self.rank, self.C,
+                                           self.modes, self.seed, self.generator, self.limit)
+        found = self.memo[key]
+        return None if found is None else [replace(v, path=path) for v in found]
+
     def _windowed(self, path, layer, slots, maps, out, reach: Reach, whole: bool = False, full_size: bool = False) -> list[BlockViolation] | None:
         """The violations found through a window (the whole streams if ``whole``), or None if the block cannot run on it."""
         rows = _axis(out.height, [s.full.height for s in maps], reach.top, reach.bottom)
         cols = _axis(out.width, [s.full.width for s in maps], reach.left, reach.right)
         if rows is None or cols is None:
             return None
-        out_index = _group_index(out, self.C)
-        in_indices = [_group_index(s.full, self.C) for s in maps]
+        out_index = group_index(out, self.C)
+        in_indices = [group_index(s.full, self.C) for s in maps]
         in_groups = [int(ix.max()) + 1 for ix in in_indices]
         config = getattr(layer, "config", None)
         key = (type(layer), config.model_dump_json() if hasattr(config, "model_dump_json") else id(layer), whole, full_size,
@@ -393,14 +301,14 @@ def _sized_to_streams(small, full) -> bool:
     return shapes(small) != shapes(full)
 
 
-def _full_stream_cost(layer, maps: list[_Slot], out: StreamInfo, image_channels: int, pairs: bool = False) -> float:
+def _full_stream_cost(layer, maps: list[Slot], out: StreamInfo, image_channels: int, pairs: bool = False) -> float:
     """Rough multiply-accumulates of proving a block on its full-size streams: one pass per output (position, channel
     group) and per walked input (position, group, value), each about (parameters + channels) x output positions, plus,
-    with ``pairs`` (a block whose tables follow its streams' size, such as attention), channels x every pair of
-    positions."""
+    with ``pairs`` (a block whose tables follow its streams' size, such as attention), :data:`PAIR_COST` x channels
+    x every pair of positions."""
     weights = sum(p.numel() for p in layer.parameters()) + sum(s.full.channels for s in maps) + out.channels
     if pairs:
-        weights += sum(s.full.channels for s in maps) * max(s.full.height * s.full.width for s in maps)
+        weights += PAIR_COST * sum(s.full.channels for s in maps) * max(s.full.height * s.full.width for s in maps)
     groups = lambda info: len(stream_groups(info, image_channels))  # noqa: E731
     items = groups(out) * out.height * out.width + len(BLOCK_WALK) * sum(groups(s.full) * s.full.height * s.full.width for s in maps)
     return float(weights) * out.height * out.width * items
@@ -409,20 +317,7 @@ def _full_stream_cost(layer, maps: list[_Slot], out: StreamInfo, image_channels:
 def _window_dependencies(layer, slots, rows: _Axis, cols: _Axis, out_index, in_indices, in_groups, modes, seed, generator):
     """The block's dependencies on its window in every mode (their union), or None if it cannot run on the window."""
     windows, labels = _inputs(slots, rows, cols, generator)
-    call = _caller(layer, slots)
-    try:
-        with torch.no_grad():
-            shape = tuple(call(windows, labels).shape)
-    except (RuntimeError, ValueError, IndexError):
-        return None
-    if shape[1:] != (len(out_index), rows.small_out, cols.small_out):
-        return None
-    deps = None
-    for mode in modes:
-        layer.train(mode == "train")
-        found = block_dependencies(call, windows, labels, out_index, int(out_index.max()) + 1, in_indices, in_groups, seed)
-        deps = found if deps is None else [a | b for a, b in zip(deps, found)]
-    return deps
+    return dependencies_in_modes(layer, slots, windows, labels, out_index, (rows.small_out, cols.small_out), in_indices, in_groups, modes, seed)
 
 
 def _escapes(path, layer, slots, rows: _Axis, cols: _Axis, reach: Reach, out: StreamInfo, modes, seed, generator, limit) -> list[BlockViolation]:
@@ -432,7 +327,7 @@ def _escapes(path, layer, slots, rows: _Axis, cols: _Axis, reach: Reach, out: St
     maps = [s for s in slots if s.full.kind == "map"]
     full = [torch.randn(1, s.full.channels, s.full.height, s.full.width, generator=generator, dtype=torch.float64) for s in maps]
     labels = {s.name: torch.randint(s.full.channels, (1,), generator=generator) for s in slots if s.full.kind != "map"}
-    call = _caller(layer, slots)
+    call = caller(layer, slots)
     points = sorted({(0, 0), (0, out.width - 1), (out.height - 1, 0), (out.height - 1, out.width - 1), (out.height // 2, out.width // 2)})
     outside = []  # per point, per slot: [H_i, W_i] bool, the inputs the point's output must not read
     for r, c in points:
@@ -445,7 +340,7 @@ def _escapes(path, layer, slots, rows: _Axis, cols: _Axis, reach: Reach, out: St
         outside.append(masks)
     found = []
 
-    run = _seeded(call, labels, seed)
+    run = seeded(call, labels, seed)
     for mode in modes:
         layer.train(mode == "train")
         n = len(points) * len(BLOCK_WALK)

@@ -31,7 +31,7 @@ from ..core.plugins import BUILTIN_PLUGINS, get_registry
 from ..core.registry import Registry
 from ..spec.errors import ArblocksError, SpecError
 from ..spec.models import ImageSpec, ModelSpec
-from .block_proof import CHECK_FULL_STREAM_BUDGET, FULL_STREAM_BUDGET, BlockProofs, prove_blocks
+from .block_proof import CHECK_FULL_STREAM_BUDGET, FULL_STREAM_BUDGET, BlockProofs, full_size_layers, prove_blocks
 from .perturbation import WALK, Change, find_changes, plan_walk
 from .precision import low_precision_model, precision_changes
 from .purity import PurityProblem, purity_problems
@@ -393,8 +393,9 @@ def check_model(
             probe.train(mode == "train")
             with torch.random.fork_rng(devices=[]):
                 found, groups, _, report.precisions[precision] = precision_changes(probe, rank, walks[mode], seed, precision, device, model=low)
+            known = set(report.violations)
             report.violations += [v for v in _merge(torch.zeros_like(report.dependency), report.allowed, found, groups,
-                                                    walk_label=f"perturbation in {precision}") if v not in report.violations]
+                                                    walk_label=f"perturbation in {precision}") if v not in known]
     return CausalityReport((image.channels, image.height, image.width), ordering.key, reports)
 
 
@@ -500,11 +501,22 @@ def check_image(spec: ModelSpec, size: int | tuple[int, int] | None) -> ImageSpe
     return image.model_copy(update={"height": min(height, image.height), "width": min(width, image.width)})
 
 
-def estimated_cost(image: ImageSpec, parameters: int, joint: bool = False) -> float:
+def estimated_cost(image: ImageSpec, parameters: int, joint: bool = False, pairs: float = 0.0) -> float:
     """Rough multiply-accumulates of one dependency map: one backward pass per output dimension (per pixel for a
-    joint head), each about parameters x positions."""
+    joint head), each about parameters x positions, plus ``pairs`` x positions squared for the blocks whose cost grows
+    with pairs of positions (see :func:`pair_channels`)."""
     positions = image.height * image.width
-    return (1 if joint else image.channels) * positions * parameters * positions
+    return (1 if joint else image.channels) * positions * (parameters + pairs * positions) * positions
+
+
+def pair_channels(model: ARModel) -> float:
+    """The output channels of the blocks without a reach (attention and other blocks that may read every position),
+    each weighted by the square of its stream's share of the image's positions: a check's pass costs about this
+    times the positions squared on top of the parameters times the positions (attention at full resolution holds a
+    score per pair of positions)."""
+    pixels = model.image.height * model.image.width
+    return sum(step.info.channels * (step.info.height * step.info.width / pixels) ** 2 for step in model.steps
+               if step.info.kind == "map" and model.layers[step.index].reach() is None)
 
 
 def build_for_check(
@@ -516,12 +528,13 @@ def build_for_check(
     sizes: tuple[int, ...] = AUTO_SIZES,
     budget: float = AUTO_BUDGET,
     rule: SizeRule | None = None,
+    pairs: float = 0.0,
 ) -> ARModel:
     """The spec's model for a small image: ``size`` x ``size`` at most, or with ``size="auto"`` the largest of
     ``sizes`` (and the size ``rule`` asks for) whose estimated cost fits ``budget`` and that the spec can be built for
     (multi-scale specs need sizes their strides divide), preferring sizes that the rule says speak for the spec's own
     image; when none fits, the smallest that builds. ``parameters`` (the model's trainable parameter count) saves a
-    build when the caller knows it."""
+    build when the caller knows it; ``pairs`` is :func:`pair_channels` of the spec's model."""
     if size != "auto":
         return build_model(spec, registry, check_image(spec, size), static_causality)
     registry = registry or get_registry()
@@ -531,7 +544,7 @@ def build_for_check(
     full = (spec.image.height, spec.image.width)
     shapes = {(min(s, full[0]), min(s, full[1])) for s in sizes} | ({rule.needed} if rule else set())
     candidates = sorted(shapes, key=lambda c: (c[0] * c[1], c), reverse=True)
-    affordable = [c for c in candidates if estimated_cost(check_image(spec, c), parameters, joint) <= budget]
+    affordable = [c for c in candidates if estimated_cost(check_image(spec, c), parameters, joint, pairs) <= budget]
     proving = [c for c in affordable if rule is not None and rule.covers(*c)]
     over = [c for c in reversed(candidates) if c not in affordable]
     first_error = None
@@ -576,7 +589,7 @@ def check_spec(
     # the budget is for the gradient map; `check`'s four-target walk in both modes costs 2-5x as much again (5x for the
     # unfold-based convolutions of lmconv, which picks 12x12 under this budget and 16x16 under a third of CHECK_BUDGET)
     sizes, budget = ((max(spec.image.height, spec.image.width), *CHECK_SIZES), CHECK_BUDGET / 4) if thorough else (AUTO_SIZES, AUTO_BUDGET)
-    model = build_for_check(spec, size, registry, static_causality, full.num_parameters(), sizes, budget, rule)
+    model = build_for_check(spec, size, registry, static_causality, full.num_parameters(), sizes, budget, rule, pair_channels(full))
     if values is None:
         values, train_values = (WALK, WALK) if thorough else (BUILD_WALK, BUILD_TRAIN_WALK)
     report = check_model(model, modes=modes, samples=samples, seed=seed, registry=registry, method=method, values=values,
@@ -598,7 +611,7 @@ def _full_size(model: ARModel, full: ARModel, rule: SizeRule, registry: Registry
     with torch.nn.utils.parametrize.cached():
         proofs = prove_blocks(model, full, rank, modes=modes, seed=seed, select=_plugin_code(registry) if only_plugins else None,
                               budget=FULL_STREAM_BUDGET if only_plugins else CHECK_FULL_STREAM_BUDGET,
-                              full_layer=_full_layers(model, full, registry))
+                              full_layer=full_size_layers(model, full, registry))
     proven, uncovered = _unique(proofs.proven), _unique(proofs.uncovered)
     shown = ", ".join(uncovered[:5]) + (f" and {len(uncovered) - 5} more" if len(uncovered) > 5 else "")
     why = rule.reason if rule.extent is None else f"{rule.reason}; the size rule needs {nh}x{nw}, more than the check affords"
@@ -613,28 +626,12 @@ def _full_size(model: ARModel, full: ARModel, rule: SizeRule, registry: Registry
                   + "`arblocks check` proves every block at full size")
     elif uncovered:
         status, reason = "partial", (f"{len(proven)} blocks (the head included) keep their causal statements at full size; "
-                                     f"not covered (no reach, checked inside the model at {size[0]}x{size[1]} only): {shown}")
+                                     f"not covered (no reach and no dependency mask, checked inside the model at {size[0]}x{size[1]} only): {shown}")
     else:
-        status, reason = "block by block", f"every block and the head ({len(proven)}) keep their causal statements at full size ({why})"
+        masked = len(_unique(proofs.by_mask))
+        through = f", {masked} of them through their dependency masks" if masked else ""
+        status, reason = "block by block", f"every block and the head ({len(proven)}{through}) keep their causal statements at full size ({why})"
     return FullSize(rule.full, status, reason, proofs)
-
-
-def _full_layers(model: ARModel, full: ARModel, registry: Registry):
-    """``index -> block``: step ``index``'s block of the spec at its own size in float64 on the CPU (once, when first
-    asked: a copy of ``full`` when it is on the CPU, else a build, so that a model on the meta device or an accelerator
-    is neither copied there nor materialized), holding the checked copy's weights wherever their shapes agree."""
-    built: list[ARModel] = []
-
-    def layer(index: int):
-        if not built:
-            on_cpu = all(t.device.type == "cpu" for t in [*full.parameters(), *full.buffers()])
-            built.append(copy.deepcopy(full).double() if on_cpu else build_model(full.spec, registry, static_causality=False).double())
-        block, small = built[0].layers[index], model.layers[index]
-        mine = block.state_dict()
-        block.load_state_dict({k: v for k, v in small.state_dict().items() if k in mine and mine[k].shape == v.shape}, strict=False)
-        return block
-
-    return layer
 
 
 def _plugin_code(registry: Registry):

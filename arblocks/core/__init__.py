@@ -6,7 +6,7 @@ It imports only :mod:`arblocks.spec`. Built-in blocks, heads, patterns and the e
 """
 
 from .augmentation import Transformation, TransformationConfig
-from .block import Block, BuildContext, ChannelMixing, Elementwise
+from .block import Block, BuildContext, ChannelMixing, DependencyMask, Elementwise
 from .builder import build_model
 from .head import Head, PointwiseHead
 from .hookspecs import hookimpl
@@ -21,7 +21,7 @@ from .streams import Causal, StreamInfo
 from .validate import load_spec, parse_spec
 
 __all__ = [
-    "ARModel", "Block", "BuildContext", "Causal", "ChannelMixing", "Conv", "Elementwise", "Head", "InputType", "Ordering", "OrderingConfig",
+    "ARModel", "Block", "BuildContext", "Causal", "ChannelMixing", "Conv", "DependencyMask", "Elementwise", "Head", "InputType", "Ordering", "OrderingConfig",
     "PointwiseHead", "Reach", "Region", "Registry", "StreamInfo", "Transformation", "TransformationConfig", "build_model", "conv_mask",
     "data_dependent_init", "get_registry", "hookimpl", "load_registry", "load_spec", "ordering_of", "parse_spec",
 ]

@@ -14,6 +14,10 @@ A block type is an ``nn.Module`` subclass of :class:`Block` with
 For cached sampling a block may also give ``reach()`` (a local block: the sampler runs ``forward`` on a small window)
 or ``forward_at(region, cache, *inputs, **aux)`` with ``new_cache(batch, device, dtype)`` (an explicit incremental
 step); see :mod:`arblocks.core.incremental`. Without either it is recomputed over the whole map, which is exact but slow.
+
+A block without a reach whose dependencies a boolean matrix gives (attention and its mask, embeddings of a sequence)
+may give ``dependency_mask()``, a :class:`DependencyMask`: then the causality check proves it at any image size from
+the matrix (see :mod:`arblocks.causality.mask_proof`), where running it on its full-size streams would cost too much.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import torch
 from torch import nn
 
 from ..spec.errors import BlockError
@@ -61,6 +66,23 @@ class BuildContext:
         return ready_times(info, self.rank, self.image.channels)
 
 
+@dataclass(frozen=True)
+class DependencyMask:
+    """What each output of a block may read, as it is built: output unit ``i`` reads the map a slot names only at the
+    units ``j`` where ``reads[slot][i, j]`` is True.
+
+    Units are a stream's positions in storage order ``(h w p)``: each pixel holds ``per_pixel`` of them, and unit ``p``
+    of a pixel is the channels of sub-pixel group ``p`` (:func:`arblocks.core.ops.channel_groups` of the stream's
+    channels into ``per_pixel`` groups; with 1, all of a pixel's channels). ``per_pixel`` is one for the output and
+    every map: a block whose groups matter anywhere (a sub-pixel sequence, a block that keeps channel groups apart)
+    states its masks per sub-pixel (``per_pixel`` = the image's channels). A slot is the index of a positional input or
+    the name of an auxiliary field; a map the masks do not name may be read anywhere. A matrix is ``[N_out, N_in]``
+    bool, ``N`` = height x width x ``per_pixel`` of the output and the map."""
+
+    reads: dict[int | str, torch.Tensor]
+    per_pixel: int = 1
+
+
 @base_of("block")
 class Block(nn.Module):
     """Base class of all blocks. See the module docstring for the contract."""
@@ -84,6 +106,11 @@ class Block(nn.Module):
     # -- cached sampling (see arblocks.core.incremental) ----------------------------------------------
     def reach(self) -> Reach | None:
         """For a local block (translation-equivariant, zero-padded at the borders): how far an output reads its inputs."""
+        return None
+
+    def dependency_mask(self) -> DependencyMask | None:
+        """For a block without a reach: the units of its inputs each output unit may read (a superset of what it reads),
+        for the streams it was built for; None when no matrix says it."""
         return None
 
     def new_cache(self, batch: int, device, dtype) -> Any:

@@ -36,3 +36,20 @@ def test_gate_uses_only_the_past():
     with torch.no_grad():
         a, b = model(x), model(y)
     assert torch.equal(a[..., :5, :], b[..., :5, :]) and torch.equal(a[..., 5, :5], b[..., 5, :5])
+
+
+def test_proven_at_a_large_size_through_its_dependency_mask():
+    """At 40x40 the running mean costs too much to prove position by position; its dependency mask proves it."""
+    from arblocks.causality.block_proof import full_size_layers, prove_blocks
+    from arblocks.causality.check import check_image, float64_probe
+    from arblocks.core.ordering import ordering_of
+
+    spec = parse_spec({
+        "name": "gated", "image": {"channels": 3, "height": 40, "width": 40, "bits": 8},
+        "body": [{"type": "masked_conv", "mask": "A", "channels": 6}, {"type": "channel_gate"}],
+        "head": {"type": "categorical"},
+    })
+    full = build_model(spec, device="meta")
+    model = float64_probe(build_model(spec, image=check_image(spec, 6)), private=True)
+    proofs = prove_blocks(model, full, ordering_of(spec).rank(40, 40), budget=0, full_layer=full_size_layers(model, full))
+    assert proofs.violations == [] and proofs.by_mask == ["/body/1"]

@@ -14,7 +14,7 @@ import torch
 from einops import rearrange
 from pydantic import Field
 
-from arblocks import Block, BlockConfig, hookimpl
+from arblocks import Block, BlockConfig, DependencyMask, hookimpl
 from arblocks.core import Conv, conv_mask
 from arblocks.spec import BlockError
 
@@ -48,6 +48,15 @@ class ChannelGate(Block):
         running_mean = rearrange(flat.cumsum(-1) / count, "b c (h w) -> b c h w", h=h, w=w)
         gate = torch.sigmoid(self.excite(torch.relu(self.squeeze(running_mean))))
         return x * gate
+
+    def dependency_mask(self):
+        """What each output may read, so that the causality check proves the block at any image size without running
+        it at every position: sub-pixel group g at raster position p reads groups up to g at positions up to p."""
+        info, groups = self.output_info, self.image.channels
+        position = torch.arange(info.height * info.width).repeat_interleave(groups)  # units in storage order (h w g)
+        group = torch.arange(groups).repeat(info.height * info.width)
+        reads = (position[None, :] <= position[:, None]) & (group[None, :] <= group[:, None])
+        return DependencyMask({0: reads}, per_pixel=groups)
 
     def forward_at(self, region, cache, x):
         """Cached sampling: the output at a few positions, from the full buffer of the input. Every position up to
