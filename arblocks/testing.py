@@ -370,7 +370,8 @@ def _larger_images(spec, model, block_type: str, registry) -> str | None:
         rank = ordering_of(spec, registry).rank(height, width)
         for budget in budgets:
             with torch.nn.utils.parametrize.cached():
-                proofs = prove_blocks(probe, full, rank, select=select, budget=budget, full_layer=full_size_layers(probe, full, registry))
+                proofs = prove_blocks(probe, full, rank, select=select, budget=budget, full_layer=full_size_layers(probe, full, registry),
+                                      precisions=KIT_PRECISIONS)
             if proofs.violations:
                 how = " through its dependency mask" if budget == 0 else ""
                 return f"on a {height}x{width} image, block by block{how}: {proofs.violations[0]} ({len(proofs.violations)} violation(s))"

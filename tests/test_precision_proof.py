@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 import arblocks
 from arblocks import BlockConfig, Elementwise, hookimpl
+from arblocks.blocks.masked_conv import MaskedConv, MaskedConvConfig
 from arblocks.causality import check_spec
 from arblocks.causality.check import check_model
 from arblocks.cli import main
@@ -37,10 +38,27 @@ class _Noisy(Elementwise):
         return x + noise + self.config.leak * F.pad(x[:, :, 1:], (0, 0, 0, 1))
 
 
+class _RightConfig(MaskedConvConfig):
+    """Within its stated reach, but its float32 path reads the pixel to the right (later in raster order)."""
+
+    type: Literal["float32_right"] = "float32_right"
+
+
+class _Right(MaskedConv):
+    Config = _RightConfig
+
+    def forward(self, x):
+        out = super().forward(x)
+        if x.dtype == torch.float64:
+            return out
+        return out + 1e-3 * F.pad(x[..., 1:], (0, 1)).mean(1, keepdim=True)
+
+
 class _NoisyPlugin:
     @hookimpl
     def arblocks_register_blocks(self, register):
         register(_Noisy)
+        register(_Right)
 
 
 @pytest.fixture
@@ -112,3 +130,41 @@ def test_the_tolerance_is_zero_on_the_cpu_and_a_noise_floor_elsewhere_that_still
     leaking = arblocks.build_model(spec_with({"type": "noisy", "leak": 1e-3}, registry), registry=registry)
     caught = check_model(leaking, registry=registry, modes=("eval",))
     assert not caught.ok and caught.modes["eval"].precisions["float32"] > 0  # above the floor: a leaked future value
+
+
+def larger(spec: arblocks.ModelSpec, size: int = 12) -> arblocks.ModelSpec:
+    return spec.model_copy(update={"image": spec.image.model_copy(update={"height": size, "width": size})})
+
+
+@pytest.mark.parametrize("block, precisions, kind", [("float32_peek", ("float32",), "reach"), ("bf16_peek", ("float32", "bf16"), "reach"),
+                                                     ("float32_right", ("float32",), "order")])
+def test_the_block_proof_walks_every_block_in_the_low_precisions_too(registry, block, precisions, kind):
+    """At full size the guarantee rests on the block proof: its walk runs in the check's precisions, so a block whose
+    float32 or bf16 path leaks fails there, at the block, with the model-level walks and their sizes aside: beyond
+    its stated reach (the full-size escape walk) or inside it (the window's walk)."""
+    config = {"type": block} if kind == "reach" else {"type": block, "mask": "B", "kernel_size": 3, "channels": 8}
+    spec = larger(spec_with(config, registry))
+    caught = check_spec(spec, size=5, registry=registry, thorough=True, precisions=precisions)
+    assert caught.full_size.status == "FAILED" and caught.full_size.proofs.precisions == precisions
+    assert {v.path for v in caught.full_size.proofs.violations} == {"/body/1"}
+    assert {v.kind for v in caught.full_size.proofs.violations} == {kind}
+    blind = check_spec(spec, size=5, registry=registry, thorough=True, precisions=())  # the float64 block proof alone
+    assert blind.full_size.status != "FAILED"
+
+
+def test_a_complete_block_proof_spares_the_model_level_float64_walk(registry):
+    """Once every block is proven at full size (in float64 and the low precisions), the whole model's float64 walk
+    would re-prove it at the smaller size: it is left out, and the report says which walks ran."""
+    clean = larger(spec_with({"type": "masked_conv", "mask": "B", "kernel_size": 3, "channels": 8}, registry))
+    report = check_spec(clean, size=5, registry=registry, thorough=True, precisions=("float32", "bf16"))
+    assert report.ok and report.full_size.complete and report.full_size.status == "block by block"
+    assert [m.perturbations for m in report.modes.values()] == [0, 0]
+    assert report.modes["eval"].precisions == {"float32": 0.0, "bf16": 0.0} and report.modes["train"].precisions == {}
+    assert report.to_dict()["modes"]["eval"]["precisions"] == {"float32": 0.0, "bf16": 0.0}
+    assert report.to_dict()["full_size"]["block_walk_precisions"] == ["float64", "float32", "bf16"]
+    assert "eval: ok: 0 violation(s), batch independent; value walk in float32 (bit for bit), bf16 (bit for bit)" in report.summary()
+    assert "value walk in float64, float32, bf16" in report.summary()
+    # a block proof that fails (or leaves blocks uncovered) keeps the whole walk, in every mode and precision
+    leaky = check_spec(larger(spec_with({"type": "float32_peek"}, registry)), size=5, registry=registry, thorough=True)
+    assert all(m.perturbations > 0 and "float32" in m.precisions for m in leaky.modes.values())
+    assert "perturbation in float32" in {v.found_by for v in leaky.violations}

@@ -1,18 +1,25 @@
 """A block's dependencies on its inputs, measured: float64 gradients of every output (position, channel group) and a
 value walk (each input position's group set to each of :data:`BLOCK_WALK`, outputs compared bit for bit at equal
-batch rows), in the maps a block reads (:class:`Slot`). The block-level proofs at full size
-(:mod:`arblocks.causality.block_proof`, :mod:`arblocks.causality.mask_proof`) compare them with what a block states."""
+batch rows), in the maps a block reads (:class:`Slot`). The walk runs again in each low precision asked for (the
+block's float32 copy, alone or under bf16/fp16 autocast, on the CPU, where kernels are deterministic: bit for bit), so
+a block whose fast path for float32 or bf16 reads what its float64 path does not is caught at the block itself.
+The block-level proofs at full size (:mod:`arblocks.causality.block_proof`, :mod:`arblocks.causality.mask_proof`)
+compare them with what a block states."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import copy
+from dataclasses import dataclass, field
 
 import torch
+from torch.nn.utils import parametrize
 
 from ..core.model import ARModel
 from ..core.ops import channel_groups
 from ..core.readiness import stream_groups
 from ..core.streams import StreamInfo
+from .precision import autocast_for
 
 #: the values the block-level walk sets each input position's group to
 BLOCK_WALK = (1.0, -1.0, 0.0)
@@ -39,7 +46,7 @@ class BlockViolation:
             return f"{self.path}: output {_where(self.output)} reads {source}, outside the dependency mask the block states{self.detail}"
         if self.kind == "reach":
             source = f"{self.slot} {_where(self.input)}" if self.input[1] >= 0 else "its inputs outside that reach (all set to one value)"
-            return f"{self.path}: output {_where(self.output)} reads {source}, beyond the reach the block states"
+            return f"{self.path}: output {_where(self.output)} reads {source}, beyond the reach the block states{self.detail}"
         return f"{self.path}: output {_where(self.output)} <- {self.slot} {_where(self.input)}, which the block's causal statement forbids"
 
 
@@ -165,10 +172,46 @@ def caller(layer, slots: list[Slot]):
     return call
 
 
+class LowPrecisionFailure(Exception):
+    """A block runs in float64 but not in a low precision the check asks for (its message says which and why)."""
+
+
+@dataclass
+class LowPrecisions:
+    """The low precisions (:data:`~arblocks.causality.precision.PRECISIONS`) the block-level walk runs in besides
+    float64, and the blocks' float32 copies, made once per block (holding the block keeps its id, the key, taken)."""
+
+    names: tuple[str, ...] = ()
+    _copies: dict = field(default_factory=dict)
+
+    def copy_of(self, layer):
+        """The float32 copy of ``layer`` (its float64 weights narrowed back, which is exact for a model built in float32)."""
+        if id(layer) not in self._copies:
+            self._copies[id(layer)] = (layer, copy.deepcopy(layer).float())
+        return self._copies[id(layer)][1]
+
+    @staticmethod
+    @contextlib.contextmanager
+    def uncached():
+        """Run a copy without the proof's cache of parametrized (weight-normalized) weights: the cache is keyed by
+        the id of a module, and a copy may take the id of a module freed while the cache is on, whose float64
+        weights it would then be handed. Uncached, the copy computes its weights in float32 on every call, as the
+        float32 model does in training."""
+        enabled = getattr(parametrize, "_cache_enabled", 0)
+        parametrize._cache_enabled = 0
+        try:
+            yield
+        finally:
+            parametrize._cache_enabled = enabled
+
+
 def dependencies_in_modes(layer, slots: list[Slot], maps: list[torch.Tensor], labels: dict, out_index: torch.Tensor,
-                          out_size: tuple[int, int], in_indices, in_groups, modes, seed: int) -> list[torch.Tensor] | None:
-    """:func:`block_dependencies` of ``layer`` on ``maps`` in every mode (their union), or None if the block cannot run
-    on them or gives an output other than ``out_index``'s channels at ``out_size``."""
+                          out_size: tuple[int, int], in_indices, in_groups, modes, seed: int,
+                          low: LowPrecisions | None = None) -> list[torch.Tensor] | None:
+    """:func:`block_dependencies` of ``layer`` on ``maps`` in every mode, and the value walk in each of ``low``'s
+    precisions: their union. None if the block cannot run on them in float64 or gives an output other than
+    ``out_index``'s channels at ``out_size``; :class:`LowPrecisionFailure` if it runs in float64 but not in one of
+    ``low``'s precisions."""
     call = caller(layer, slots)
     try:
         with torch.no_grad():
@@ -182,4 +225,26 @@ def dependencies_in_modes(layer, slots: list[Slot], maps: list[torch.Tensor], la
         layer.train(mode == "train")
         found = block_dependencies(call, maps, labels, out_index, int(out_index.max()) + 1, in_indices, in_groups, seed)
         deps = found if deps is None else [a | b for a, b in zip(deps, found)]
+    for precision in low.names if low is not None else ():
+        found = _low_precision_walk(low.copy_of(layer), slots, maps, labels, out_index, in_indices, in_groups, modes, seed, precision)
+        deps = [a | b.reshape(a.shape) for a, b in zip(deps, found)]
     return deps
+
+
+def _low_precision_walk(low, slots, maps, labels, out_index, in_indices, in_groups, modes, seed, precision) -> list[torch.Tensor] | None:
+    """Per map: [G_out * h * w, G_in, h_in, w_in] bool, the value walk of the block's float32 copy ``low`` on the maps
+    narrowed to float32, under autocast for bf16/fp16, in every mode; :class:`LowPrecisionFailure` if it cannot run."""
+    low_maps = [m.float() for m in maps]
+    low_labels = {k: v.float() if v.is_floating_point() else v for k, v in labels.items()}
+    run = seeded(caller(low, slots), low_labels, seed)
+    result = [None] * len(maps)
+    try:
+        for mode in modes:
+            low.train(mode == "train")
+            with torch.no_grad(), autocast_for(precision, "cpu"), LowPrecisions.uncached():
+                for i in range(len(maps)):
+                    found = _walk(run, low_maps, i, in_indices[i], in_groups[i], out_index, int(out_index.max()) + 1)
+                    result[i] = found if result[i] is None else result[i] | found
+    except (RuntimeError, ValueError, IndexError, TypeError) as error:
+        raise LowPrecisionFailure(f"cannot run in {precision} on the CPU ({type(error).__name__}: {str(error).splitlines()[0][:200]})") from None
+    return result

@@ -14,7 +14,8 @@ states a ``reach()``: translation-equivariant, zero-padded, reading its inputs w
    positions include every *border case* of the full-size stream (distance to each border up to the reach, phase
    modulo an upsampling factor; see :mod:`arblocks.causality.size_rule`). Its dependencies there come from float64 gradients
    of every output (position, channel group) and from a value walk (each input position and group set to 1, -1 and 0,
-   outputs compared bit for bit at equal batch rows), in training and evaluation mode.
+   outputs compared bit for bit at equal batch rows), in training and evaluation mode; the walk runs again in each low
+   precision asked for (the block's float32 copy, alone or under bf16 autocast, on the CPU, bit for bit).
 2. Every full-size output position is mapped to the window's position with the same border case, its dependencies
    shifted by the offset between the two, and the inequality is tested against the full-size ready times, so any
    ordering works. A dependency outside the block's stated reach is reported too: the mapping relies on it.
@@ -40,8 +41,9 @@ from ..core.model import ARModel
 from ..core.readiness import ready_times, stream_groups
 from ..core.registry import Registry
 from ..core.streams import Causal, StreamInfo, canonical
-from .block_dependencies import BLOCK_WALK, BlockViolation, Slot, caller, dependencies_in_modes, group_index, seeded, step_slots
+from .block_dependencies import BLOCK_WALK, BlockViolation, LowPrecisionFailure, LowPrecisions, Slot, caller, dependencies_in_modes, group_index, seeded, step_slots
 from .mask_proof import prove_by_mask, states_mask
+from .precision import autocast_for
 from .size_rule import smallest_covering
 
 #: multiply-accumulates a block without a reach may cost to be proven on its full-size streams: about a second for
@@ -56,8 +58,10 @@ PAIR_COST = 20
 
 @dataclass
 class BlockProofs:
-    """What the block-level proof covered: ``proven`` block paths, ``uncovered`` ones (no reach) and violations."""
+    """What the block-level proof covered: ``proven`` block paths, ``uncovered`` ones (no reach) and violations;
+    ``precisions``: the low precisions the blocks' value walk also ran in."""
 
+    precisions: tuple[str, ...] = ()
     proven: list[str] = field(default_factory=list)
     by_mask: list[str] = field(default_factory=list)  # the proven blocks proven through their dependency masks
     uncovered: list[str] = field(default_factory=list)
@@ -169,7 +173,7 @@ def _violations(path: str, slot: Slot, dep: torch.Tensor, rows: _Axis, cols: _Ax
 
 
 def prove_blocks(model: ARModel, full: ARModel, rank: torch.Tensor, modes=("train", "eval"), seed: int = 0, limit: int = 20,
-                 select=None, budget: float = FULL_STREAM_BUDGET, full_layer=None) -> BlockProofs:
+                 select=None, budget: float = FULL_STREAM_BUDGET, full_layer=None, precisions: tuple[str, ...] = ()) -> BlockProofs:
     """The block-level proof (see the module's docstring). ``model`` holds the weights (float64, e.g. the whole-model
     check's copy built for a small image), ``full`` the same spec built at its own size (the meta device will do),
     ``rank`` the ordering's ranks at that size. ``select(module) -> bool`` picks the blocks to prove (default: all,
@@ -178,8 +182,8 @@ def prove_blocks(model: ARModel, full: ARModel, rank: torch.Tensor, modes=("trai
     block built for the full size (float64, the same weights) for that proof: the check's copy holds masks and tables
     built for the small image's streams (attention's mask, which may even broadcast over larger streams). A block that
     costs more and states a dependency mask is proven through it (:mod:`arblocks.causality.mask_proof`; this needs
-    ``full_layer`` too)."""
-    prover = _Prover(rank, full.image.channels, modes, seed, limit, budget)
+    ``full_layer`` too). ``precisions``: the low precisions (float32, bf16, fp16) the blocks' value walk also runs in."""
+    prover = _Prover(rank, full.image.channels, modes, seed, limit, budget, LowPrecisions(tuple(precisions)))
     slots_of_steps, head_in = step_slots(full)
     small_slots, _ = step_slots(model)
     for step, small_step, slots, mine in zip(full.steps, model.steps, slots_of_steps, small_slots):
@@ -214,10 +218,10 @@ def full_size_layers(model: ARModel, full: ARModel, registry: Registry | None = 
 class _Prover:
     """Proves blocks one by one; blocks of the same type, configuration and shapes share their window's dependencies."""
 
-    def __init__(self, rank, image_channels: int, modes, seed: int, limit: int, budget: float):
-        self.rank, self.C, self.modes, self.seed, self.limit, self.budget = rank, image_channels, modes, seed, limit, budget
+    def __init__(self, rank, image_channels: int, modes, seed: int, limit: int, budget: float, low: LowPrecisions):
+        self.rank, self.C, self.modes, self.seed, self.limit, self.budget, self.low = rank, image_channels, modes, seed, limit, budget, low
         self.generator = torch.Generator().manual_seed(seed)
-        self.proofs = BlockProofs()
+        self.proofs = BlockProofs(low.names)
         self.memo: dict = {}
 
     def prove(self, path: str, layer, slots: list[Slot], out: StreamInfo, sized: bool = False, at_full=None, small=None) -> None:
@@ -225,6 +229,12 @@ class _Prover:
         positions), so the check's copy cannot run at full size, and its cost counts every pair of positions.
         ``at_full()`` gives the block built for the full size; ``small`` is (slots, output info) of the check's copy,
         for the proof through a dependency mask."""
+        try:
+            self._prove(path, layer, slots, out, sized, at_full, small)
+        except LowPrecisionFailure as failure:  # clean in float64 perhaps, but not proven as it runs
+            self.proofs.violations.append(BlockViolation(path, (-1, -1, -1), "", (-1, -1, -1), "contract", str(failure)))
+
+    def _prove(self, path: str, layer, slots: list[Slot], out: StreamInfo, sized: bool, at_full, small) -> None:
         maps = [s for s in slots if s.full.kind == "map"]
         reach = layer.reach() if callable(getattr(layer, "reach", None)) else None
         if Causal.FUTURE in (out.causal, *(s.full.causal for s in slots)):  # the builder's states already show a leak
@@ -258,7 +268,7 @@ class _Prover:
                shapes(small_slots, small_out), shapes(slots, out))
         if key not in self.memo:
             self.memo[key] = prove_by_mask(path, layer, small_slots, small_out, at_full(), slots, out, self.rank, self.C,
-                                           self.modes, self.seed, self.generator, self.limit)
+                                           self.modes, self.seed, self.generator, self.limit, self.low)
         found = self.memo[key]
         return None if found is None else [replace(v, path=path) for v in found]
 
@@ -276,9 +286,10 @@ class _Prover:
                tuple((s.full.channels, rows.small_in[i], cols.small_in[i]) for i, s in enumerate(maps)),
                tuple(in_groups), int(out_index.max()) + 1, tuple(s.full.kind for s in slots))
         if key not in self.memo:
-            deps = _window_dependencies(layer, slots, rows, cols, out_index, in_indices, in_groups, self.modes, self.seed, self.generator)
+            deps = _window_dependencies(layer, slots, rows, cols, out_index, in_indices, in_groups, self.modes, self.seed, self.generator, self.low)
             # a block that reads beyond its stated reach anywhere at full size: the window does not show it, so proves nothing
-            escaped = [] if whole or deps is None else _escapes(path, layer, slots, rows, cols, reach, out, self.modes, self.seed, self.generator, self.limit)
+            escaped = [] if whole or deps is None else _escapes(path, layer, slots, rows, cols, reach, out, self.modes, self.seed, self.generator,
+                                                                self.limit, self.low)
             self.memo[key] = (deps, escaped)
         deps, escaped = self.memo[key]
         if deps is None:
@@ -314,20 +325,21 @@ def _full_stream_cost(layer, maps: list[Slot], out: StreamInfo, image_channels: 
     return float(weights) * out.height * out.width * items
 
 
-def _window_dependencies(layer, slots, rows: _Axis, cols: _Axis, out_index, in_indices, in_groups, modes, seed, generator):
-    """The block's dependencies on its window in every mode (their union), or None if it cannot run on the window."""
+def _window_dependencies(layer, slots, rows: _Axis, cols: _Axis, out_index, in_indices, in_groups, modes, seed, generator, low):
+    """The block's dependencies on its window in every mode and precision (their union), or None if it cannot run on the window."""
     windows, labels = _inputs(slots, rows, cols, generator)
-    return dependencies_in_modes(layer, slots, windows, labels, out_index, (rows.small_out, cols.small_out), in_indices, in_groups, modes, seed)
+    return dependencies_in_modes(layer, slots, windows, labels, out_index, (rows.small_out, cols.small_out), in_indices, in_groups, modes, seed, low)
 
 
-def _escapes(path, layer, slots, rows: _Axis, cols: _Axis, reach: Reach, out: StreamInfo, modes, seed, generator, limit) -> list[BlockViolation]:
+def _escapes(path, layer, slots, rows: _Axis, cols: _Axis, reach: Reach, out: StreamInfo, modes, seed, generator, limit,
+             low: LowPrecisions | None = None) -> list[BlockViolation]:
     """Whether the block reads beyond its stated reach anywhere in the full-size streams: at the four corners and the
     centre of the output (together they put every offset inside the image), every input outside the reach is set to
-    each walk value at once (outputs compared bit for bit) and its gradient taken."""
+    each walk value at once (outputs compared bit for bit) and its gradient taken; the walk again in each of ``low``'s
+    precisions (the block's float32 copy on the inputs narrowed to float32, under autocast for bf16/fp16)."""
     maps = [s for s in slots if s.full.kind == "map"]
     full = [torch.randn(1, s.full.channels, s.full.height, s.full.width, generator=generator, dtype=torch.float64) for s in maps]
     labels = {s.name: torch.randint(s.full.channels, (1,), generator=generator) for s in slots if s.full.kind != "map"}
-    call = caller(layer, slots)
     points = sorted({(0, 0), (0, out.width - 1), (out.height - 1, 0), (out.height - 1, out.width - 1), (out.height // 2, out.width // 2)})
     outside = []  # per point, per slot: [H_i, W_i] bool, the inputs the point's output must not read
     for r, c in points:
@@ -339,40 +351,61 @@ def _escapes(path, layer, slots, rows: _Axis, cols: _Axis, reach: Reach, out: St
             masks.append(m)
         outside.append(masks)
     found = []
-
-    run = seeded(call, labels, seed)
+    run = seeded(caller(layer, slots), labels, seed)
     for mode in modes:
         layer.train(mode == "train")
-        n = len(points) * len(BLOCK_WALK)
-        with torch.no_grad():
-            before = run([f.expand(n, *f.shape[1:]).clone() for f in full])
-            changed = [f.expand(n, *f.shape[1:]).clone() for f in full]
-            for j in range(n):
-                point = j // len(BLOCK_WALK)
-                for i, t in enumerate(changed):
-                    t[j][:, outside[point][i]] = BLOCK_WALK[j % len(BLOCK_WALK)]
-            after = run(changed)
+        found += _escaped_values(path, run, full, points, outside, limit - len(found))
+        found += _escaped_gradients(path, run, full, maps, points, outside, generator, limit - len(found))
+    for precision in low.names if low is not None else ():
+        narrow = low.copy_of(layer)
+        run = seeded(caller(narrow, slots), {k: v.float() if v.is_floating_point() else v for k, v in labels.items()}, seed)
+        for mode in modes:
+            narrow.train(mode == "train")
+            with autocast_for(precision, "cpu"), LowPrecisions.uncached():
+                try:
+                    found += _escaped_values(path, run, [f.float() for f in full], points, outside, limit - len(found), f" in {precision}")
+                except (RuntimeError, ValueError, IndexError, TypeError) as error:
+                    raise LowPrecisionFailure(f"cannot run in {precision} on the CPU ({type(error).__name__}: {str(error).splitlines()[0][:200]})") from None
+    return found[:limit]
+
+
+def _escaped_values(path, run, full, points, outside, limit: int, where: str = "") -> list[BlockViolation]:
+    """The walk part of :func:`_escapes`: one batch row per (point, walk value), compared with the unchanged batch."""
+    n = len(points) * len(BLOCK_WALK)
+    with torch.no_grad():
+        before = run([f.expand(n, *f.shape[1:]).clone() for f in full])
+        changed = [f.expand(n, *f.shape[1:]).clone() for f in full]
         for j in range(n):
-            r, c = points[j // len(BLOCK_WALK)]
-            if not torch.equal(after[j, :, r, c], before[j, :, r, c]) and len(found) < limit:
-                found.append(BlockViolation(path, (-1, r, c), "an input outside its stated reach", (-1, -1, -1), "reach"))
-                break
-        copies = [f.expand(len(points), *f.shape[1:]).clone().requires_grad_(True) for f in full]
-        y = run(copies)
-        if not y.requires_grad:
+            point = j // len(BLOCK_WALK)
+            for i, t in enumerate(changed):
+                t[j][:, outside[point][i]] = BLOCK_WALK[j % len(BLOCK_WALK)]
+        after = run(changed)
+    for j in range(n):
+        r, c = points[j // len(BLOCK_WALK)]
+        if not torch.equal(after[j, :, r, c], before[j, :, r, c]) and limit > 0:
+            return [BlockViolation(path, (-1, r, c), "an input outside its stated reach", (-1, -1, -1), "reach", where)]
+    return []
+
+
+def _escaped_gradients(path, run, full, maps, points, outside, generator, limit: int) -> list[BlockViolation]:
+    """The gradient part of :func:`_escapes`: each point's outputs (randomly weighted) differentiated at once."""
+    copies = [f.expand(len(points), *f.shape[1:]).clone().requires_grad_(True) for f in full]
+    y = run(copies)
+    if not y.requires_grad:
+        return []
+    rows_, cols_ = torch.tensor([p[0] for p in points]), torch.tensor([p[1] for p in points])
+    picked = y[torch.arange(len(points)), :, rows_, cols_]  # [P, C_out]
+    weights = torch.rand(picked.shape[1], generator=generator, dtype=picked.dtype).add(0.5)
+    grads = torch.autograd.grad((picked * weights).sum(), copies, allow_unused=True)
+    found = []
+    for i, grad in enumerate(grads):
+        if grad is None:
             continue
-        rows_, cols_ = torch.tensor([p[0] for p in points]), torch.tensor([p[1] for p in points])
-        picked = y[torch.arange(len(points)), :, rows_, cols_]  # [P, C_out]
-        weights = torch.rand(picked.shape[1], generator=generator, dtype=picked.dtype).add(0.5)
-        grads = torch.autograd.grad((picked * weights).sum(), copies, allow_unused=True)
-        for i, grad in enumerate(grads):
-            if grad is None:
-                continue
-            for j, (r, c) in enumerate(points):
-                hits = (grad[j].abs().amax(0) != 0) & outside[j][i]
-                if bool(hits.any()) and len(found) < limit:
-                    q = hits.nonzero()[0].tolist()
-                    found.append(BlockViolation(path, (-1, r, c), maps[i].name, (-1, *q), "reach"))
+        for j, (r, c) in enumerate(points):
+            hits = (grad[j].abs().amax(0) != 0) & outside[j][i]
+            if bool(hits.any()) and len(found) < limit:
+                q = hits.nonzero()[0].tolist()
+                found.append(BlockViolation(path, (-1, r, c), maps[i].name, (-1, *q), "reach"))
     return found
 
 

@@ -102,6 +102,11 @@ class ModeReport:
         """``float32 (bit for bit), bf16 (bit for bit)``: the precisions the walk also ran in, with their tolerance."""
         return ", ".join(f"{p} ({'bit for bit' if t == 0 else f'changes above {t:.3g}'})" for p, t in self.precisions.items())
 
+    def describe_walk(self) -> str:
+        """``value walk in float64, float32 (bit for bit)``: the precisions the model-level walk ran in ('' if none)."""
+        walked = (["float64"] if self.perturbations else []) + ([self.describe_precisions()] if self.precisions else [])
+        return f"value walk in {', '.join(walked)}" if walked else ""
+
 
 @dataclass
 class FullSize:
@@ -119,10 +124,17 @@ class FullSize:
     def ok(self) -> bool:
         return self.proofs is None or not self.proofs.violations
 
+    @property
+    def complete(self) -> bool:
+        """Whether every block and the head were proven at full size (see :func:`check_spec` for what that saves)."""
+        return self.status in ("block by block", "size rule") and self.proofs is not None and bool(self.proofs.proven) \
+            and not self.proofs.uncovered and not self.proofs.violations
+
     def to_dict(self, max_violations: int) -> dict:
         proofs = self.proofs
         return {"image": list(self.image), "status": self.status, "reason": self.reason, **({} if proofs is None else {
             "blocks_proven": len(proofs.proven), "blocks_uncovered": _unique(proofs.uncovered),
+            "block_walk_precisions": ["float64", *proofs.precisions],
             "block_violations": [str(v) for v in proofs.violations[:max_violations]]})}
 
     def describe(self) -> str:
@@ -189,7 +201,7 @@ class CausalityReport:
             status = "ok" if report.ok else "FAILED"
             lines.append(
                 f"{mode}: {status}: {len(report.violations)} violation(s), batch {'independent' if report.batch_independent else 'NOT independent'}"
-                + (f"; value walk in float64, {report.describe_precisions()}" if report.precisions else "")
+                + (f"; {report.describe_walk()}" if report.precisions else "")
             )
             lines.extend(f"  {v}" for v in report.violations[:10])
             if len(report.violations) > 10:
@@ -221,7 +233,7 @@ class CausalityReport:
                     "ok": r.ok,
                     "batch_independent": r.batch_independent,
                     "violation_count": len(r.violations),
-                    "precisions": {"float64": 0.0, **r.precisions} if r.perturbations else {},
+                    "precisions": {**({"float64": 0.0} if r.perturbations else {}), **r.precisions},
                     "violations": [v.to_dict() for v in r.violations[:max_violations]],
                 }
                 for mode, r in self.modes.items()
@@ -343,6 +355,7 @@ def check_model(
     device: str | torch.device = "cpu",
     precision_values: tuple[str, ...] | None = ("max",),
     precision_modes: tuple[str, ...] | None = ("eval",),
+    float64_walk: bool = True,
 ) -> CausalityReport:
     """Check a built model (a float64 copy is made and the model left untouched, unless ``private``: the caller's
     throwaway model is then checked in place).
@@ -354,6 +367,8 @@ def check_model(
     float32, bf16 autocast) on ``device``, for blocks whose low-precision path computes something else, through the
     targets ``precision_values`` (default: the top level; None: the mode's own), in ``precision_modes`` (default:
     evaluation; None: every mode checked). `arblocks check` and the kit pass None for both: the whole walk.
+    ``float64_walk=False`` leaves the float64 walk out (the low-precision walks still run; a model without a gradient
+    path still gets its map from the float64 walk): :func:`check_spec` does so once the block proof walked every block.
     """
     registry = registry or get_registry()
     walked = precisions and (values or train_values) and (precision_values is None or precision_values)
@@ -380,7 +395,8 @@ def check_model(
                     found, groups, steps = _value_changes(probe, rank, targets, seed, every=True)
                     dep, changes = _walk_map(found, groups, probe), []
                 else:
-                    changes, groups, steps = ([], [], 0) if not targets or stateful else _value_changes(probe, rank, targets, seed)
+                    skip = not targets or stateful or not float64_walk
+                    changes, groups, steps = ([], [], 0) if skip else _value_changes(probe, rank, targets, seed)
             allowed = allowed_inputs(rank, dep.shape[0], image.channels)
             violations = _merge(dep, allowed, changes, groups, used)
             reports[mode] = ModeReport(mode, dep, allowed, violations, used, problems, steps)
@@ -581,6 +597,13 @@ def check_spec(
     (:data:`BUILD_TRAIN_WALK` in training mode) and says whether its size speaks for the full image.
     ``values``/``train_values`` choose the walk's targets (``()``: no walk). ``full`` is the spec's model at its own
     size if the caller has it (any device; it is only read), else it is built on the meta device.
+
+    When ``thorough`` checks a smaller image, the block proof runs first, its value walk in float64 and in each of
+    ``precisions``. If it proves every block and the head at full size, the guarantee for the spec's own image rests
+    on it and the whole model's value walk would re-prove it at the smaller size: the float64 walk is left out, and the
+    low-precision walk keeps the top-level target in evaluation mode (:data:`PRECISION_WALK`), as a check of how the
+    blocks compose in those precisions (autocast hands a block the previous block's bf16 output; the block proof hands
+    it float32). The gradient map and the state checks run in full either way.
     """
     torch.manual_seed(seed)
     registry = registry or get_registry()
@@ -592,16 +615,24 @@ def check_spec(
     model = build_for_check(spec, size, registry, static_causality, full.num_parameters(), sizes, budget, rule, pair_channels(full))
     if values is None:
         values, train_values = (WALK, WALK) if thorough else (BUILD_WALK, BUILD_TRAIN_WALK)
+    full_size = None
+    if thorough and (model.image.height, model.image.width) != rule.full:
+        float64_probe(model, private=True)  # the block proof reads the float64 weights; the check then reuses them
+        full_size = _full_size(model, full, rule, registry, modes, seed, only_plugins=False, precisions=precisions)
+    reduced = full_size is not None and full_size.complete
+    walk_all = thorough and not reduced
     report = check_model(model, modes=modes, samples=samples, seed=seed, registry=registry, method=method, values=values,
-                         train_values=train_values, private=True, precisions=precisions, device=device,
-                         precision_values=None if thorough else PRECISION_WALK, precision_modes=None if thorough else PRECISION_MODES)
+                         train_values=train_values, private=True, precisions=precisions, device=device, float64_walk=not reduced,
+                         precision_values=None if walk_all else PRECISION_WALK, precision_modes=None if walk_all else PRECISION_MODES)
     # `build` proves the plugins' blocks at full size (their code is the user's); `check` every block and the head
-    report.full_size = _full_size(model, full, rule, registry, modes, seed, only_plugins=not thorough)
+    report.full_size = full_size or _full_size(model, full, rule, registry, modes, seed, only_plugins=not thorough, precisions=precisions)
     return report
 
 
-def _full_size(model: ARModel, full: ARModel, rule: SizeRule, registry: Registry, modes, seed: int, only_plugins: bool) -> FullSize:
-    """What a check of ``model`` (the float64 copy just checked) proves for ``full`` (the spec at its own size)."""
+def _full_size(model: ARModel, full: ARModel, rule: SizeRule, registry: Registry, modes, seed: int, only_plugins: bool,
+               precisions: tuple[str, ...] = ()) -> FullSize:
+    """What a check of ``model`` (the check's float64 copy) proves for ``full`` (the spec at its own size); the blocks'
+    value walk runs in float64 and in each of ``precisions``."""
     size = (model.image.height, model.image.width)
     (h, w), (nh, nw) = rule.full, rule.needed
     if size == rule.full:
@@ -611,7 +642,7 @@ def _full_size(model: ARModel, full: ARModel, rule: SizeRule, registry: Registry
     with torch.nn.utils.parametrize.cached():
         proofs = prove_blocks(model, full, rank, modes=modes, seed=seed, select=_plugin_code(registry) if only_plugins else None,
                               budget=FULL_STREAM_BUDGET if only_plugins else CHECK_FULL_STREAM_BUDGET,
-                              full_layer=full_size_layers(model, full, registry))
+                              full_layer=full_size_layers(model, full, registry), precisions=precisions)
     proven, uncovered = _unique(proofs.proven), _unique(proofs.uncovered)
     shown = ", ".join(uncovered[:5]) + (f" and {len(uncovered) - 5} more" if len(uncovered) > 5 else "")
     why = rule.reason if rule.extent is None else f"{rule.reason}; the size rule needs {nh}x{nw}, more than the check affords"
@@ -630,7 +661,9 @@ def _full_size(model: ARModel, full: ARModel, rule: SizeRule, registry: Registry
     else:
         masked = len(_unique(proofs.by_mask))
         through = f", {masked} of them through their dependency masks" if masked else ""
-        status, reason = "block by block", f"every block and the head ({len(proven)}{through}) keep their causal statements at full size ({why})"
+        walked = ", ".join(("float64", *proofs.precisions))
+        status, reason = "block by block", (f"every block and the head ({len(proven)}{through}) keep their causal statements at full size, "
+                                            f"value walk in {walked} ({why})")
     return FullSize(rule.full, status, reason, proofs)
 
 

@@ -11,7 +11,8 @@ splits in three:
    channel of ``i``. Boolean, so exact, for any ordering, at ``N_out x N_in`` comparisons per map.
 2. **The block keeps to its matrices at the check's size.** The check's float64 copy (built for the small image) runs
    alone on its whole streams: the dependencies of every output unit, from gradients and the value walk
-   (:mod:`arblocks.causality.block_dependencies`), in training and evaluation mode, must lie inside its own matrices.
+   (:mod:`arblocks.causality.block_dependencies`), in training and evaluation mode and in each low precision the
+   check asks for, must lie inside its own matrices.
 3. **And at full size, spot-checked.** The full-size block in float64, at :data:`SPOT_UNITS` output units (the first
    and last in the generation order, the corners, the centre, the others drawn at random): every input unit outside
    the unit's row of a matrix is set to each walk value at once and the unit's outputs compared bit for bit, and its
@@ -30,7 +31,7 @@ from einops import rearrange
 from ..core.ops import channel_groups
 from ..core.readiness import ready_times
 from ..core.streams import StreamInfo
-from .block_dependencies import BLOCK_WALK, BlockViolation, Slot, caller, dependencies_in_modes, group_index, seeded
+from .block_dependencies import BLOCK_WALK, BlockViolation, LowPrecisions, Slot, caller, dependencies_in_modes, group_index, seeded
 
 #: output units of the full-size block that the spot check of its matrices walks (in both modes)
 SPOT_UNITS = 8
@@ -46,11 +47,12 @@ def states_mask(layer) -> bool:
 
 
 def prove_by_mask(path: str, small, small_slots: list[Slot], small_out: StreamInfo, full_block, slots: list[Slot], out: StreamInfo,
-                  rank: torch.Tensor, image_channels: int, modes, seed: int, generator: torch.Generator, limit: int) -> list[BlockViolation] | None:
+                  rank: torch.Tensor, image_channels: int, modes, seed: int, generator: torch.Generator, limit: int,
+                  low: LowPrecisions | None = None) -> list[BlockViolation] | None:
     """The violations the three parts find (see the module's docstring), or None if the block cannot run alone on its
     small streams. ``small`` is the check's float64 copy of the block with its ``small_slots`` and output
     ``small_out``; ``full_block`` the block built for the full size (float64, the same weights), reading ``slots``
-    into ``out``; ``rank`` the ordering's ranks at full size."""
+    into ``out``; ``rank`` the ordering's ranks at full size. ``low``: the low precisions part 2's value walk also runs in."""
     full = _matrices(path, full_block, slots, out)
     if isinstance(full, BlockViolation):
         return [full]
@@ -58,7 +60,7 @@ def prove_by_mask(path: str, small, small_slots: list[Slot], small_out: StreamIn
     if isinstance(mine, BlockViolation):
         return [mine]
     found = _late_reads(path, *full, slots, out, rank, image_channels, limit)
-    honoured = _kept_small(path, small, small_slots, small_out, *mine, modes, seed, generator, limit)
+    honoured = _kept_small(path, small, small_slots, small_out, *mine, modes, seed, generator, limit, low)
     if honoured is None:
         return None
     found += honoured
@@ -125,7 +127,7 @@ def _late_reads(path, per_pixel, matrices, slots, out, rank, image_channels, lim
     return found
 
 
-def _kept_small(path, small, slots, out, per_pixel, matrices, modes, seed, generator, limit) -> list[BlockViolation] | None:
+def _kept_small(path, small, slots, out, per_pixel, matrices, modes, seed, generator, limit, low=None) -> list[BlockViolation] | None:
     """Part 2: the check's copy's dependencies on its whole small streams, outside its own matrices."""
     maps = [s for s in slots if s.full.kind == "map"]
     inputs = [torch.randn(1, s.full.channels, s.full.height, s.full.width, generator=generator, dtype=torch.float64) for s in maps]
@@ -134,7 +136,7 @@ def _kept_small(path, small, slots, out, per_pixel, matrices, modes, seed, gener
     if int(out_index.max()) + 1 != per_pixel:  # fewer output channels than units: no unit of the matrices to compare
         return None
     deps = dependencies_in_modes(small, slots, inputs, labels, out_index, (out.height, out.width),
-                                 [channel_groups(s.full.channels, per_pixel) for s in maps], [per_pixel] * len(maps), modes, seed)
+                                 [channel_groups(s.full.channels, per_pixel) for s in maps], [per_pixel] * len(maps), modes, seed, low)
     if deps is None:
         return None
     found = []

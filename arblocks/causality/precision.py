@@ -26,14 +26,22 @@ import torch
 from ..core.model import ARModel
 from .perturbation import Change, find_changes, plan_walk
 
-#: the precisions the walk can run in, besides float64: the model's float32 weights, alone or under autocast
-PRECISIONS = ("float32", "bf16", "fp16")
-AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+#: the precisions the walk can run in, besides float64: the model's float32 weights, alone or under autocast to this dtype
+AUTOCAST = {"float32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISIONS = tuple(AUTOCAST)
+
+
+def autocast_for(precision: str, device_type: str):
+    """The context that runs float32 weights in ``precision``: autocast for bf16 and fp16, nothing for float32."""
+    dtype = AUTOCAST[precision]
+    return torch.autocast(device_type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
 def precisions_for(precision: str | None) -> tuple[str, ...]:
     """The precisions to prove for a run in ``precision`` (train's and eval's fp32, bf16, fp16): float32 always."""
     return ("float32",) if precision in (None, "fp32", "float32") else ("float32", precision)
+
+
 #: the tolerance is this multiple of the measured noise of a non-deterministic device (0 noise: bit for bit)
 NOISE_FACTOR = 4.0
 
@@ -54,10 +62,9 @@ def precision_changes(probe: ARModel, rank: torch.Tensor, targets, seed: int, pr
     device = next(model.parameters(), torch.empty(0)).device
     plan = plan_walk(model, rank, targets, seed)  # the float64 walk's base image, conditioning and draws
     cond = {k: (v.float() if v.is_floating_point() else v).to(device) for k, v in plan.cond.items()}
-    autocast = (lambda: torch.autocast(device.type, dtype=AUTOCAST[precision])) if precision in AUTOCAST else contextlib.nullcontext
 
     def run(batch: torch.Tensor) -> torch.Tensor:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), autocast():
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), autocast_for(precision, device.type):
             torch.manual_seed(plan.draw)
             batch_cond = {k: v.expand(len(batch), *v.shape[1:]) for k, v in cond.items()}
             view = model.head.per_dimension(model.forward_float(model.to_float(batch.to(device)), **batch_cond))

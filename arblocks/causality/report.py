@@ -64,6 +64,9 @@ def format_check(source: str, report, max_listed: int = 50) -> str:
         if r.perturbations:
             lines.append(f"  value perturbation: {r.perturbations} single-input changes compared bit for bit in float64"
                          + (f"; again in {r.describe_precisions()}" if r.precisions else ""))
+        elif r.precisions:
+            lines.append(f"  value perturbation in {r.describe_precisions()} only, to the top level: the float64 walk ran "
+                         "block by block at full size (below)")
     if report.full_size is not None:
         lines.append(report.full_size.describe())
     coverage = report.coverage.nan_to_num(1.0).amin(0)  # [H, W]: the worst output channel of each pixel
