@@ -2,7 +2,7 @@
 
 The package is laid out in wings, each importing only the ones below it (docs/architecture.md):
 ``spec`` < ``core`` < ``attention`` < ``blocks``, ``heads`` < ``causality``, ``sampling`` < ``staged``, ``data``
-< ``training`` < ``testing`` < ``cli``. The names below are the public API.
+< ``training`` < ``testing``, ``weights`` < ``cli``. The names below are the public API.
 """
 
 from . import _moved
@@ -34,6 +34,7 @@ from .sampling import sample_images
 from .spec import ArblocksError, BlockConfig, BlockError, HeadConfig, ImageSpec, InputConfig, ModelSpec, Problem, RegistryError, SpecError, stream_field
 from .staged import StagedModel, load_staged
 from .training import Callback, TrainConfig, fit, load_checkpoint, save_checkpoint
+from .weights import export, from_pretrained
 
 _moved.install()
 
@@ -42,6 +43,6 @@ __version__ = arblocks_version() or "0.1.0"
 __all__ = [
     "ARModel", "ArblocksError", "AttentionPattern", "Block", "BlockConfig", "BlockError", "BuildContext", "Callback", "Causal", "ChannelMixing", "DependencyMask", "Elementwise",
     "Head", "HeadConfig", "ImageData", "ImageSpec", "InputConfig", "InputType", "ModelSpec", "Ordering", "PointwiseHead", "Problem", "RegistryError", "SpecError",
-    "StagedModel", "StreamInfo", "TrainConfig", "Transforms", "build_model", "fit", "get_registry", "hookimpl", "load_checkpoint", "load_data",
+    "StagedModel", "StreamInfo", "TrainConfig", "Transforms", "build_model", "export", "fit", "from_pretrained", "get_registry", "hookimpl", "load_checkpoint", "load_data",
     "load_registry", "load_spec", "load_staged", "parse_spec", "sample_images", "save_checkpoint", "stream_field",
 ]

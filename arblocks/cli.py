@@ -38,6 +38,8 @@ def precisions_for(precision: str) -> tuple[str, ...]:
     return precisions(precision)
 
 
+CHECKPOINT_HELP = ("checkpoint.pt of a run, a folder written by `arblocks export`, or a Hugging Face Hub id (owner/name) of "
+                   "such a folder")
 RECHECK_HELP = ("check causality even when the checkpoint records a passed check of its spec by this arblocks and these plugins "
                 "(such a record is trusted by default, and the check skipped with a note)")
 PRECISION_HELP = ("the value walk also runs on the model's float32 weights (always) and under this autocast (bf16 or fp16), "
@@ -155,7 +157,7 @@ def parser() -> argparse.ArgumentParser:
     t.set_defaults(run=cmd_train)
 
     e = sub.add_parser("eval", help="exact bits/dim (and nats per image) of a checkpoint on a dataset")
-    e.add_argument("checkpoint", help="checkpoint.pt of a run")
+    e.add_argument("checkpoint", help=CHECKPOINT_HELP)
     e.add_argument("--data", default=None, help=DATA_HELP + " (default: the one the run "
                    "trained on, from run.json next to the checkpoint)")
     e.add_argument("--split", default="test", help="the split to evaluate: test (default), train or valid")
@@ -178,8 +180,15 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--augment", action="append", default=[], metavar="NAME=K", help=AUGMENT_HELP + "; the test images are transformed alike")
     e.set_defaults(run=cmd_eval)
 
+    x = sub.add_parser("export", help="a run's model as a folder to share: spec.json, model.safetensors, README.md (the model card)")
+    x.add_argument("source", help="a run folder (its checkpoint.pt) or a checkpoint file")
+    x.add_argument("--out", required=True, help="the folder to write (upload it to the Hugging Face Hub as it is)")
+    x.add_argument("--weights", choices=["ema", "raw"], default="ema", help="the averaged weights (default) or the last step's")
+    x.add_argument("--force", action="store_true", help="write into --out even if it holds files")
+    x.set_defaults(run=cmd_export)
+
     sm = sub.add_parser("sample", help="a PNG grid of samples from a checkpoint (or completions of an image)")
-    sm.add_argument("checkpoint", help="checkpoint.pt of a run")
+    sm.add_argument("checkpoint", help=CHECKPOINT_HELP)
     sm.add_argument("-n", type=whole(1), default=16, help="number of samples")
     sm.add_argument("--out", required=True, help="PNG file of a grid (up to 4096 images), or .npy for the levels as an array [n, C, H, W], written batch by batch")
     sm.add_argument("--batch-size", type=whole(1), default=64, help="images drawn at once: memory holds one batch's caches (default 64)")
@@ -471,15 +480,16 @@ def format_stages(figures: list[dict]) -> str:
                      f"dimension of its own variable, {f['bits_per_image_dim']:.4f} of the image's bits/dim" for f in figures)
 
 
-def recorded_data(checkpoint: str) -> tuple[str, dict]:
+def recorded_data(checkpoint: str, state: dict | None = None) -> tuple[str, dict]:
     """The data source a run evaluated on (its test source, else its training source) and its training options, from
-    the run.json next to ``checkpoint``."""
+    the run.json next to ``checkpoint`` (or, for an exported folder, what its weights' metadata recorded)."""
     record = Path(checkpoint).parent / "run.json"
     try:
-        run = json.loads(record.read_text())
+        run = state["run"] if state and "run" in state else json.loads(record.read_text())
         source = run.get("test_data") or run["data"]
     except (OSError, ValueError, KeyError, TypeError):
-        raise UsageError(f"--data is needed: {record} does not say which data the run used") from None
+        where = f"{checkpoint}'s metadata" if state and "run" in state else str(record)
+        raise UsageError(f"--data is needed: {where} does not say which data the run used") from None
     if not isinstance(source, str):
         raise UsageError(f"--data is needed: the run in {record.parent} trained on images given in memory, not a data source")
     return source, run.get("config", {})
@@ -488,16 +498,15 @@ def recorded_data(checkpoint: str) -> tuple[str, dict]:
 def cmd_eval(args) -> int:
     from .data import load_data
     from .staged.stages import StagedModel
-    from .training.checkpoint import load_model
     from .training.loop import World, evaluate, evaluate_stages, pick_device
     from .training.precision import to_memory_format
 
     device = pick_device(args.device, World())
-    model, state = load_model(args.checkpoint, args.weights)
+    model, state = load_trained(args)
     if not args.no_check:
         proven_or_check(args, model, state, "evaluation", precisions_for(args.precision), device)
     if args.data is None:  # the run's own data, as run.json records it
-        args.data, recorded = recorded_data(args.checkpoint)
+        args.data, recorded = recorded_data(args.checkpoint, state)
         args.binarize = args.binarize or recorded.get("binarize", False)
         args.data_key = args.data_key or recorded.get("data_key")
     transforms = transforms_of(transform_values(args), state.get("config", {}).get("transforms"))
@@ -540,6 +549,31 @@ def cmd_eval(args) -> int:
     return EXIT_OK
 
 
+def load_trained(args):
+    """``(model, state)`` of the command's checkpoint argument: a checkpoint file (``--weights`` picks EMA or raw), or
+    an exported folder or Hub id (its one set of weights; ``state`` then holds what its metadata recorded)."""
+    from .training.checkpoint import load_model
+    from .weights.pretrained import is_pretrained, load_pretrained
+
+    if not is_pretrained(args.checkpoint):
+        return load_model(args.checkpoint, args.weights)
+    model, info = load_pretrained(args.checkpoint)
+    if args.weights == "raw" and info["weights"] == "ema":
+        raise UsageError(f"--weights raw: {args.checkpoint} holds the EMA weights only (export the raw ones with `arblocks export --weights raw`)")
+    args.weights = info["weights"]
+    state = {key: info[key] for key in ("step", "config", "causality_record", "run", "palette") if key in info}
+    return model, state
+
+
+def cmd_export(args) -> int:
+    from .weights.folder import export
+
+    out = export(args.source, args.out, args.weights, args.force)
+    print(f"wrote {out}: spec.json, model.safetensors ({args.weights} weights), README.md; "
+          f"load it with arblocks.from_pretrained({str(out)!r}) or `arblocks sample {out} --out samples.png`")
+    return EXIT_OK
+
+
 def proven_or_check(args, model, state: dict, action: str, precisions: tuple[str, ...], device) -> None:
     """Skip the causality check when the checkpoint records a passed one of this spec with this code (say so in one
     line), else run it on the loaded model (only its small copy is built)."""
@@ -559,7 +593,6 @@ def cmd_sample(args) -> int:
     from .sampling.grid import ImageWriter, load_image, writable_picture
     from .sampling.sample import CachedSampler, sample_batches
     from .staged.stages import StagedModel
-    from .training.checkpoint import load_model
     from .training.loop import World, pick_device
 
     try:  # everything checkable is checked before the model is loaded and minutes of drawing begin
@@ -569,7 +602,7 @@ def cmd_sample(args) -> int:
     if args.rows is not None and args.complete is None:
         raise UsageError("--rows goes with --complete IMAGE.png (the rows of that image to keep)")
     device = pick_device(args.device, World())
-    model, state = load_model(args.checkpoint, args.weights)
+    model, state = load_trained(args)
     if args.label is not None and not any(model.inputs[k].config.type == "class_label" for k in model.provided_inputs):
         raise UsageError("--label: this model is not conditioned on a class label")
     if not args.no_check:
