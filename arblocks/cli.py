@@ -187,6 +187,13 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--force", action="store_true", help="write into --out even if it holds files")
     x.set_defaults(run=cmd_export)
 
+    im = sub.add_parser("import", help="an original implementation's released weights into a spec, written as a checkpoint")
+    im.add_argument("format", help="the weights' format (`arblocks blocks --kind importer` lists them), e.g. pixelcnn_pp_pytorch")
+    im.add_argument("source", help="the released weights (a file in that format)")
+    im.add_argument("--spec", required=True, help="the spec to import into, at the original's configuration (docs/pretrained.md)")
+    im.add_argument("--out", required=True, help="the checkpoint to write: eval, sample and export take it")
+    im.set_defaults(run=cmd_import)
+
     sm = sub.add_parser("sample", help="a PNG grid of samples from a checkpoint (or completions of an image)")
     sm.add_argument("checkpoint", help=CHECKPOINT_HELP)
     sm.add_argument("-n", type=whole(1), default=16, help="number of samples")
@@ -571,6 +578,15 @@ def cmd_export(args) -> int:
     out = export(args.source, args.out, args.weights, args.force)
     print(f"wrote {out}: spec.json, model.safetensors ({args.weights} weights), README.md; "
           f"load it with arblocks.from_pretrained({str(out)!r}) or `arblocks sample {out} --out samples.png`")
+    return EXIT_OK
+
+
+def cmd_import(args) -> int:
+    from .weights.importer import import_weights
+
+    model = import_weights(args.format, args.source, args.spec, out=args.out)
+    print(f"imported {args.source} ({args.format}) into {model.spec.name}: {model.num_parameters():,} parameters; wrote {args.out} "
+          f"(`arblocks eval {args.out} --data ...`, `arblocks export {args.out} --out DIR`)")
     return EXIT_OK
 
 

@@ -11,7 +11,8 @@ from .registry import KINDS, Registry
 
 TITLES = {"block": "Blocks", "head": "Heads", "input": "Input types", "ordering": "Orderings", "attention": "Attention patterns", "dataset": "Data sources",
           "view": "Views (the deterministic views that a model of several stages models first)",
-          "transformation": "Transformations (the bijections of the image that Distribution Augmentation trains on)"}
+          "transformation": "Transformations (the bijections of the image that Distribution Augmentation trains on)",
+          "importer": "Weight importers (`arblocks import FORMAT SOURCE --spec SPEC`: an original implementation's released weights into a spec)"}
 HIDDEN = {"type"}
 COMMON = ("name", "in", "out", "push")  # BlockConfig's own fields, described once
 

@@ -91,3 +91,13 @@ def arblocks_register_transformations(register):
     Call ``register(TransformationClass)`` for each. ``TransformationClass`` subclasses
     :class:`arblocks.core.augmentation.Transformation`.
     """
+
+
+@hookspec
+def arblocks_register_importers(register):
+    """Register weight importers: an original implementation's released weights (its checkpoint format and
+    parameter names) mapped onto a spec's model, for `arblocks import FORMAT SOURCE --spec SPEC`.
+
+    Call ``register(ImporterClass)`` for each. ``ImporterClass`` subclasses
+    :class:`arblocks.weights.importer.WeightImporter`; its ``Config.type`` is the format's name.
+    """

@@ -48,6 +48,7 @@ BUILTIN_PLUGINS = (
     "arblocks.data.libraries",
     "arblocks.staged.views",
     "arblocks.staged.transformations",
+    "arblocks.weights.importers.pixelcnn_pp",
 )
 
 HOOKS = {
@@ -59,6 +60,7 @@ HOOKS = {
     "dataset": "arblocks_register_datasets",
     "view": "arblocks_register_views",
     "transformation": "arblocks_register_transformations",
+    "importer": "arblocks_register_importers",
 }
 
 

@@ -12,7 +12,7 @@ from typing import Any, get_args
 
 from ..spec.errors import RegistryError
 
-KINDS = ("block", "head", "input", "ordering", "attention", "dataset", "view", "transformation")
+KINDS = ("block", "head", "input", "ordering", "attention", "dataset", "view", "transformation", "importer")
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,10 @@ class Registry:
     @property
     def transformations(self) -> dict[str, Entry]:
         return self.entries["transformation"]
+
+    @property
+    def importers(self) -> dict[str, Entry]:
+        return self.entries["importer"]
 
     @property
     def failed(self) -> list[PluginInfo]:

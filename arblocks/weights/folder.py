@@ -111,7 +111,7 @@ def load_folder(folder: str | Path) -> tuple[Any, dict[str, Any]]:
         raise PretrainedError(f"{folder}: {SPEC} is not the spec these weights were exported with (its hash differs from the one "
                               f"{WEIGHTS} records): the spec was edited or belongs to other weights")
     model = build_any(spec)
-    _fit(model, tensors, folder)
+    fit_state(model, tensors, f"{folder / WEIGHTS}")
     info = {"step": _int(metadata.get("step")), "weights": metadata.get("weights", "unknown"), "spec": model.spec,
             "run": _json(metadata.get("run"), {}), "causality_record": _json(metadata.get("causality_record"), None)}
     info["config"] = info["run"].get("config") or {}
@@ -132,8 +132,8 @@ def _read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
                               "arblocks reads weights only in that format, which holds tensors and no code") from None
 
 
-def _fit(model, tensors: dict[str, torch.Tensor], folder: Path) -> None:
-    """Load ``tensors`` into ``model`` or say exactly which tensors do not fit."""
+def fit_state(model, tensors: dict[str, torch.Tensor], what: str) -> None:
+    """Load ``tensors`` into ``model`` or say exactly which tensors do not fit (``what`` names the weights)."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in tensors]
     extra = [k for k in tensors if k not in expected]
@@ -142,10 +142,10 @@ def _fit(model, tensors: dict[str, torch.Tensor], folder: Path) -> None:
     problems = [f"{what}: {', '.join(names[:5])}{f' and {len(names) - 5} more' if len(names) > 5 else ''}"
                 for what, names in (("missing", missing), ("not in the spec's model", extra), ("wrong shape", misshaped)) if names]
     if problems:
-        raise PretrainedError(f"{folder / WEIGHTS} does not fit {SPEC}: " + "; ".join(problems))
+        raise PretrainedError(f"{what} does not fit the spec's model: " + "; ".join(problems))
     for name, tensor in tensors.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise PretrainedError(f"{folder / WEIGHTS}: '{name}' holds NaN or infinite values")
+            raise PretrainedError(f"{what}: '{name}' holds NaN or infinite values")
     model.load_state_dict(tensors)
 
 

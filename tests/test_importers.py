@@ -1,0 +1,94 @@
+"""Released weights into the specs: the importers' mappings reproduce the original implementations' outputs (from
+fixtures that benchmarks/original_fixtures.py made with the original code), and weights that do not fit are refused."""
+
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+
+import arblocks
+from arblocks.cli import main
+from arblocks.weights.importer import WeightImportError, import_weights
+from tests.originals import FIXTURES, small_pixelcnn_pp
+
+
+def expected(name: str):
+    with safe_open(str(FIXTURES / name / "expected.safetensors"), framework="pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}, json.loads(f.metadata()["config"])
+
+
+def pixelcnn_pp_spec(config: dict):
+    return arblocks.parse_spec(small_pixelcnn_pp(config["nr_resnet"], config["nr_filters"], config["nr_logistic_mix"],
+                                                 config["channels"], config["size"]))
+
+
+@pytest.mark.parametrize("name", ["pixelcnn_pp_rgb", "pixelcnn_pp_gray"])
+def test_pclucas14_pixelcnn_pp_weights_give_the_originals_outputs(name):
+    tensors, config = expected(name)
+    model = import_weights("pixelcnn_pp_pytorch", FIXTURES / name / "model.pth", pixelcnn_pp_spec(config))
+    images = tensors["images"].long()
+    with torch.no_grad():
+        params = model(images)
+    order = torch.tensor(__import__("arblocks.weights.importers.pixelcnn_pp", fromlist=["x"]).mixture_order(config["channels"], config["nr_logistic_mix"]))
+    assert torch.allclose(params, tensors["outputs"][:, order], atol=1e-5, rtol=0)
+    loss = model.nll(images).sum()  # the same likelihood; the port falls back to the density where a bin's mass is below 1e-5
+    assert torch.allclose(loss, tensors["loss"][0], rtol=1e-5)
+
+
+def write_spec(tmp_path, config) -> str:
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(small_pixelcnn_pp(config["nr_resnet"], config["nr_filters"], config["nr_logistic_mix"], config["channels"], config["size"])))
+    return str(path)
+
+
+def test_arblocks_import_writes_a_checkpoint_that_eval_and_export_take(tmp_path, capsys):
+    tensors, config = expected("pixelcnn_pp_gray")
+    ckpt = tmp_path / "imported.pt"
+    assert main(["import", "pixelcnn_pp_pytorch", str(FIXTURES / "pixelcnn_pp_gray" / "model.pth"), "--spec", write_spec(tmp_path, config),
+                 "--out", str(ckpt)]) == 0
+    assert "imported" in capsys.readouterr().out
+    model, _ = arblocks.load_checkpoint(ckpt)
+    assert torch.allclose(model.nll(tensors["images"].long()).sum(), tensors["loss"][0], rtol=1e-5)
+    assert main(["export", str(ckpt), "--out", str(tmp_path / "folder")]) == 0
+    assert arblocks.from_pretrained(tmp_path / "folder").num_parameters() == model.num_parameters()
+
+
+def damaged(tmp_path, change) -> str:
+    state = torch.load(FIXTURES / "pixelcnn_pp_gray" / "model.pth", weights_only=True)
+    change(state)
+    path = tmp_path / "damaged.pth"
+    torch.save(state, path)
+    return str(path)
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("this ran on loading",))
+
+
+@pytest.mark.parametrize("change, said", [
+    (lambda s: s.pop("nin_out.lin_a.bias"), "missing in the source: nin_out.lin_a.bias"),
+    (lambda s: s.__setitem__("extra.weight", torch.zeros(1)), "in the source but not mapped to the spec: extra.weight"),
+    (lambda s: s.__setitem__("u_init.conv.bias", torch.zeros(5)), "wrong shape: u_init.conv.bias (5,) (the spec needs (6,))"),
+    (lambda s: s.__setitem__("u_init.conv.weight_v", torch.zeros(6, 2, 2, 2)), "u_init.conv.weight_v (6, 2, 2, 2) (the spec's layers.1.conv needs (6, 2, 2, 3))"),
+    (lambda s: s.update({k.replace("down_layers.2.", "down_layers.2.x"): s.pop(k) for k in [k for k in s if k.startswith("down_layers.2.u_stream.1.")]}),
+     "in the source but not mapped"),
+    (lambda s: s.__setitem__("payload", Payload()), "refused: it holds objects other than tensors"),
+])
+def test_weights_that_do_not_fit_the_spec_are_refused_with_exit_2(tmp_path, capsys, change, said):
+    _, config = expected("pixelcnn_pp_gray")
+    source = damaged(tmp_path, change)
+    assert main(["import", "pixelcnn_pp_pytorch", source, "--spec", write_spec(tmp_path, config), "--out", str(tmp_path / "c.pt")]) == 2
+    out = capsys.readouterr()
+    assert said in out.err and "Traceback" not in out.err and "this ran on loading" not in out.out + out.err
+    assert not (tmp_path / "c.pt").exists()
+
+
+def test_a_spec_of_another_depth_is_named_as_such(tmp_path, capsys):
+    _, config = expected("pixelcnn_pp_gray")
+    deeper = {**config, "nr_resnet": 2}
+    with pytest.raises(WeightImportError, match="the checkpoint's nr_resnet is 1"):
+        import_weights("pixelcnn_pp_pytorch", FIXTURES / "pixelcnn_pp_gray" / "model.pth", pixelcnn_pp_spec(deeper))
+    assert main(["import", "no_such_format", "x.pth", "--spec", write_spec(tmp_path, config), "--out", str(tmp_path / "c.pt")]) == 2
+    assert "registered formats are" in capsys.readouterr().err
