@@ -25,3 +25,18 @@ def small_pixelcnn_pp(nr_resnet: int, nr_filters: int, nr_mix: int, channels: in
     body[10]["body"][2]["times"] = nr_resnet + 1
     spec["head"]["components"] = nr_mix
     return spec
+
+
+def small_lmconv(nr_resnet: int, nr_filters: int, nr_mix: int | None, channels: int, size: int, order: str, bits: int = 8) -> dict:
+    """specs/lmconv.json with the original's nr_resnet and nr_filters, ``nr_mix`` logistic components (None: the
+    binarized model's two logits per pixel, a categorical head over 1 bit), in ``order`` on a size x size image."""
+    spec = copy.deepcopy(json.loads((ROOT / "specs" / "lmconv.json").read_text()))
+    spec["name"] = f"lmconv-r{nr_resnet}-f{nr_filters}-{order}"
+    spec["image"].update(channels=channels, height=size, width=size, bits=bits)
+    spec["ordering"] = {"type": order}
+    body = spec["body"]
+    body[1]["channels"] = body[3]["body"][1]["channels"] = body[7]["body"][0]["channels"] = nr_filters
+    body[3]["body"][0]["times"] = body[4]["times"] = body[6]["times"] = nr_resnet
+    body[7]["body"][2]["times"] = nr_resnet + 1
+    spec["head"] = {"type": "logistic_mixture", "in": "u", "components": nr_mix, "weight_norm": True} if nr_mix else {"type": "categorical", "in": "u"}
+    return spec

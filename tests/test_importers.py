@@ -9,8 +9,8 @@ from safetensors import safe_open
 
 import arblocks
 from arblocks.cli import main
-from arblocks.weights.importer import WeightImportError, import_weights
-from tests.originals import FIXTURES, small_pixelcnn_pp
+from arblocks.weights.importer import WeightImportError, import_weights, port_mixture_order
+from tests.originals import FIXTURES, small_lmconv, small_pixelcnn_pp
 
 
 def expected(name: str):
@@ -30,10 +30,27 @@ def test_pclucas14_pixelcnn_pp_weights_give_the_originals_outputs(name):
     images = tensors["images"].long()
     with torch.no_grad():
         params = model(images)
-    order = torch.tensor(__import__("arblocks.weights.importers.pixelcnn_pp", fromlist=["x"]).mixture_order(config["channels"], config["nr_logistic_mix"]))
+    order = torch.tensor(port_mixture_order(config["channels"], config["nr_logistic_mix"]))
     assert torch.allclose(params, tensors["outputs"][:, order], atol=1e-5, rtol=0)
     loss = model.nll(images).sum()  # the same likelihood; the port falls back to the density where a bin's mass is below 1e-5
     assert torch.allclose(loss, tensors["loss"][0], rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["lmconv_rgb_s_curve", "lmconv_gray_hilbert", "lmconv_binary_s_curve"])
+def test_lmconv_weights_give_the_originals_outputs(name):
+    """The importer comes with the arblocks-lmconv plugin (through the importer hook, as a third party's would)."""
+    pytest.importorskip("arblocks_lmconv")
+    tensors, config = expected(name)
+    binary = config["nr_logistic_mix"] is None
+    spec = arblocks.parse_spec(small_lmconv(config["nr_resnet"], config["nr_filters"], config["nr_logistic_mix"], config["channels"],
+                                            config["size"], config["arblocks_order"], bits=1 if binary else 8))
+    model = import_weights("lmconv", FIXTURES / name / "model.pth", spec)
+    images = tensors["images"].long()
+    with torch.no_grad():
+        params = model(images)
+    order = list(range(2)) if binary else port_mixture_order(config["channels"], config["nr_logistic_mix"])
+    assert torch.allclose(params.reshape(tensors["outputs"].shape), tensors["outputs"][:, order], atol=1e-5, rtol=0)
+    assert torch.allclose(model.nll(images).sum(), tensors["loss"][0], rtol=1e-5)
 
 
 def write_spec(tmp_path, config) -> str:

@@ -157,6 +157,49 @@ def _same_gain_axis(g: torch.Tensor, v: torch.Tensor, target_g: torch.Tensor, ta
     return source_axis == target_axis and tuple(v.reshape(target_shape).shape) == tuple(target_shape) and v.dim() == len(target_shape)
 
 
+def port_mixture_order(channels: int, k: int) -> list[int]:
+    """PixelCNN++'s layout of its mixture parameters (the TF original's, kept by its PyTorch ports and lmconv):
+    for each output of arblocks' logistic_mixture head (K logits, C x K means, C x K log-scales, then K coefficients
+    per pair (1,0), (2,0), (2,1)), the index of the original's output that holds it (K logits, then per channel K
+    means, K log-scales and, for RGB, K coefficients; the coefficient slot of channel c is pair c)."""
+    if channels not in (1, 3):
+        raise WeightImportError(f"PixelCNN++'s code models 1 or 3 channels, not {channels}")
+    per_channel = 3 if channels == 3 else 2
+    port = lambda c, slot, i: k + c * per_channel * k + slot * k + i  # noqa: E731
+    order = list(range(k))
+    order += [port(c, 0, i) for c in range(channels) for i in range(k)]  # means
+    order += [port(c, 1, i) for c in range(channels) for i in range(k)]  # log-scales
+    if channels == 3:
+        order += [port(pair, 2, i) for pair in range(3) for i in range(k)]  # pairs (1,0), (2,0), (2,1): the port's slots of channels 0, 1, 2
+    return order
+
+
+def take_conv(source: Source, target, out, their: str, mine: str) -> None:
+    """The source's convolution or Linear at ``their`` (PyTorch names: ``weight_g``/``weight_v`` of ``weight_norm``,
+    or ``weight``; and ``bias``) into the arblocks ``Conv`` at ``mine``; a Linear's ``[out, in]`` becomes a 1x1
+    kernel. What is missing or misshaped is recorded in ``source``."""
+    normed = f"{mine}.conv.parametrizations.weight.original1" in target
+    shape = target[f"{mine}.conv.parametrizations.weight.original1" if normed else f"{mine}.conv.weight"].shape
+    if f"{their}.weight" in source:
+        g, v = None, source.take(f"{their}.weight")
+    else:
+        v, g = source.take(f"{their}.weight_v"), source.take(f"{their}.weight_g")
+        if g is None:
+            return
+    bias = source.take(f"{their}.bias", tuple(target[f"{mine}.conv.bias"].shape)) if f"{mine}.conv.bias" in target else None
+    if v is None or (bias is None and f"{mine}.conv.bias" in target):
+        return
+    if v.numel() != shape.numel():
+        source.misshaped.append(f"{their}.weight{'_v' if g is not None else ''} {tuple(v.shape)} (the spec's {mine} needs {tuple(shape)})")
+        return
+    if v.dim() == 2:  # a Linear: [out, in] -> [out, in, 1, 1]
+        v, g = v[:, :, None, None], None if g is None else g.reshape(-1, 1, 1, 1)
+    if g is None:
+        assign_conv(target, out, mine, weight=v, bias=bias)
+    else:
+        assign_conv(target, out, mine, g=g, v=v, bias=bias)
+
+
 def import_weights(format: str, source: str | Path, spec, out: str | Path | None = None, registry=None):
     """Import the released weights at ``source`` (in ``format``, a registered importer) into ``spec`` (a spec, or
     the path of one): the model, in evaluation mode; written as an arblocks checkpoint to ``out`` if given (then

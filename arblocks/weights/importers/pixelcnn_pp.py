@@ -29,7 +29,7 @@ from typing import Literal
 import torch
 
 from ...core.hookspecs import hookimpl
-from ..importer import ImporterConfig, Source, WeightImporter, WeightImportError, assign_conv
+from ..importer import ImporterConfig, Source, WeightImporter, WeightImportError, assign_conv, port_mixture_order, take_conv
 
 #: a block type of the spec -> the kind the port's module must have
 KINDS = {"down_shifted_conv": "conv down_shifted", "down_right_shifted_conv": "conv down_right_shifted",
@@ -54,12 +54,12 @@ class PixelCNNppPyTorch(WeightImporter):
         out: dict[str, torch.Tensor] = {}
         for (their, kind), (mine, _) in zip(theirs, ours):
             if kind.startswith("gated"):
-                _linear_or_conv(source, target, out, f"{their}.conv_input.conv", f"{mine}.conv1")
+                take_conv(source, target, out, f"{their}.conv_input.conv", f"{mine}.conv1")
                 if f"{mine}.nin_aux.conv.bias" in target:
-                    _linear_or_conv(source, target, out, f"{their}.nin_skip.lin_a", f"{mine}.nin_aux")
-                _linear_or_conv(source, target, out, f"{their}.conv_out.conv", f"{mine}.conv2")
+                    take_conv(source, target, out, f"{their}.nin_skip.lin_a", f"{mine}.nin_aux")
+                take_conv(source, target, out, f"{their}.conv_out.conv", f"{mine}.conv2")
             else:
-                _linear_or_conv(source, target, out, f"{their}.{kind.split()[0]}", f"{mine}.conv")
+                take_conv(source, target, out, f"{their}.{kind.split()[0]}", f"{mine}.conv")
         _head(source, target, out, model)
         return out
 
@@ -99,28 +99,10 @@ def _difference(theirs, ours) -> str:
     return f"the spec has {len(ours)} blocks with parameters and the checkpoint {len(theirs)} modules; {fix}"
 
 
-def _linear_or_conv(source: Source, target, out, their: str, mine: str) -> None:
-    """A weight-normalized convolution or Linear of the port (``weight_g``, ``weight_v``, ``bias``) into an
-    arblocks Conv at ``mine``."""
-    normed = f"{mine}.conv.parametrizations.weight.original1" in target
-    shape = target[f"{mine}.conv.parametrizations.weight.original1" if normed else f"{mine}.conv.weight"].shape
-    v = source.take(f"{their}.weight_v")
-    g = source.take(f"{their}.weight_g")
-    bias = source.take(f"{their}.bias", tuple(target[f"{mine}.conv.bias"].shape))
-    if v is None or g is None or bias is None:
-        return
-    if v.numel() != shape.numel():
-        source.misshaped.append(f"{their}.weight_v {tuple(v.shape)} (the spec's {mine} needs {tuple(shape)})")
-        return
-    if v.dim() == 2:  # a Linear: [out, in] -> [out, in, 1, 1]
-        v, g = v[:, :, None, None], g.reshape(-1, 1, 1, 1)
-    assign_conv(target, out, mine, g=g, v=v, bias=bias)
-
-
 def _head(source: Source, target, out, model) -> None:
     """nin_out -> the logistic mixture's projection, its output channels reordered to the head's layout."""
     head = model.head
-    order = mixture_order(model.image.channels, head.k)
+    order = port_mixture_order(model.image.channels, head.k)
     v, g, bias = (source.take(f"nin_out.lin_a.{n}") for n in ("weight_v", "weight_g", "bias"))
     if v is None or g is None or bias is None:
         return
@@ -129,22 +111,6 @@ def _head(source: Source, target, out, model) -> None:
         return
     index = torch.tensor(order)
     assign_conv(target, out, "head.project", g=g[index].reshape(-1, 1, 1, 1), v=v[index][:, :, None, None], bias=bias[index])
-
-
-def mixture_order(channels: int, k: int) -> list[int]:
-    """For each output of the head (K logits, C x K means, C x K log-scales, then K coefficients per pair), the
-    index of the port's output that holds it (K logits, then per channel K means, K log-scales and, for RGB, K
-    coefficients)."""
-    if channels not in (1, 3):
-        raise WeightImportError(f"the PixelCNN++ port models 1 or 3 channels, not {channels}")
-    per_channel = 3 if channels == 3 else 2
-    port = lambda c, slot, i: k + c * per_channel * k + slot * k + i  # noqa: E731
-    order = list(range(k))
-    order += [port(c, 0, i) for c in range(channels) for i in range(k)]  # means
-    order += [port(c, 1, i) for c in range(channels) for i in range(k)]  # log-scales
-    if channels == 3:
-        order += [port(pair, 2, i) for pair in range(3) for i in range(k)]  # pairs (1,0), (2,0), (2,1): the port's slots of channels 0, 1, 2
-    return order
 
 
 @hookimpl

@@ -76,7 +76,9 @@ class Hilbert(Ordering):
     Config = HilbertConfig
 
     def curve(self, height, width):
+        # oriented as the original's gilbert2d order (ajayjain/lmconv's masking.py): the path's first coordinate is
+        # the row, so its released checkpoints (the 28x28 MNIST model's "hilbert" order) see the pixels they were trained on
         rank = torch.empty(height, width, dtype=torch.long)
-        for i, (x, y) in enumerate(hilbert_path(width, height)):
-            rank[y, x] = i
+        for i, (row, col) in enumerate(hilbert_path(height, width)):
+            rank[row, col] = i
         return rank

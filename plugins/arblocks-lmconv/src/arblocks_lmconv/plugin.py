@@ -3,6 +3,7 @@
 from arblocks import hookimpl
 
 from .blocks import LmGatedResnet, LocallyMaskedConv, Pono
+from .importer import arblocks_register_importers  # noqa: F401 - the importer of the original's checkpoints
 from .orderings import Hilbert, SCurve
 
 
