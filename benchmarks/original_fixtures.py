@@ -5,6 +5,8 @@ tests never fetch it and the repository never holds it).
     python benchmarks/original_fixtures.py pixelcnn_pp --original /tmp/pixel-cnn-pp
     git clone https://github.com/ajayjain/lmconv /tmp/lmconv
     python benchmarks/original_fixtures.py lmconv --original /tmp/lmconv
+    git clone https://github.com/openai/pixel-cnn /tmp/pixel-cnn      # in an environment with tensorflow (2.x)
+    python benchmarks/original_fixtures.py pixelcnn_pp_tf --original /tmp/pixel-cnn
 
 For each configuration it builds the original model with random weights (every parameter drawn, the weight-norm
 gains included, so that no layout difference hides behind a default), runs it in evaluation mode on fixed images,
@@ -23,9 +25,6 @@ import sys
 import types
 from pathlib import Path
 
-import torch
-from safetensors.torch import save_file
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.originals import FIXTURES  # noqa: E402
 
@@ -35,6 +34,9 @@ PIXELCNN_PP = {"pixelcnn_pp_rgb": (1, 8, 2, 3, 8), "pixelcnn_pp_gray": (1, 6, 3,
 
 
 def pixelcnn_pp(original: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
     sys.path.insert(0, str(original))
     torch.Tensor.cuda = lambda self, *args, **kwargs: self  # the port's loss calls .cuda(): stay on the CPU
     # utils.py holds one Python 2 statement (`print e`, in load_part_of_model, which this does not call): compile it
@@ -75,6 +77,9 @@ LMCONV = {"lmconv_rgb_s_curve": (1, 8, 2, 3, 8, "s_curve", "s_curve"), "lmconv_g
 
 
 def lmconv(original: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
     sys.path.insert(0, str(original))
     torch.Tensor.cuda = lambda self, *args, **kwargs: self  # the loss calls .cuda(): stay on the CPU
     try:
@@ -117,15 +122,115 @@ def lmconv(original: Path) -> None:
         print(f"{folder}: loss {float(loss):.4f}, outputs {tuple(outputs.shape)}")
 
 
+#: name -> (nr_resnet, nr_filters, nr_logistic_mix, size): RGB, as the released CIFAR-10 model
+PIXELCNN_PP_TF = {"pixelcnn_pp_tf": (1, 4, 2, 8)}
+
+
+def _tf1():
+    """TensorFlow 2's v1 compatibility layer as ``tensorflow``, and the two functions of ``tensorflow.contrib`` the
+    TF1 originals import (arg_scope, add_arg_scope), so that their model code runs unchanged (run in an environment
+    with tensorflow installed; the originals' code is never part of arblocks)."""
+    import contextlib
+    import functools
+
+    import tensorflow
+
+    tf = tensorflow.compat.v1
+    tf.disable_v2_behavior()
+    stack = [{}]
+
+    @contextlib.contextmanager
+    def arg_scope(functions, **kwargs):
+        scope = dict(stack[-1])
+        for f in functions:
+            scope[f] = {**scope.get(f, {}), **kwargs}
+        stack.append(scope)
+        try:
+            yield
+        finally:
+            stack.pop()
+
+    def add_arg_scope(function):
+        @functools.wraps(function)
+        def scoped(*args, **kwargs):
+            return function(*args, **{**stack[-1].get(scoped, {}), **kwargs})
+        return scoped
+
+    ops = types.ModuleType("tensorflow.contrib.framework.python.ops")
+    ops.arg_scope, ops.add_arg_scope = arg_scope, add_arg_scope
+    for name in ("tensorflow.contrib", "tensorflow.contrib.framework", "tensorflow.contrib.framework.python"):
+        sys.modules[name] = types.ModuleType(name)
+    sys.modules["tensorflow.contrib.framework.python.ops"] = ops
+    sys.modules["tensorflow"] = tf
+    return tf
+
+
+def pixelcnn_pp_tf(original: Path) -> None:
+    """The TensorFlow original (openai/pixel-cnn) under TF2's v1 compatibility layer: a checkpoint written by its own
+    Saver with raw weights, EMA shadows (other values than the raw ones) and its Adam slots, and the EMA model's
+    outputs and loss."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    tf = _tf1()
+    sys.path.insert(0, str(original))
+    import pixel_cnn_pp.nn as nn  # the original's modules, from --original
+    from pixel_cnn_pp.model import model_spec
+
+    commit = subprocess.run(["git", "-C", str(original), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() or COMMIT
+    for name, (nr_resnet, nr_filters, nr_mix, size) in PIXELCNN_PP_TF.items():
+        tf.reset_default_graph()
+        tf.set_random_seed(0)
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, 256, (4, size, size, 3))
+        x = tf.constant(images.astype(np.float32) / 127.5 - 1.0)
+        model = tf.make_template("model", model_spec)
+        options = dict(nr_resnet=nr_resnet, nr_filters=nr_filters, nr_logistic_mix=nr_mix, resnet_nonlinearity="concat_elu")
+        train_out = model(x, None, init=False, dropout_p=0.5, **options)
+        params = tf.trainable_variables()
+        ema = tf.train.ExponentialMovingAverage(decay=0.9995)
+        maintain = ema.apply(params)
+        optimizer = nn.adam_updates(params, nn.discretized_mix_logistic_loss(x, train_out), lr=1e-3)
+        test_out = model(x, None, ema=ema, dropout_p=0.0, **options)
+        loss = nn.discretized_mix_logistic_loss(x, test_out)
+        with tf.Session() as session:
+            session.run(tf.global_variables_initializer())
+            session.run([maintain, optimizer])  # the EMA shadows and Adam slots exist with their values
+            for v in tf.global_variables():  # every variable drawn, the gains and shadows included, shadows unlike their raw values
+                session.run(v.assign(rng.normal(0, 0.5, v.shape.as_list()).astype(v.dtype.as_numpy_dtype)))
+            folder = FIXTURES / name
+            folder.mkdir(parents=True, exist_ok=True)
+            saver = tf.train.Saver()
+            saver.save(session, str(folder / "model.ckpt"), write_meta_graph=False)
+        # the checkpoint's outputs as a user of the release gets them: a fresh graph of the EMA model, restored by a Saver
+        tf.reset_default_graph()
+        x = tf.constant(images.astype(np.float32) / 127.5 - 1.0)
+        model = tf.make_template("model", model_spec)
+        model(x, None, init=False, dropout_p=0.0, **options)
+        ema = tf.train.ExponentialMovingAverage(decay=0.9995)
+        ema.apply(tf.trainable_variables())
+        test_out = model(x, None, ema=ema, dropout_p=0.0, **options)
+        loss = nn.discretized_mix_logistic_loss(x, test_out)
+        with tf.Session() as session:
+            tf.train.Saver().restore(session, str(folder / "model.ckpt"))
+            outputs, value = session.run([test_out, loss])
+        (folder / "checkpoint").unlink(missing_ok=True)
+        config = {"original": "github.com/openai/pixel-cnn", "commit": commit, "nr_resnet": nr_resnet, "nr_filters": nr_filters,
+                  "nr_logistic_mix": nr_mix, "channels": 3, "size": size, "tensorflow": tf.__version__, "weights": "ema"}
+        save_file({"images": np.ascontiguousarray(images.transpose(0, 3, 1, 2).astype(np.uint8)), "outputs": np.ascontiguousarray(outputs.transpose(0, 3, 1, 2)),
+                   "loss": np.array([value], dtype=np.float32)}, str(folder / "expected.safetensors"), metadata={"config": json.dumps(config)})
+        print(f"{folder}: loss {float(value):.4f}, outputs {outputs.shape}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("original", choices=["pixelcnn_pp", "lmconv"])
+    parser.add_argument("original", choices=["pixelcnn_pp", "lmconv", "pixelcnn_pp_tf"])
     parser.add_argument("--original", dest="path", type=Path, required=True, help="a checkout of the original's code")
     parser.add_argument("--commit", default="", help="the original's commit, where --original is not a git checkout")
     args = parser.parse_args()
     global COMMIT
     COMMIT = args.commit
-    {"pixelcnn_pp": pixelcnn_pp, "lmconv": lmconv}[args.original](args.path)
+    {"pixelcnn_pp": pixelcnn_pp, "lmconv": lmconv, "pixelcnn_pp_tf": pixelcnn_pp_tf}[args.original](args.path)
 
 
 if __name__ == "__main__":

@@ -109,3 +109,35 @@ def test_a_spec_of_another_depth_is_named_as_such(tmp_path, capsys):
         import_weights("pixelcnn_pp_pytorch", FIXTURES / "pixelcnn_pp_gray" / "model.pth", pixelcnn_pp_spec(deeper))
     assert main(["import", "no_such_format", "x.pth", "--spec", write_spec(tmp_path, config), "--out", str(tmp_path / "c.pt")]) == 2
     assert "registered formats are" in capsys.readouterr().err
+
+
+def test_the_tensorflow_originals_checkpoint_gives_its_outputs_without_tensorflow():
+    """openai/pixel-cnn ran under TF2's v1 layer to write this checkpoint (its own Saver: raw weights, Polyak averages
+    that differ from them, Adam slots); the reader needs no TensorFlow, and the EMA model reproduces its outputs."""
+    tensors, config = expected("pixelcnn_pp_tf")
+    spec = pixelcnn_pp_spec(config)
+    model = import_weights("pixelcnn_pp_tf", FIXTURES / "pixelcnn_pp_tf" / "model.ckpt", spec)
+    images = tensors["images"].long()
+    with torch.no_grad():
+        params = model(images)
+    order = torch.tensor(port_mixture_order(3, config["nr_logistic_mix"]))
+    assert torch.allclose(params, tensors["outputs"][:, order], atol=1e-5, rtol=0)
+    assert torch.allclose(model.nll(images).sum(), tensors["loss"][0], rtol=1e-5)
+    raw = import_weights("pixelcnn_pp_tf", FIXTURES / "pixelcnn_pp_tf" / "model.ckpt.index", spec, weights="raw")
+    with torch.no_grad():
+        assert not torch.allclose(raw(images), params, atol=1e-3)  # the raw weights are another model
+
+
+def test_the_tensorflow_reader_reads_every_variable_as_tensorflow_wrote_it():
+    from arblocks.weights.tf_checkpoint import read_tf_checkpoint, snappy_decompress
+
+    tensors = read_tf_checkpoint(FIXTURES / "pixelcnn_pp_tf")  # a folder with one checkpoint
+    assert len(tensors) == 685 and tensors["model/conv2d_0/V"].shape == (2, 3, 4, 4) and tensors["model/conv2d_0/V"].dtype == torch.float32
+    assert "model/dense_0/g/ExponentialMovingAverage" in tensors
+    # Snappy blocks (TensorFlow compresses an index block when that saves an eighth): a literal, then an overlapping copy
+    assert snappy_decompress(bytes([9, 0x08]) + b"abc" + bytes([0x09, 3])) == b"abcabcabc"
+    with pytest.raises(arblocks.ArblocksError, match="no table magic"):
+        bad = FIXTURES.parent / "specs" / "tiny_digits.json"
+        from arblocks.weights.tf_checkpoint import read_index
+
+        read_index(bad)

@@ -49,6 +49,7 @@ BUILTIN_PLUGINS = (
     "arblocks.staged.views",
     "arblocks.staged.transformations",
     "arblocks.weights.importers.pixelcnn_pp",
+    "arblocks.weights.importers.pixelcnn_pp_tf",
 )
 
 HOOKS = {

@@ -85,6 +85,10 @@ class WeightImporter:
 
     Config: type[ImporterConfig] = ImporterConfig
 
+    def __init__(self, weights: str = "ema"):
+        #: where a checkpoint holds averaged weights besides the raw ones (a TensorFlow EMA): which to take
+        self.weights = weights
+
     def read(self, path: Path) -> dict[str, torch.Tensor]:
         return torch_tensors(path)
 
@@ -200,10 +204,11 @@ def take_conv(source: Source, target, out, their: str, mine: str) -> None:
         assign_conv(target, out, mine, g=g, v=v, bias=bias)
 
 
-def import_weights(format: str, source: str | Path, spec, out: str | Path | None = None, registry=None):
+def import_weights(format: str, source: str | Path, spec, out: str | Path | None = None, registry=None, weights: str = "ema"):
     """Import the released weights at ``source`` (in ``format``, a registered importer) into ``spec`` (a spec, or
     the path of one): the model, in evaluation mode; written as an arblocks checkpoint to ``out`` if given (then
-    `arblocks eval`, `sample` and `export` take it). Raises :class:`WeightImportError` naming every tensor that is
+    `arblocks eval`, `sample` and `export` take it). ``weights``: ``ema`` (the averaged weights, where the checkpoint
+    holds them) or ``raw``. Raises :class:`WeightImportError` naming every tensor that is
     missing, misshaped or left over."""
     registry = registry or get_registry()
     entry = registry.importers.get(format)
@@ -213,7 +218,9 @@ def import_weights(format: str, source: str | Path, spec, out: str | Path | None
     if isinstance(spec, (str, Path)):
         spec = parse_any(read_spec_file(spec), registry=registry, source=str(spec))
     model = build_any(spec, registry)
-    importer = entry.cls()
+    if weights not in ("ema", "raw"):
+        raise WeightImportError(f"weights must be 'ema' or 'raw', got {weights!r}")
+    importer = entry.cls(weights)
     tensors = Source(importer.read(Path(source)))
     target = model.state_dict()
     state = importer.convert(tensors, model, target)
