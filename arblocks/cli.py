@@ -192,6 +192,7 @@ def parser() -> argparse.ArgumentParser:
     im.add_argument("source", help="the released weights (a file in that format)")
     im.add_argument("--spec", required=True, help="the spec to import into, at the original's configuration (docs/pretrained.md)")
     im.add_argument("--out", required=True, help="the checkpoint to write: eval, sample and export take it")
+    im.add_argument("--palette", default=None, metavar="FILE", help="the original's colour clusters (Image GPT's kmeans_centers.npy), stored in the checkpoint")
     im.add_argument("--weights", choices=["ema", "raw"], default="ema", help="the averaged (EMA) weights where the checkpoint holds them (default), or the raw ones")
     im.set_defaults(run=cmd_import)
 
@@ -585,7 +586,7 @@ def cmd_export(args) -> int:
 def cmd_import(args) -> int:
     from .weights.importer import import_weights
 
-    model = import_weights(args.format, args.source, args.spec, out=args.out, weights=args.weights)
+    model = import_weights(args.format, args.source, args.spec, out=args.out, weights=args.weights, palette=args.palette)
     print(f"imported {args.source} ({args.format}) into {model.spec.name}: {model.num_parameters():,} parameters; wrote {args.out} "
           f"(`arblocks eval {args.out} --data ...`, `arblocks export {args.out} --out DIR`)")
     return EXIT_OK

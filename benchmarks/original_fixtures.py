@@ -7,6 +7,8 @@ tests never fetch it and the repository never holds it).
     python benchmarks/original_fixtures.py lmconv --original /tmp/lmconv
     git clone https://github.com/openai/pixel-cnn /tmp/pixel-cnn      # in an environment with tensorflow (2.x)
     python benchmarks/original_fixtures.py pixelcnn_pp_tf --original /tmp/pixel-cnn
+    git clone https://github.com/openai/image-gpt /tmp/image-gpt        # the same environment
+    python benchmarks/original_fixtures.py image_gpt --original /tmp/image-gpt
 
 For each configuration it builds the original model with random weights (every parameter drawn, the weight-norm
 gains included, so that no layout difference hides behind a default), runs it in evaluation mode on fixed images,
@@ -222,15 +224,58 @@ def pixelcnn_pp_tf(original: Path) -> None:
         print(f"{folder}: loss {float(value):.4f}, outputs {outputs.shape}")
 
 
+#: name -> (n_layer, n_embd, n_head, n_vocab, n_px)
+IMAGE_GPT = {"image_gpt_tf": (2, 16, 2, 16, 8)}
+
+
+def image_gpt(original: Path) -> None:
+    """Image GPT's original model (openai/image-gpt, src/model.py) under TF2's v1 layer (HParams shimmed as a plain
+    namespace): a checkpoint of random weights written by a Saver, its generative logits and loss on random tokens,
+    and random colour clusters in [-1, 1] as kmeans_centers.npy."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    tf = _tf1()
+    training = types.ModuleType("tensorflow.contrib.training")
+    training.HParams = lambda **values: types.SimpleNamespace(**values)
+    sys.modules["tensorflow.contrib.training"] = training
+    sys.path.insert(0, str(original / "src"))
+    from model import model  # the original's module, from --original
+
+    commit = subprocess.run(["git", "-C", str(original), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() or COMMIT
+    for name, (n_layer, n_embd, n_head, n_vocab, n_px) in IMAGE_GPT.items():
+        tf.reset_default_graph()
+        rng = np.random.default_rng(0)
+        tokens = rng.integers(0, n_vocab, (4, n_px * n_px))
+        hparams = types.SimpleNamespace(n_vocab=n_vocab, n_ctx=n_px * n_px, n_embd=n_embd, n_head=n_head, n_layer=n_layer,
+                                        bert=False, bert_mask_prob=0.15, clf=False)
+        results = model(hparams, tf.constant(tokens, dtype=tf.int32), tf.zeros([4, 10]))
+        folder = FIXTURES / name
+        folder.mkdir(parents=True, exist_ok=True)
+        with tf.Session() as session:
+            session.run(tf.global_variables_initializer())
+            for v in tf.global_variables():  # every variable drawn (the original initializes its output embedding to 0)
+                session.run(v.assign(rng.normal(0, 0.3, v.shape.as_list()).astype(np.float32)))
+            tf.train.Saver().save(session, str(folder / "model.ckpt"), write_meta_graph=False)
+            logits, loss = session.run([results["gen_logits"], results["gen_loss"]])
+        (folder / "checkpoint").unlink(missing_ok=True)
+        np.save(folder / "kmeans_centers.npy", rng.uniform(-1, 1, (n_vocab, 3)).astype(np.float32))
+        config = {"original": "github.com/openai/image-gpt", "commit": commit, "n_layer": n_layer, "n_embd": n_embd, "n_head": n_head,
+                  "n_vocab": n_vocab, "n_px": n_px, "tensorflow": tf.__version__}
+        save_file({"tokens": np.ascontiguousarray(tokens.reshape(4, 1, n_px, n_px).astype(np.int32)), "logits": np.ascontiguousarray(logits),
+                   "loss": np.array([loss], dtype=np.float32)}, str(folder / "expected.safetensors"), metadata={"config": json.dumps(config)})
+        print(f"{folder}: loss {float(loss):.4f}, logits {logits.shape}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("original", choices=["pixelcnn_pp", "lmconv", "pixelcnn_pp_tf"])
+    parser.add_argument("original", choices=["pixelcnn_pp", "lmconv", "pixelcnn_pp_tf", "image_gpt"])
     parser.add_argument("--original", dest="path", type=Path, required=True, help="a checkout of the original's code")
     parser.add_argument("--commit", default="", help="the original's commit, where --original is not a git checkout")
     args = parser.parse_args()
     global COMMIT
     COMMIT = args.commit
-    {"pixelcnn_pp": pixelcnn_pp, "lmconv": lmconv, "pixelcnn_pp_tf": pixelcnn_pp_tf}[args.original](args.path)
+    {"pixelcnn_pp": pixelcnn_pp, "lmconv": lmconv, "pixelcnn_pp_tf": pixelcnn_pp_tf, "image_gpt": image_gpt}[args.original](args.path)
 
 
 if __name__ == "__main__":

@@ -40,3 +40,14 @@ def small_lmconv(nr_resnet: int, nr_filters: int, nr_mix: int | None, channels: 
     body[7]["body"][2]["times"] = nr_resnet + 1
     spec["head"] = {"type": "logistic_mixture", "in": "u", "components": nr_mix, "weight_norm": True} if nr_mix else {"type": "categorical", "in": "u"}
     return spec
+
+
+def small_image_gpt(n_layer: int, n_embd: int, n_head: int, n_vocab: int, n_px: int) -> dict:
+    """specs/igpt_small.json at the original's n_layer, n_embd, n_head, vocabulary (2**bits tokens) and n_px."""
+    spec = copy.deepcopy(json.loads((ROOT / "specs" / "igpt_small.json").read_text()))
+    spec["name"] = f"igpt-l{n_layer}-d{n_embd}"
+    spec["image"].update(height=n_px, width=n_px, bits=n_vocab.bit_length() - 1)
+    spec["defaults"]["transformer_block"]["heads"] = n_head
+    spec["body"][0]["channels"] = n_embd
+    spec["body"][2]["times"] = n_layer
+    return spec

@@ -141,3 +141,29 @@ def test_the_tensorflow_reader_reads_every_variable_as_tensorflow_wrote_it():
         from arblocks.weights.tf_checkpoint import read_index
 
         read_index(bad)
+
+
+def test_image_gpts_original_checkpoint_and_palette_give_its_logits(tmp_path):
+    from tests.originals import small_image_gpt
+
+    tensors, config = expected("image_gpt_tf")
+    spec = arblocks.parse_spec(small_image_gpt(config["n_layer"], config["n_embd"], config["n_head"], config["n_vocab"], config["n_px"]))
+    ckpt = tmp_path / "igpt.pt"
+    model = import_weights("image_gpt_tf", FIXTURES / "image_gpt_tf" / "model.ckpt", spec, out=ckpt,
+                           palette=FIXTURES / "image_gpt_tf" / "kmeans_centers.npy")
+    tokens = tensors["tokens"].long()
+    with torch.no_grad():
+        logits = model(tokens)  # [B, vocab, 1, H, W] or [B, vocab, H, W]
+    logits = logits.reshape(len(tokens), config["n_vocab"], -1).transpose(1, 2)  # raster positions, as the original's sequence
+    assert torch.allclose(logits, tensors["logits"], atol=1e-5, rtol=0)
+    mean_nll = model.nll(tokens).sum() / tokens.numel()  # the original's loss: mean cross-entropy per token
+    assert torch.allclose(mean_nll, tensors["loss"][0], rtol=1e-5)
+    _, info = arblocks.load_checkpoint(ckpt)
+    import numpy as np
+
+    clusters = torch.from_numpy(np.load(FIXTURES / "image_gpt_tf" / "kmeans_centers.npy"))
+    assert torch.allclose(info["palette"], 127.5 * (clusters + 1))
+    layer_norm = small_image_gpt(config["n_layer"], config["n_embd"], config["n_head"], config["n_vocab"], config["n_px"])
+    layer_norm["defaults"]["transformer_block"]["normalization"] = "layer"
+    with pytest.raises(WeightImportError, match="RMS norms"):
+        import_weights("image_gpt_tf", FIXTURES / "image_gpt_tf" / "model.ckpt", arblocks.parse_spec(layer_norm))

@@ -28,11 +28,17 @@ from ..spec.errors import BlockError
 from ..spec.models import BlockConfig, typed_field
 
 
+#: the MLP's nonlinearities (gelu_sigmoid: Image GPT's sigmoid approximation of GELU)
+ACTIVATIONS = {"gelu": F.gelu, "gelu_sigmoid": lambda x: x * torch.sigmoid(1.702 * x), "relu": F.relu}
+
+
 class LayerNormConfig(BlockConfig):
     """Layer normalization over each position's channels (each sub-pixel's group of channels in a sub-pixel sequence)."""
 
     type: Literal["layer_norm"] = "layer_norm"
     bias: bool = Field(True, description="Learn a bias besides the gain (Image GPT uses gains only).")
+    normalization: Literal["layer", "rms"] = Field(
+        "layer", description="layer: centre and scale by the standard deviation; rms: scale by the root mean square only, x / sqrt(mean(x^2) + 1e-5) (Image GPT's norm; no bias).")
     subpixels: bool = SUBPIXELS
 
 
@@ -43,12 +49,18 @@ class LayerNorm(ChannelMixing):
         super().__init__(config, inputs, aux, ctx)
         source = require_map(inputs[0])
         self.per_pixel, width = sequence_layout(source.channels, ctx.image.channels, config.subpixels)
+        if config.normalization == "rms" and config.bias:
+            raise BlockError("an rms norm has a gain and no bias: set bias to false", field="bias")
         self.weight = nn.Parameter(torch.ones(width))
         self.bias = nn.Parameter(torch.zeros(width)) if config.bias else None
 
     def forward(self, x):
         h, w = x.shape[2:]
-        seq = F.layer_norm(to_sequence(x, self.per_pixel), self.weight.shape, self.weight, self.bias)  # [B, N, D]
+        seq = to_sequence(x, self.per_pixel)  # [B, N, D]
+        if self.config.normalization == "rms":
+            seq = F.rms_norm(seq, self.weight.shape, self.weight, eps=1e-5)
+        else:
+            seq = F.layer_norm(seq, self.weight.shape, self.weight, self.bias)
         return from_sequence(seq, self.per_pixel, h, w)
 
     def causality(self, inputs, aux):
@@ -66,7 +78,10 @@ class TransformerBlockConfig(BlockConfig):
     attention_bias: bool | None = Field(None, description="Biases in the attention projections; defaults to `bias` (the Image Transformer has none there).")
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the attention and MLP outputs.")
     norm: Literal["pre", "post"] = Field("pre", description="Layer norm at the start of each branch (`pre`, GPT-2) or after each residual sum (`post`, the original Transformer).")
-    activation: Literal["gelu", "relu"] = Field("gelu", description="The MLP's nonlinearity.")
+    activation: Literal["gelu", "gelu_sigmoid", "relu"] = Field(
+        "gelu", description="The MLP's nonlinearity: gelu (exact), gelu_sigmoid (x * sigmoid(1.702 x), Image GPT's), relu.")
+    normalization: Literal["layer", "rms"] = Field(
+        "layer", description="The branches' norm: layer, or rms (root mean square only, no centring and no bias: Image GPT's).")
     qk_channels: int | None = Field(None, gt=0, le=65536, description="Width of the queries and keys (Sparse Transformer halves it); defaults to the block's width.")
     pattern: Any = typed_field(
         "attention",
@@ -108,7 +123,12 @@ class TransformerBlock(Block):
             raise BlockError(f"{config.heads} heads do not split into {len(patterns)} pattern groups", field="pattern")
         bias, attention_bias = config.bias, config.bias if config.attention_bias is None else config.attention_bias
         hidden = round(config.mlp_ratio * width)
-        self.ln1, self.ln2 = nn.LayerNorm(width, bias=bias), nn.LayerNorm(width, bias=bias)
+        if config.normalization == "rms":
+            if bias:
+                raise BlockError("an rms norm has no bias: set bias to false (Image GPT has none)", field="normalization")
+            self.ln1, self.ln2 = nn.RMSNorm(width, eps=1e-5), nn.RMSNorm(width, eps=1e-5)
+        else:
+            self.ln1, self.ln2 = nn.LayerNorm(width, bias=bias), nn.LayerNorm(width, bias=bias)
         self.qkv = nn.Linear(width, 2 * self.qk + width, bias=attention_bias)
         self.proj = nn.Linear(width, width, bias=attention_bias)
         self.fc = nn.Linear(width, hidden, bias=bias)
@@ -153,7 +173,7 @@ class TransformerBlock(Block):
     # -- cached sampling: keys and values of every position computed so far --------------------------
     def new_cache(self, batch, device, dtype):
         n, heads = self.attend.mask.shape[-1], self.config.heads
-        width = self.ln1.normalized_shape[0]
+        width = self.ln1.weight.shape[0]
         return {"k": torch.zeros(batch, heads, n, self.qk // heads, device=device, dtype=dtype),
                 "v": torch.zeros(batch, heads, n, width // heads, device=device, dtype=dtype)}
 
@@ -200,8 +220,7 @@ class TransformerBlock(Block):
         return self.proj(mixed.transpose(1, 2).flatten(2))  # [B, N, heads * c]
 
     def mlp(self, seq):
-        act = F.gelu if self.config.activation == "gelu" else F.relu
-        return self.fc_out(act(self.fc(seq)))
+        return self.fc_out(ACTIVATIONS[self.config.activation](self.fc(seq)))
 
     def causality(self, inputs, aux):
         state = canonical(inputs[0], self.image.channels)

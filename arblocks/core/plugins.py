@@ -50,6 +50,7 @@ BUILTIN_PLUGINS = (
     "arblocks.staged.transformations",
     "arblocks.weights.importers.pixelcnn_pp",
     "arblocks.weights.importers.pixelcnn_pp_tf",
+    "arblocks.weights.importers.image_gpt",
 )
 
 HOOKS = {

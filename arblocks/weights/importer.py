@@ -92,6 +92,10 @@ class WeightImporter:
     def read(self, path: Path) -> dict[str, torch.Tensor]:
         return torch_tensors(path)
 
+    def palette(self, path: Path) -> torch.Tensor:
+        """The model's colour palette [clusters, 3] (0-255) from the original's file, for formats that have one."""
+        raise WeightImportError(f"the format '{self.Config.model_fields['type'].default}' has no palette to import")
+
     def convert(self, source: Source, model, target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The model's state dict from ``source`` (``target`` is the model's own state dict: names, shapes, dtypes).
         Problems are recorded in ``source`` (or raised as :class:`WeightImportError` for a structure that differs)."""
@@ -204,11 +208,12 @@ def take_conv(source: Source, target, out, their: str, mine: str) -> None:
         assign_conv(target, out, mine, g=g, v=v, bias=bias)
 
 
-def import_weights(format: str, source: str | Path, spec, out: str | Path | None = None, registry=None, weights: str = "ema"):
+def import_weights(format: str, source: str | Path, spec, out: str | Path | None = None, registry=None, weights: str = "ema",
+                   palette: str | Path | None = None):
     """Import the released weights at ``source`` (in ``format``, a registered importer) into ``spec`` (a spec, or
     the path of one): the model, in evaluation mode; written as an arblocks checkpoint to ``out`` if given (then
     `arblocks eval`, `sample` and `export` take it). ``weights``: ``ema`` (the averaged weights, where the checkpoint
-    holds them) or ``raw``. Raises :class:`WeightImportError` naming every tensor that is
+    holds them) or ``raw``; ``palette``: the original's colour clusters, stored in the checkpoint. Raises :class:`WeightImportError` naming every tensor that is
     missing, misshaped or left over."""
     registry = registry or get_registry()
     entry = registry.importers.get(format)
@@ -229,6 +234,7 @@ def import_weights(format: str, source: str | Path, spec, out: str | Path | None
         raise WeightImportError(f"{source} ({format}) does not fit {getattr(spec, 'name', 'the spec')}: " + "; ".join(problems))
     fit_state(model, state, f"the weights imported from {source}")
     model.eval()
+    colours = importer.palette(Path(palette)) if palette is not None else None
     if out is not None:
-        save_checkpoint(model, out)
+        save_checkpoint(model, out, palette=colours)
     return model
