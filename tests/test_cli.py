@@ -121,7 +121,7 @@ def test_the_shipped_specs_left_to_the_cli_tests_are_shipped():
 def test_the_command_the_project_is_known_by():
     out = run_process("build", "specs/pixelsnail.json")
     assert out.returncode == 0, out.stderr
-    assert "total trainable parameters: 46,021,908" in out.stdout
+    assert "total trainable parameters: 46,180,788" in out.stdout
     assert "PASSED" in out.stdout and "coverage of the allowed past: min 1.000" in out.stdout
 
 

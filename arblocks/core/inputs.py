@@ -75,13 +75,18 @@ class ClassLabel(InputType):
 
 
 class PositionalGridConfig(InputConfig):
-    """Two maps of the row and column coordinates, centred and scaled by the map's size (PixelSNAIL's background)."""
+    """Maps of the row and column coordinates, centred and scaled by the map's size (PixelSNAIL's background)."""
 
     type: Literal["positional_grid"] = "positional_grid"
     factor: int = Field(
         1, gt=0, le=4096,
         description="The map is the image's size divided by this, rounded up as a stride-2 convolution rounds (the "
         "background of a lower resolution: 4 for a U-Net's 8x8 level of a 32x32 image).",
+    )
+    copies: int = Field(
+        1, gt=0, le=64,
+        description="Channels per coordinate: the row map repeated this many times, then the column map (PixelSNAIL's "
+        "original broadcasts each coordinate over the image's 3 channels, a background of 6).",
     )
 
 
@@ -95,8 +100,9 @@ class PositionalGrid(InputType):
         rows = (torch.arange(h, dtype=torch.float32) - h / 2) / h
         cols = (torch.arange(w, dtype=torch.float32) - w / 2) / w
         grid = torch.stack(torch.meshgrid(rows, cols, indexing="ij"))  # [2, H, W]
+        grid = grid.repeat_interleave(config.copies, dim=0)  # [2 * copies, H, W]: rows, rows, ..., cols, cols, ...
         self.register_buffer("grid", grid, persistent=False)
-        self.info = StreamInfo(channels=2, height=h, width=w)
+        self.info = StreamInfo(channels=2 * config.copies, height=h, width=w)
 
     def forward(self, batch, value, like):
         return self.grid.to(like.dtype).expand(batch, -1, -1, -1)
