@@ -9,6 +9,8 @@ tests never fetch it and the repository never holds it).
     python benchmarks/original_fixtures.py pixelcnn_pp_tf --original /tmp/pixel-cnn
     git clone https://github.com/openai/image-gpt /tmp/image-gpt        # the same environment
     python benchmarks/original_fixtures.py image_gpt --original /tmp/image-gpt
+    git clone https://github.com/neocxi/pixelsnail-public /tmp/pixelsnail  # the same environment
+    python benchmarks/original_fixtures.py pixelsnail --original /tmp/pixelsnail
 
 For each configuration it builds the original model with random weights (every parameter drawn, the weight-norm
 gains included, so that no layout difference hides behind a default), runs it in evaluation mode on fixed images,
@@ -267,15 +269,73 @@ def image_gpt(original: Path) -> None:
         print(f"{folder}: loss {float(loss):.4f}, logits {logits.shape}")
 
 
+#: name -> (nr_resnet, nr_filters, attention rounds, nr_logistic_mix, size)
+PIXELSNAIL = {"pixelsnail_tf": (1, 8, 2, 2, 8)}
+
+
+def pixelsnail(original: Path) -> None:
+    """PixelSNAIL's original (neocxi/pixelsnail-public, its h12_noup_smallkey model at a small size) under TF2's v1
+    layer, as pixelcnn_pp_tf: raw weights, EMA shadows and Adam slots in its Saver's checkpoint, the EMA model's
+    outputs and loss from a fresh graph restored from it."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    import tensorflow.python.framework.function  # noqa: F401 - the original imports these by their TF1 paths
+    import tensorflow.python.ops.variables  # noqa: F401
+
+    tf = _tf1()
+    sys.path.insert(0, str(original))
+    import pixel_cnn_pp.nn as nn  # the original's modules, from --original
+    from pixel_cnn_pp.model import _base_noup_smallkey_spec
+
+    commit = subprocess.run(["git", "-C", str(original), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() or COMMIT
+    for name, (nr_resnet, nr_filters, attn_rep, nr_mix, size) in PIXELSNAIL.items():
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, 256, (4, size, size, 3))
+        # its train.py defaults (resnet_nonlinearity elu), which the released model used
+        options = dict(nr_resnet=nr_resnet, nr_filters=nr_filters, attn_rep=attn_rep, nr_logistic_mix=nr_mix, resnet_nonlinearity="elu")
+        folder = FIXTURES / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for write in (True, False):  # write the checkpoint; then read it back in a fresh graph, as a user of the release does
+            tf.reset_default_graph()
+            nn.get_causal_mask.cache_clear()  # it caches graph constants
+            x = tf.constant(images.astype(np.float32) / 127.5 - 1.0)
+            model = tf.make_template("model", _base_noup_smallkey_spec)
+            model(x, None, init=True, dropout_p=0.5, **options)  # its train.py's data-dependent initialization creates the variables
+            train_out = model(x, None, init=False, dropout_p=0.5, **options)
+            params = tf.trainable_variables()
+            ema = tf.train.ExponentialMovingAverage(decay=0.9995)
+            maintain = ema.apply(params)
+            optimizer = nn.adam_updates(params, nn.discretized_mix_logistic_loss(x, train_out), lr=1e-3) if write else None
+            test_out = model(x, None, ema=ema, dropout_p=0.0, **options)
+            loss = nn.discretized_mix_logistic_loss(x, test_out)
+            with tf.Session() as session:
+                if write:
+                    session.run(tf.global_variables_initializer())
+                    session.run([maintain, optimizer])
+                    for v in tf.global_variables():  # `load` feeds the value: no new op per variable
+                        v.load(rng.normal(0, 0.5, v.shape.as_list()).astype(v.dtype.as_numpy_dtype), session)
+                    tf.train.Saver().save(session, str(folder / "model.ckpt"), write_meta_graph=False)
+                else:
+                    tf.train.Saver([v for v in tf.global_variables()]).restore(session, str(folder / "model.ckpt"))
+                    outputs, value = session.run([test_out, loss])
+        (folder / "checkpoint").unlink(missing_ok=True)
+        config = {"original": "github.com/neocxi/pixelsnail-public", "commit": commit, **options, "channels": 3, "size": size,
+                  "tensorflow": tf.__version__, "weights": "ema"}
+        save_file({"images": np.ascontiguousarray(images.transpose(0, 3, 1, 2).astype(np.uint8)), "outputs": np.ascontiguousarray(outputs.transpose(0, 3, 1, 2)),
+                   "loss": np.array([value], dtype=np.float32)}, str(folder / "expected.safetensors"), metadata={"config": json.dumps(config)})
+        print(f"{folder}: loss {float(value):.4f}, outputs {outputs.shape}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("original", choices=["pixelcnn_pp", "lmconv", "pixelcnn_pp_tf", "image_gpt"])
+    parser.add_argument("original", choices=["pixelcnn_pp", "lmconv", "pixelcnn_pp_tf", "image_gpt", "pixelsnail"])
     parser.add_argument("--original", dest="path", type=Path, required=True, help="a checkout of the original's code")
     parser.add_argument("--commit", default="", help="the original's commit, where --original is not a git checkout")
     args = parser.parse_args()
     global COMMIT
     COMMIT = args.commit
-    {"pixelcnn_pp": pixelcnn_pp, "lmconv": lmconv, "pixelcnn_pp_tf": pixelcnn_pp_tf, "image_gpt": image_gpt}[args.original](args.path)
+    {"pixelcnn_pp": pixelcnn_pp, "lmconv": lmconv, "pixelcnn_pp_tf": pixelcnn_pp_tf, "image_gpt": image_gpt, "pixelsnail": pixelsnail}[args.original](args.path)
 
 
 if __name__ == "__main__":

@@ -51,3 +51,19 @@ def small_image_gpt(n_layer: int, n_embd: int, n_head: int, n_vocab: int, n_px: 
     spec["body"][0]["channels"] = n_embd
     spec["body"][2]["times"] = n_layer
     return spec
+
+
+def small_pixelsnail(nr_resnet: int, nr_filters: int, attn_rep: int, nr_mix: int, size: int) -> dict:
+    """specs/pixelsnail.json at the original's nr_resnet, nr_filters, attention rounds and components (keys of 16)."""
+    spec = copy.deepcopy(json.loads((ROOT / "specs" / "pixelsnail.json").read_text()))
+    spec["name"] = f"pixelsnail-r{nr_resnet}-f{nr_filters}-a{attn_rep}"
+    spec["image"].update(height=size, width=size)
+    body = spec["body"]
+    body[1]["channels"] = body[2]["channels"] = nr_filters
+    rounds = body[4]
+    rounds["times"], rounds["body"][0]["times"] = attn_rep, nr_resnet
+    inner = rounds["body"]
+    inner[3]["channels"] = nr_filters // 2 + 16  # keys (16) and values (F/2)
+    inner[5]["stop"] = nr_filters // 2 + 16
+    spec["head"]["components"] = nr_mix
+    return spec

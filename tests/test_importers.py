@@ -111,18 +111,25 @@ def test_a_spec_of_another_depth_is_named_as_such(tmp_path, capsys):
     assert "registered formats are" in capsys.readouterr().err
 
 
-def test_the_tensorflow_originals_checkpoint_gives_its_outputs_without_tensorflow():
-    """openai/pixel-cnn ran under TF2's v1 layer to write this checkpoint (its own Saver: raw weights, Polyak averages
-    that differ from them, Adam slots); the reader needs no TensorFlow, and the EMA model reproduces its outputs."""
-    tensors, config = expected("pixelcnn_pp_tf")
-    spec = pixelcnn_pp_spec(config)
-    model = import_weights("pixelcnn_pp_tf", FIXTURES / "pixelcnn_pp_tf" / "model.ckpt", spec)
+def assert_gives_the_originals_mixture(model, tensors, config):
+    """The imported model's mixture parameters (in the original's order) and summed loss are the fixture's; returns them."""
     images = tensors["images"].long()
     with torch.no_grad():
         params = model(images)
     order = torch.tensor(port_mixture_order(3, config["nr_logistic_mix"]))
     assert torch.allclose(params, tensors["outputs"][:, order], atol=1e-5, rtol=0)
     assert torch.allclose(model.nll(images).sum(), tensors["loss"][0], rtol=1e-5)
+    return params
+
+
+def test_the_tensorflow_originals_checkpoint_gives_its_outputs_without_tensorflow():
+    """openai/pixel-cnn ran under TF2's v1 layer to write this checkpoint (its own Saver: raw weights, Polyak averages
+    that differ from them, Adam slots); the reader needs no TensorFlow, and the EMA model reproduces its outputs."""
+    tensors, config = expected("pixelcnn_pp_tf")
+    spec = pixelcnn_pp_spec(config)
+    model = import_weights("pixelcnn_pp_tf", FIXTURES / "pixelcnn_pp_tf" / "model.ckpt", spec)
+    params = assert_gives_the_originals_mixture(model, tensors, config)
+    images = tensors["images"].long()
     raw = import_weights("pixelcnn_pp_tf", FIXTURES / "pixelcnn_pp_tf" / "model.ckpt.index", spec, weights="raw")
     with torch.no_grad():
         assert not torch.allclose(raw(images), params, atol=1e-3)  # the raw weights are another model
@@ -167,3 +174,18 @@ def test_image_gpts_original_checkpoint_and_palette_give_its_logits(tmp_path):
     layer_norm["defaults"]["transformer_block"]["normalization"] = "layer"
     with pytest.raises(WeightImportError, match="RMS norms"):
         import_weights("image_gpt_tf", FIXTURES / "image_gpt_tf" / "model.ckpt", arblocks.parse_spec(layer_norm))
+
+
+def test_pixelsnails_original_checkpoint_gives_its_outputs():
+    """neocxi/pixelsnail-public's h12_noup_smallkey model (at 2 attention rounds of width 8) under TF2's v1 layer."""
+    from tests.originals import small_pixelsnail
+
+    tensors, config = expected("pixelsnail_tf")
+    spec = arblocks.parse_spec(small_pixelsnail(config["nr_resnet"], config["nr_filters"], config["attn_rep"], config["nr_logistic_mix"], config["size"]))
+    model = import_weights("pixelsnail_tf", FIXTURES / "pixelsnail_tf" / "model.ckpt", spec)
+    assert_gives_the_originals_mixture(model, tensors, config)
+
+    two_channels = small_pixelsnail(config["nr_resnet"], config["nr_filters"], config["attn_rep"], config["nr_logistic_mix"], config["size"])
+    two_channels["inputs"]["background"]["copies"] = 1  # a background of 2 channels, not the original's 6
+    with pytest.raises(WeightImportError, match="shape"):
+        import_weights("pixelsnail_tf", FIXTURES / "pixelsnail_tf" / "model.ckpt", arblocks.parse_spec(two_channels))

@@ -51,6 +51,7 @@ BUILTIN_PLUGINS = (
     "arblocks.weights.importers.pixelcnn_pp",
     "arblocks.weights.importers.pixelcnn_pp_tf",
     "arblocks.weights.importers.image_gpt",
+    "arblocks.weights.importers.pixelsnail_tf",
 )
 
 HOOKS = {
