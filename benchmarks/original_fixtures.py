@@ -230,6 +230,18 @@ def pixelcnn_pp_tf(original: Path) -> None:
 IMAGE_GPT = {"image_gpt_tf": (2, 16, 2, 16, 8)}
 
 
+def image_gpt_model(original: Path):
+    """The original's ``model(hparams, X, Y)`` (src/model.py), its ``tensorflow.contrib.training.HParams`` import
+    shimmed as a plain namespace (after :func:`_tf1`)."""
+    training = types.ModuleType("tensorflow.contrib.training")
+    training.HParams = lambda **values: types.SimpleNamespace(**values)
+    sys.modules["tensorflow.contrib.training"] = training
+    sys.path.insert(0, str(original / "src"))
+    from model import model  # the original's module, from --original
+
+    return model
+
+
 def image_gpt(original: Path) -> None:
     """Image GPT's original model (openai/image-gpt, src/model.py) under TF2's v1 layer (HParams shimmed as a plain
     namespace): a checkpoint of random weights written by a Saver, its generative logits and loss on random tokens,
@@ -238,11 +250,7 @@ def image_gpt(original: Path) -> None:
     from safetensors.numpy import save_file
 
     tf = _tf1()
-    training = types.ModuleType("tensorflow.contrib.training")
-    training.HParams = lambda **values: types.SimpleNamespace(**values)
-    sys.modules["tensorflow.contrib.training"] = training
-    sys.path.insert(0, str(original / "src"))
-    from model import model  # the original's module, from --original
+    model = image_gpt_model(original)
 
     commit = subprocess.run(["git", "-C", str(original), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() or COMMIT
     for name, (n_layer, n_embd, n_head, n_vocab, n_px) in IMAGE_GPT.items():
