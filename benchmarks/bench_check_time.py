@@ -28,7 +28,9 @@ COMMANDS = (
 
 
 def timed(checkout: Path, command: tuple[str, ...], threads: int) -> tuple[float, str]:
-    env = {**os.environ, "PYTHONPATH": str(checkout), "OMP_NUM_THREADS": str(threads)}
+    # the checkout's own plugins before the installed ones (an older arblocks refuses a newer plugin's hooks)
+    path = [str(checkout), *(str(src) for src in sorted(checkout.glob("plugins/*/src")))]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "OMP_NUM_THREADS": str(threads)}
     start = time.perf_counter()
     # run in the checkout: `python -m` puts the working directory first on the path, before PYTHONPATH
     result = subprocess.run([sys.executable, "-m", "arblocks", *command], cwd=checkout, env=env, capture_output=True, text=True)
