@@ -34,7 +34,7 @@ from .sampling import sample_images
 from .spec import ArblocksError, BlockConfig, BlockError, HeadConfig, ImageSpec, InputConfig, ModelSpec, Problem, RegistryError, SpecError, stream_field
 from .staged import StagedModel, load_staged
 from .training import Callback, TrainConfig, fit, load_checkpoint, save_checkpoint
-from .weights import export, from_pretrained
+from .weights import export, from_pretrained, import_weights
 
 _moved.install()
 
@@ -43,6 +43,6 @@ __version__ = arblocks_version() or "0.1.0"
 __all__ = [
     "ARModel", "ArblocksError", "AttentionPattern", "Block", "BlockConfig", "BlockError", "BuildContext", "Callback", "Causal", "ChannelMixing", "DependencyMask", "Elementwise",
     "Head", "HeadConfig", "ImageData", "ImageSpec", "InputConfig", "InputType", "ModelSpec", "Ordering", "PointwiseHead", "Problem", "RegistryError", "SpecError",
-    "StagedModel", "StreamInfo", "TrainConfig", "Transforms", "build_model", "export", "fit", "from_pretrained", "get_registry", "hookimpl", "load_checkpoint", "load_data",
+    "StagedModel", "StreamInfo", "TrainConfig", "Transforms", "build_model", "export", "fit", "from_pretrained", "get_registry", "hookimpl", "import_weights", "load_checkpoint", "load_data",
     "load_registry", "load_spec", "load_staged", "parse_spec", "sample_images", "save_checkpoint", "stream_field",
 ]

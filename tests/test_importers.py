@@ -182,7 +182,7 @@ def test_pixelsnails_original_checkpoint_gives_its_outputs():
 
     tensors, config = expected("pixelsnail_tf")
     spec = arblocks.parse_spec(small_pixelsnail(config["nr_resnet"], config["nr_filters"], config["attn_rep"], config["nr_logistic_mix"], config["size"]))
-    model = import_weights("pixelsnail_tf", FIXTURES / "pixelsnail_tf" / "model.ckpt", spec)
+    model = arblocks.import_weights("pixelsnail_tf", FIXTURES / "pixelsnail_tf" / "model.ckpt", spec)  # the top-level API
     assert_gives_the_originals_mixture(model, tensors, config)
 
     two_channels = small_pixelsnail(config["nr_resnet"], config["nr_filters"], config["attn_rep"], config["nr_logistic_mix"], config["size"])
