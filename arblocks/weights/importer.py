@@ -182,6 +182,11 @@ def port_mixture_order(channels: int, k: int) -> list[int]:
     return order
 
 
+def steps_with_parameters(model) -> list:
+    """The model's steps whose blocks hold parameters, in the order they run: what an original's layers map onto."""
+    return [step for step in model.steps if any(True for _ in model.layers[step.index].parameters())]
+
+
 def take_conv(source: Source, target, out, their: str, mine: str) -> None:
     """The source's convolution or Linear at ``their`` (PyTorch names: ``weight_g``/``weight_v`` of ``weight_norm``,
     or ``weight``; and ``bias``) into the arblocks ``Conv`` at ``mine``; a Linear's ``[out, in]`` becomes a 1x1

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ...core.hookspecs import hookimpl
-from ..importer import ImporterConfig, Source, WeightImporter, WeightImportError
+from ..importer import ImporterConfig, Source, WeightImporter, WeightImportError, steps_with_parameters
 from ..tf_checkpoint import read_tf_checkpoint
 
 
@@ -49,7 +49,7 @@ class ImageGPT(WeightImporter):
         return torch.from_numpy(127.5 * (clusters.astype(np.float64) + 1.0)).float()
 
     def convert(self, source: Source, model, target):
-        steps = [s for s in model.steps if any(True for _ in model.layers[s.index].parameters())]
+        steps = steps_with_parameters(model)
         kinds = [s.type for s in steps]
         blocks = [s for s in steps if s.type == "transformer_block"]
         expected = ["token_embedding", "position_embedding", *["transformer_block"] * len(blocks), "layer_norm"]

@@ -29,7 +29,7 @@ from typing import Literal
 import torch
 
 from ...core.hookspecs import hookimpl
-from ..importer import ImporterConfig, Source, WeightImporter, WeightImportError, assign_conv, port_mixture_order, take_conv
+from ..importer import ImporterConfig, Source, WeightImporter, WeightImportError, assign_conv, port_mixture_order, steps_with_parameters, take_conv
 
 #: a block type of the spec -> the kind the port's module must have
 KINDS = {"down_shifted_conv": "conv down_shifted", "down_right_shifted_conv": "conv down_right_shifted",
@@ -47,8 +47,7 @@ class PixelCNNppPyTorch(WeightImporter):
 
     def convert(self, source: Source, model, target):
         theirs = original_modules(source)
-        ours = [(f"layers.{s.index}", _kind(s.type, model.layers[s.index])) for s in model.steps
-                if any(True for _ in model.layers[s.index].parameters())]
+        ours = [(f"layers.{s.index}", _kind(s.type, model.layers[s.index])) for s in steps_with_parameters(model)]
         if [k for _, k in theirs] != [k for _, k in ours]:
             raise WeightImportError(_difference(theirs, ours))
         out: dict[str, torch.Tensor] = {}

@@ -49,7 +49,6 @@ class PixelCNNppTF(WeightImporter):
         return convert_counted(self, source, model, target)
 
 
-
 def convert_counted(importer: WeightImporter, source: Source, model, target) -> dict[str, torch.Tensor]:
     """The state dict of a model from a checkpoint of pixel-cnn's ``nn.py`` (PixelCNN++ and PixelSNAIL share it):
     its layers named by counters in creation order, walked with the spec's blocks (module docstring)."""

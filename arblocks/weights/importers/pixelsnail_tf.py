@@ -19,7 +19,7 @@ from typing import Literal
 
 from ...core.hookspecs import hookimpl
 from ..importer import ImporterConfig
-from .pixelcnn_pp_tf import PixelCNNppTF, convert_counted
+from .pixelcnn_pp_tf import PixelCNNppTF
 
 
 class PixelSNAILTFConfig(ImporterConfig):
@@ -29,10 +29,9 @@ class PixelSNAILTFConfig(ImporterConfig):
 
 
 class PixelSNAILTF(PixelCNNppTF):
-    Config = PixelSNAILTFConfig
+    """PixelCNN++'s TensorFlow importer (reading, EMA choice and :func:`convert_counted`) under PixelSNAIL's name."""
 
-    def convert(self, source, model, target):
-        return convert_counted(self, source, model, target)
+    Config = PixelSNAILTFConfig
 
 
 @hookimpl

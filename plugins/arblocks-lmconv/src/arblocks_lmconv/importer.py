@@ -23,7 +23,7 @@ from typing import Literal
 import torch
 
 from arblocks import hookimpl
-from arblocks.weights.importer import ImporterConfig, Source, WeightImporter, WeightImportError, port_mixture_order, take_conv
+from arblocks.weights.importer import ImporterConfig, Source, WeightImporter, WeightImportError, port_mixture_order, steps_with_parameters, take_conv
 
 
 class LmconvConfig(ImporterConfig):
@@ -37,8 +37,7 @@ class LmconvImporter(WeightImporter):
 
     def convert(self, source: Source, model, target):
         theirs = original_modules(source)
-        ours = [(f"layers.{s.index}", "gated" if s.type == "lm_gated_resnet" else "conv") for s in model.steps
-                if any(True for _ in model.layers[s.index].parameters())]
+        ours = [(f"layers.{s.index}", "gated" if s.type == "lm_gated_resnet" else "conv") for s in steps_with_parameters(model)]
         if [k for _, k in theirs] != [k for _, k in ours]:
             raise WeightImportError(f"the spec has {len(ours)} blocks with parameters and the checkpoint {len(theirs)} modules; the checkpoint's "
                                     f"nr_resnet is {sum(n.startswith('up_layers.0.') for n, _ in theirs)}: the spec's repeats must match it")
