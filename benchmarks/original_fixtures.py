@@ -173,57 +173,59 @@ def pixelcnn_pp_tf(original: Path) -> None:
     """The TensorFlow original (openai/pixel-cnn) under TF2's v1 compatibility layer: a checkpoint written by its own
     Saver with raw weights, EMA shadows (other values than the raw ones) and its Adam slots, and the EMA model's
     outputs and loss."""
-    import numpy as np
-    from safetensors.numpy import save_file
-
     tf = _tf1()
     sys.path.insert(0, str(original))
     import pixel_cnn_pp.nn as nn  # the original's modules, from --original
     from pixel_cnn_pp.model import model_spec
 
-    commit = subprocess.run(["git", "-C", str(original), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() or COMMIT
     for name, (nr_resnet, nr_filters, nr_mix, size) in PIXELCNN_PP_TF.items():
+        options = dict(nr_resnet=nr_resnet, nr_filters=nr_filters, nr_logistic_mix=nr_mix, resnet_nonlinearity="concat_elu")
+        nn_py_fixture(tf, nn, model_spec, options, original, "github.com/openai/pixel-cnn", name, size, init=False)
+
+
+def nn_py_fixture(tf, nn, model_spec, options: dict, original: Path, url: str, name: str, size: int, *, init: bool) -> None:
+    """A fixture of an original built on pixel-cnn's ``nn.py`` (PixelCNN++, PixelSNAIL): its Saver's checkpoint with
+    every variable drawn (raw weights, EMA shadows unlike them, Adam slots), then the EMA model's outputs and loss
+    from a fresh graph restored from it, as a user of the release gets them. ``init``: call the model once with
+    its train.py's data-dependent initialization first, which creates the variables."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    commit = subprocess.run(["git", "-C", str(original), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() or COMMIT
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (4, size, size, 3))
+    folder = FIXTURES / name
+    folder.mkdir(parents=True, exist_ok=True)
+    for write in (True, False):  # write the checkpoint; then read it back in a fresh graph
         tf.reset_default_graph()
-        tf.set_random_seed(0)
-        rng = np.random.default_rng(0)
-        images = rng.integers(0, 256, (4, size, size, 3))
+        if hasattr(nn, "get_causal_mask"):
+            nn.get_causal_mask.cache_clear()  # PixelSNAIL's nn.py caches graph constants
         x = tf.constant(images.astype(np.float32) / 127.5 - 1.0)
         model = tf.make_template("model", model_spec)
-        options = dict(nr_resnet=nr_resnet, nr_filters=nr_filters, nr_logistic_mix=nr_mix, resnet_nonlinearity="concat_elu")
+        if init:
+            model(x, None, init=True, dropout_p=0.5, **options)
         train_out = model(x, None, init=False, dropout_p=0.5, **options)
         params = tf.trainable_variables()
         ema = tf.train.ExponentialMovingAverage(decay=0.9995)
         maintain = ema.apply(params)
-        optimizer = nn.adam_updates(params, nn.discretized_mix_logistic_loss(x, train_out), lr=1e-3)
+        optimizer = nn.adam_updates(params, nn.discretized_mix_logistic_loss(x, train_out), lr=1e-3) if write else None
         test_out = model(x, None, ema=ema, dropout_p=0.0, **options)
         loss = nn.discretized_mix_logistic_loss(x, test_out)
         with tf.Session() as session:
-            session.run(tf.global_variables_initializer())
-            session.run([maintain, optimizer])  # the EMA shadows and Adam slots exist with their values
-            for v in tf.global_variables():  # every variable drawn, the gains and shadows included, shadows unlike their raw values
-                session.run(v.assign(rng.normal(0, 0.5, v.shape.as_list()).astype(v.dtype.as_numpy_dtype)))
-            folder = FIXTURES / name
-            folder.mkdir(parents=True, exist_ok=True)
-            saver = tf.train.Saver()
-            saver.save(session, str(folder / "model.ckpt"), write_meta_graph=False)
-        # the checkpoint's outputs as a user of the release gets them: a fresh graph of the EMA model, restored by a Saver
-        tf.reset_default_graph()
-        x = tf.constant(images.astype(np.float32) / 127.5 - 1.0)
-        model = tf.make_template("model", model_spec)
-        model(x, None, init=False, dropout_p=0.0, **options)
-        ema = tf.train.ExponentialMovingAverage(decay=0.9995)
-        ema.apply(tf.trainable_variables())
-        test_out = model(x, None, ema=ema, dropout_p=0.0, **options)
-        loss = nn.discretized_mix_logistic_loss(x, test_out)
-        with tf.Session() as session:
-            tf.train.Saver().restore(session, str(folder / "model.ckpt"))
-            outputs, value = session.run([test_out, loss])
-        (folder / "checkpoint").unlink(missing_ok=True)
-        config = {"original": "github.com/openai/pixel-cnn", "commit": commit, "nr_resnet": nr_resnet, "nr_filters": nr_filters,
-                  "nr_logistic_mix": nr_mix, "channels": 3, "size": size, "tensorflow": tf.__version__, "weights": "ema"}
-        save_file({"images": np.ascontiguousarray(images.transpose(0, 3, 1, 2).astype(np.uint8)), "outputs": np.ascontiguousarray(outputs.transpose(0, 3, 1, 2)),
-                   "loss": np.array([value], dtype=np.float32)}, str(folder / "expected.safetensors"), metadata={"config": json.dumps(config)})
-        print(f"{folder}: loss {float(value):.4f}, outputs {outputs.shape}")
+            if write:
+                session.run(tf.global_variables_initializer())
+                session.run([maintain, optimizer])  # the EMA shadows and Adam slots exist with their values
+                for v in tf.global_variables():  # every variable drawn; `load` feeds the value: no new op per variable
+                    v.load(rng.normal(0, 0.5, v.shape.as_list()).astype(v.dtype.as_numpy_dtype), session)
+                tf.train.Saver().save(session, str(folder / "model.ckpt"), write_meta_graph=False)
+            else:
+                tf.train.Saver().restore(session, str(folder / "model.ckpt"))
+                outputs, value = session.run([test_out, loss])
+    (folder / "checkpoint").unlink(missing_ok=True)
+    config = {"original": url, "commit": commit, **options, "channels": 3, "size": size, "tensorflow": tf.__version__, "weights": "ema"}
+    save_file({"images": np.ascontiguousarray(images.transpose(0, 3, 1, 2).astype(np.uint8)), "outputs": np.ascontiguousarray(outputs.transpose(0, 3, 1, 2)),
+               "loss": np.array([value], dtype=np.float32)}, str(folder / "expected.safetensors"), metadata={"config": json.dumps(config)})
+    print(f"{folder}: loss {float(value):.4f}, outputs {outputs.shape}")
 
 
 #: name -> (n_layer, n_embd, n_head, n_vocab, n_px)
@@ -285,9 +287,6 @@ def pixelsnail(original: Path) -> None:
     """PixelSNAIL's original (neocxi/pixelsnail-public, its h12_noup_smallkey model at a small size) under TF2's v1
     layer, as pixelcnn_pp_tf: raw weights, EMA shadows and Adam slots in its Saver's checkpoint, the EMA model's
     outputs and loss from a fresh graph restored from it."""
-    import numpy as np
-    from safetensors.numpy import save_file
-
     import tensorflow.python.framework.function  # noqa: F401 - the original imports these by their TF1 paths
     import tensorflow.python.ops.variables  # noqa: F401
 
@@ -296,43 +295,10 @@ def pixelsnail(original: Path) -> None:
     import pixel_cnn_pp.nn as nn  # the original's modules, from --original
     from pixel_cnn_pp.model import _base_noup_smallkey_spec
 
-    commit = subprocess.run(["git", "-C", str(original), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() or COMMIT
     for name, (nr_resnet, nr_filters, attn_rep, nr_mix, size) in PIXELSNAIL.items():
-        rng = np.random.default_rng(0)
-        images = rng.integers(0, 256, (4, size, size, 3))
         # its train.py defaults (resnet_nonlinearity elu), which the released model used
         options = dict(nr_resnet=nr_resnet, nr_filters=nr_filters, attn_rep=attn_rep, nr_logistic_mix=nr_mix, resnet_nonlinearity="elu")
-        folder = FIXTURES / name
-        folder.mkdir(parents=True, exist_ok=True)
-        for write in (True, False):  # write the checkpoint; then read it back in a fresh graph, as a user of the release does
-            tf.reset_default_graph()
-            nn.get_causal_mask.cache_clear()  # it caches graph constants
-            x = tf.constant(images.astype(np.float32) / 127.5 - 1.0)
-            model = tf.make_template("model", _base_noup_smallkey_spec)
-            model(x, None, init=True, dropout_p=0.5, **options)  # its train.py's data-dependent initialization creates the variables
-            train_out = model(x, None, init=False, dropout_p=0.5, **options)
-            params = tf.trainable_variables()
-            ema = tf.train.ExponentialMovingAverage(decay=0.9995)
-            maintain = ema.apply(params)
-            optimizer = nn.adam_updates(params, nn.discretized_mix_logistic_loss(x, train_out), lr=1e-3) if write else None
-            test_out = model(x, None, ema=ema, dropout_p=0.0, **options)
-            loss = nn.discretized_mix_logistic_loss(x, test_out)
-            with tf.Session() as session:
-                if write:
-                    session.run(tf.global_variables_initializer())
-                    session.run([maintain, optimizer])
-                    for v in tf.global_variables():  # `load` feeds the value: no new op per variable
-                        v.load(rng.normal(0, 0.5, v.shape.as_list()).astype(v.dtype.as_numpy_dtype), session)
-                    tf.train.Saver().save(session, str(folder / "model.ckpt"), write_meta_graph=False)
-                else:
-                    tf.train.Saver([v for v in tf.global_variables()]).restore(session, str(folder / "model.ckpt"))
-                    outputs, value = session.run([test_out, loss])
-        (folder / "checkpoint").unlink(missing_ok=True)
-        config = {"original": "github.com/neocxi/pixelsnail-public", "commit": commit, **options, "channels": 3, "size": size,
-                  "tensorflow": tf.__version__, "weights": "ema"}
-        save_file({"images": np.ascontiguousarray(images.transpose(0, 3, 1, 2).astype(np.uint8)), "outputs": np.ascontiguousarray(outputs.transpose(0, 3, 1, 2)),
-                   "loss": np.array([value], dtype=np.float32)}, str(folder / "expected.safetensors"), metadata={"config": json.dumps(config)})
-        print(f"{folder}: loss {float(value):.4f}, outputs {outputs.shape}")
+        nn_py_fixture(tf, nn, _base_noup_smallkey_spec, options, original, "github.com/neocxi/pixelsnail-public", name, size, init=True)
 
 
 def main() -> None:
