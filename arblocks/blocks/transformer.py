@@ -30,6 +30,8 @@ from ..spec.models import BlockConfig, typed_field
 
 #: the MLP's nonlinearities (gelu_sigmoid: Image GPT's sigmoid approximation of GELU)
 ACTIVATIONS = {"gelu": F.gelu, "gelu_sigmoid": lambda x: x * torch.sigmoid(1.702 * x), "relu": F.relu}
+#: the rms norm's epsilon, Image GPT's
+RMS_EPS = 1e-5
 
 
 class LayerNormConfig(BlockConfig):
@@ -58,7 +60,7 @@ class LayerNorm(ChannelMixing):
         h, w = x.shape[2:]
         seq = to_sequence(x, self.per_pixel)  # [B, N, D]
         if self.config.normalization == "rms":
-            seq = F.rms_norm(seq, self.weight.shape, self.weight, eps=1e-5)
+            seq = F.rms_norm(seq, self.weight.shape, self.weight, eps=RMS_EPS)
         else:
             seq = F.layer_norm(seq, self.weight.shape, self.weight, self.bias)
         return from_sequence(seq, self.per_pixel, h, w)
@@ -126,7 +128,7 @@ class TransformerBlock(Block):
         if config.normalization == "rms":
             if bias:
                 raise BlockError("an rms norm has no bias: set bias to false (Image GPT has none)", field="normalization")
-            self.ln1, self.ln2 = nn.RMSNorm(width, eps=1e-5), nn.RMSNorm(width, eps=1e-5)
+            self.ln1, self.ln2 = nn.RMSNorm(width, eps=RMS_EPS), nn.RMSNorm(width, eps=RMS_EPS)
         else:
             self.ln1, self.ln2 = nn.LayerNorm(width, bias=bias), nn.LayerNorm(width, bias=bias)
         self.qkv = nn.Linear(width, 2 * self.qk + width, bias=attention_bias)
