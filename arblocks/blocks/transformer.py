@@ -46,6 +46,7 @@ class LayerNormConfig(BlockConfig):
 
 class LayerNorm(ChannelMixing):
     Config = LayerNormConfig
+    examples = [{}, {"normalization": "rms", "bias": False}]
 
     def __init__(self, config: LayerNormConfig, inputs, aux, ctx):
         super().__init__(config, inputs, aux, ctx)
@@ -107,7 +108,8 @@ class TransformerBlockConfig(BlockConfig):
 
 class TransformerBlock(Block):
     Config = TransformerBlockConfig
-    examples = [{"heads": 2}, {"heads": 1, "pattern": {"type": "local_1d", "block": 4}}]
+    examples = [{"heads": 2}, {"heads": 1, "pattern": {"type": "local_1d", "block": 4}},
+                {"heads": 1, "normalization": "rms", "bias": False, "activation": "gelu_sigmoid"}]  # Image GPT's
     orderings = None
 
     def __init__(self, config: TransformerBlockConfig, inputs, aux, ctx):
